@@ -1,0 +1,95 @@
+"""Loading what training and export wrote: a run folder (PyTorch) or an exported ONNX model (ONNX Runtime),
+behind one interface: `Predictor(images [B, C, H, W] in [0, 1]) -> logits [B, K]`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from dlshared.checkpoint import WEIGHTS_NAME, load_json, load_weights
+from dlshared.cli import UserError
+from dlshared.device import pick_device
+from dlshared.runs import latest_run
+
+from .config import TrainConfig, config_from_dict
+from .transfer import build_model
+
+PROJECT = "classifier"
+
+
+@dataclass
+class Predictor:
+    forward: object
+    """Callable: float tensor [B, C, H, W] in [0, 1] -> logits tensor [B, K]."""
+    card: dict
+    config: TrainConfig
+    kind: str
+    """"pytorch" or "onnxruntime"."""
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    metrics: dict | None = None
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return self.forward(images.to(self.device))
+
+
+def find_run(ckpt: Path | None, runs: Path = Path("runs")) -> Path:
+    if ckpt is not None:
+        return Path(ckpt)
+    newest = latest_run(PROJECT, runs)
+    if newest is None:
+        raise UserError(f"no trained model under {runs / PROJECT}; run `classifier train` or pass --ckpt")
+    return newest
+
+
+def load_torch_model(run_dir: Path, device: str = "cpu") -> tuple[torch.nn.Module, TrainConfig, dict]:
+    """Rebuild the model a run folder describes and load its safetensors weights (no pretrained download)."""
+    for name in ("config.json", "card.json", WEIGHTS_NAME):
+        if not (run_dir / name).is_file():
+            raise UserError(f"{run_dir} is not a classifier run folder (no {name})")
+    cfg = config_from_dict(load_json(run_dir / "config.json"))
+    cfg.pretrained = False  # the weights come from the run, not from the internet
+    card = load_json(run_dir / "card.json")
+    mean = std = (0.0,) * card["in_channels"]  # placeholders: the real mean/std are buffers in the weights
+    model = build_model(cfg, len(card["classes"]), card["in_channels"], mean, std)
+    load_weights(model, run_dir / WEIGHTS_NAME)
+    return model.to(pick_device(device)).eval(), cfg, card
+
+
+def load_predictor(ckpt: Path | None, device: str = "auto", runs: Path = Path("runs")) -> Predictor:
+    """A run folder -> PyTorch predictor; a .onnx file (with card.json and config.json beside it) -> ORT."""
+    path = find_run(ckpt, runs)
+    if path.suffix == ".onnx":
+        return load_onnx_predictor(path)
+    if not path.exists():
+        raise UserError(f"--ckpt {path}: no such run folder or .onnx file")
+    model, cfg, card = load_torch_model(path, device)
+    metrics = load_json(path / "metrics.json") if (path / "metrics.json").is_file() else None
+
+    @torch.no_grad()
+    def forward(images: torch.Tensor) -> torch.Tensor:
+        return model(images)
+
+    return Predictor(forward, card, cfg, "pytorch", next(model.parameters()).device, metrics)
+
+
+def load_onnx_predictor(path: Path) -> Predictor:
+    import onnxruntime as ort
+
+    if not path.is_file():
+        raise UserError(f"--ckpt {path}: no such ONNX file")
+    folder = path.parent
+    if not (folder / "card.json").is_file() or not (folder / "config.json").is_file():
+        raise UserError(
+            f"{path}: expected card.json and config.json beside it (written by `classifier export`)"
+        )
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+
+    def forward(images: torch.Tensor) -> torch.Tensor:
+        (logits,) = session.run(None, {input_name: images.cpu().numpy().astype(np.float32)})
+        return torch.from_numpy(logits)
+
+    cfg = config_from_dict(load_json(folder / "config.json"))
+    return Predictor(forward, load_json(folder / "card.json"), cfg, "onnxruntime")

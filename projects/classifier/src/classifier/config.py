@@ -1,0 +1,160 @@
+"""Typed configuration of every verb, and the presets of `train` (tiny for tests, quick by default, full on GPUs)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+
+@dataclass
+class TrainConfig:
+    # --- data ---
+    data: Path | None = None
+    """ImageFolder root: train/ and val/ (optionally test/) subfolders, or one folder of class folders split by
+    seed. Unset: the bundled scikit-learn digits. With --dataset cifar10: where CIFAR-10 is downloaded/cached."""
+    dataset: Literal["auto", "digits", "imagefolder", "cifar10"] = "auto"
+    """auto = imagefolder when --data is given, else digits. cifar10 downloads through torchvision (online)."""
+    image_size: int = 32
+    """Side of the square images the model sees."""
+    val_fraction: float = 0.1
+    """Share of the data held out for validation when the source has no val split."""
+    test_fraction: float = 0.2
+    """Share held out for the final test when the source has no test split."""
+    split_seed: int = 0
+    """Seed of the train/val/test split (kept apart from --seed so the test set never moves)."""
+    max_train_samples: int | None = None
+    """Use only the first N training samples (quick experiments, tests)."""
+    augment: bool = True
+    """Random affine jitter (digits) or random resized crop + flip (photos) on training images."""
+    num_workers: int = 0
+    """DataLoader worker processes (0 = load in the training process; right for in-memory digits)."""
+
+    # --- model ---
+    backbone: str = "resnet-small"
+    """resnet-small (the ResNet written in model.py), a torchvision classifier name (resnet18, mobilenet_v3_small,
+    efficientnet_b0, ...) or timm/<name> (e.g. timm/resnet18)."""
+    widths: tuple[int, ...] = (32, 64, 128)
+    """resnet-small: channels of each stage (each stage after the first halves the resolution)."""
+    blocks: tuple[int, ...] = (1, 1, 1)
+    """resnet-small: residual blocks per stage."""
+    pretrained: bool = False
+    """Start from ImageNet weights (torchvision/timm backbones; needs the network once, then cached)."""
+    freeze_epochs: int = 0
+    """Transfer learning: train only the new head for this many epochs, then unfreeze the backbone."""
+    backbone_lr_scale: float = 0.1
+    """Discriminative learning rates: the pretrained backbone learns at lr * this (1.0 = same as the head)."""
+
+    # --- optimisation ---
+    epochs: int = 15
+    batch_size: int = 64
+    """Per-process batch size (the global batch is this x processes x grad_accum)."""
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: float = 4e-3
+    """Peak learning rate."""
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    """SGD momentum (AdamW uses its default betas)."""
+    schedule: Literal["onecycle", "cosine"] = "onecycle"
+    """onecycle: warm up then anneal (Smith 2018); cosine: linear warm-up then cosine decay to zero."""
+    warmup_fraction: float = 0.2
+    """Share of the steps spent warming up."""
+    label_smoothing: float = 0.1
+    grad_accum: int = 1
+    """Accumulate gradients over this many batches per optimizer step."""
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    """Autocast precision (bf16 on recent CPUs and GPUs, fp16 with loss scaling on GPUs)."""
+    device: str = "auto"
+    """auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps."""
+    seed: int = 0
+
+    # --- run ---
+    out: Path = Path("runs")
+    """Root of the run folders: runs are written to OUT/classifier/NAME."""
+    name: str | None = None
+    """Run folder name (default: a timestamp). With --resume and no name: the newest run."""
+    resume: bool = False
+    """Continue the run named by --name from its last completed epoch."""
+    log_every: int = 20
+    """Log loss, learning rate and throughput to TensorBoard every N optimizer steps."""
+    stats_every: int = 100
+    """Log activation and gradient statistics (forward/backward hooks) every N steps (0 = never)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+    def resolved_dataset(self) -> str:
+        if self.dataset != "auto":
+            return self.dataset
+        return "imagefolder" if self.data is not None else "digits"
+
+
+PRESETS: dict[str, TrainConfig] = {
+    # seconds: a narrow net, a slice of digits, two epochs; what the tests run
+    "tiny": TrainConfig(widths=(8, 16), blocks=(1, 1), epochs=2, max_train_samples=256, batch_size=32,
+                        log_every=2, stats_every=4, progress=False),
+    # minutes on a 2-core CPU: >= 99% test accuracy on digits (see README)
+    "quick": TrainConfig(),
+    # the GPU recipe on real data: fine-tune an ImageNet ResNet-18 on CIFAR-10 at 224 px
+    "full": TrainConfig(dataset="cifar10", backbone="resnet18", pretrained=True, image_size=224, epochs=10,
+                        batch_size=128, optimizer="sgd", lr=0.05, weight_decay=5e-4, schedule="onecycle",
+                        freeze_epochs=1, backbone_lr_scale=0.1, mixed_precision="bf16", num_workers=8),
+}  # fmt: skip
+
+
+def config_from_dict(values: dict) -> TrainConfig:
+    """Rebuild a TrainConfig from config.json (lists back to tuples, strings back to paths)."""
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    kwargs = {k: v for k, v in values.items() if k in fields}
+    for key in ("widths", "blocks"):
+        kwargs[key] = tuple(kwargs[key])
+    for key in ("data", "out"):
+        if kwargs.get(key) is not None:
+            kwargs[key] = Path(kwargs[key])
+    return TrainConfig(**kwargs)
+
+
+@dataclass
+class EvalArgs:
+    ckpt: Path | None = None
+    """Run folder, or an exported model.onnx / model.int8.onnx (evaluated with ONNX Runtime). Unset: newest run."""
+    data: Path | None = None
+    """Evaluate on another ImageFolder tree (its test/ or val/ split, or all of it) instead of the run's own."""
+    split: Literal["test", "val"] = "test"
+    batch_size: int = 256
+    device: str = "auto"
+
+
+@dataclass
+class ExportArgs:
+    ckpt: Path | None = None
+    """Run folder to export (unset: the newest run)."""
+    out: Path | None = None
+    """Output folder (default: CKPT/export)."""
+    format: Literal["onnx", "int8", "all"] = "all"
+    """onnx = fp32 ONNX with a dynamic batch dimension; int8 = statically quantised (QDQ) ONNX; all = both."""
+    calibration_batches: int = 8
+    """Training batches of 32 images used to calibrate the int8 activation ranges."""
+
+
+@dataclass
+class DemoArgs:
+    ckpt: Path | None = None
+    """Run folder to serve (unset: the newest run, trained with the quick preset first if there is none)."""
+    host: str = "127.0.0.1"
+    """Interface to bind; 0.0.0.0 exposes the demo to your network."""
+    port: int = 7860
+    runs: Path = Path("runs")
+    """Where to look for (and put) runs."""
+
+
+@dataclass
+class BenchArgs:
+    ckpt: Path | None = None
+    """Run folder whose model to time (unset: the newest run; a freshly initialised quick model if none)."""
+    batch_size: int = 64
+    train_steps: int = 30
+    """Timed training steps (after 5 warm-up steps)."""
+    infer_batches: int = 50
+    """Timed inference batches per engine."""
+    runs: Path = Path("runs")

@@ -1,0 +1,81 @@
+"""Atomic checkpoint files: model weights as safetensors, resume state as a weights-only torch file.
+
+Every write goes to a temporary file in the same folder and is renamed over the target, so a run killed at any
+moment leaves either the previous file or the new one, never half of one. Loading never unpickles code:
+safetensors for weights, `torch.load(weights_only=True)` for optimizer/scheduler/RNG state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+WEIGHTS_NAME = "model.safetensors"
+RESUME_NAME = "resume.pt"
+
+# mkstemp creates files readable by their owner only; give checkpoints the permissions any other file gets.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; on success, fsync it and rename it onto `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_json(obj: Any, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def load_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def save_weights(model: torch.nn.Module, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
+    """Save a module's state dict as safetensors (tensors made contiguous, shared storage cloned)."""
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=metadata)
+
+
+def load_weights(model: torch.nn.Module, path: str | os.PathLike, strict: bool = True) -> torch.nn.Module:
+    """Load safetensors weights into `model` (on the model's device)."""
+    device = next(itertools.chain(model.parameters(), model.buffers()), torch.empty(0)).device
+    model.load_state_dict(load_file(str(path), device=str(device)), strict=strict)
+    return model
+
+
+def save_resume_state(state: dict[str, Any], path: str | os.PathLike) -> None:
+    """Save what resuming needs (model, optimizer, scheduler, counters, RNG) in one atomic file.
+
+    One file, so the pieces can never come from two different steps.
+    """
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_resume_state(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    return torch.load(path, map_location=map_location, weights_only=True)
