@@ -91,7 +91,7 @@ class TrainConfig:
 
 PRESETS: dict[str, TrainConfig] = {
     # seconds: a narrow net, a slice of digits, two epochs; what the tests run
-    "tiny": TrainConfig(widths=(8, 16), blocks=(1, 1), epochs=2, max_train_samples=256, batch_size=32,
+    "tiny": TrainConfig(widths=(16, 32), blocks=(1, 1), epochs=3, max_train_samples=512, batch_size=32, lr=1e-2,
                         log_every=2, stats_every=4, progress=False),
     # minutes on a 2-core CPU: >= 99% test accuracy on digits (see README)
     "quick": TrainConfig(),

@@ -27,8 +27,6 @@ class ResidualBlock(nn.Module):
                 nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
                 nn.BatchNorm2d(out_channels),
             )
-        # zero-init the last BN's scale: each block starts as the identity, which helps deep nets train early
-        nn.init.zeros_(self.bn2.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, C_in, H, W]
         out = torch.relu(self.bn1(self.conv1(x)))  # [B, C_out, H/s, W/s]

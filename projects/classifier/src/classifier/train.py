@@ -51,8 +51,11 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module, total_steps: int):
     else:
         optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
     peak_lrs = [g["lr"] for g in groups]
-    warmup = max(1, int(cfg.warmup_fraction * total_steps))
+    warmup = max(2, round(cfg.warmup_fraction * total_steps))
     if cfg.schedule == "onecycle":
+        if total_steps < warmup + 2:  # OneCycleLR needs a warm-up and an anneal phase of 2+ steps each
+            raise UserError(f"{total_steps} optimizer steps are too few for --schedule onecycle; train longer "
+                            "or use --schedule cosine")  # fmt: skip
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=peak_lrs, total_steps=total_steps, pct_start=warmup / total_steps
         )
@@ -126,13 +129,13 @@ def train(cfg: TrainConfig) -> dict:
     optimizer = accelerator.prepare(optimizer)  # the scheduler is stepped by hand, once per optimizer step
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
-    start_epoch, step = 0, 0
+    start_epoch, step, history = 0, 0, []
     if cfg.resume:
         state = load_resume_state(run_dir / RESUME_NAME)
         accelerator.unwrap_model(model).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        start_epoch, step = state["epoch"], state["step"]
+        start_epoch, step, history = state["epoch"], state["step"], state["history"]
         restore_rng_state(state["rng"])
         log.print(f"resumed {run_dir} at epoch {start_epoch}, step {step}")
     if accelerator.is_main_process:
@@ -155,6 +158,7 @@ def train(cfg: TrainConfig) -> dict:
         meter.reset()
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                    disable=not (cfg.progress and accelerator.is_main_process))  # fmt: skip
+        loss_sum, batches = torch.zeros((), device=accelerator.device), 0
         for images, labels in bar:
             inspect = cfg.stats_every > 0 and step % cfg.stats_every == 0 and accelerator.sync_gradients
             with accelerator.accumulate(model), LayerProbe(model) if inspect else nullcontext() as probe:
@@ -167,6 +171,8 @@ def train(cfg: TrainConfig) -> dict:
                 for name, values in probe.activations.items():
                     log.histogram(f"activations/{name}", values, step)
             meter.update(len(images) * accelerator.num_processes)
+            loss_sum += loss.detach()
+            batches += 1
             if not accelerator.sync_gradients:
                 continue
             scheduler.step()
@@ -177,15 +183,19 @@ def train(cfg: TrainConfig) -> dict:
             bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{meter.rate:.0f}")
 
         val = evaluate(val_loader)
+        train_loss = accelerator.reduce(loss_sum, "mean").item() / max(batches, 1)
+        history.append(
+            {"epoch": epoch + 1, "train_loss": round(train_loss, 6), "val_accuracy": val["accuracy"]}
+        )
         log.scalars({"val/accuracy": val["accuracy"], "val/loss": val["loss"]}, step)
         log.figure("val/confusion_matrix", confusion_figure(val["confusion_matrix"], data.classes), step)
-        log.print(f"epoch {epoch + 1}/{cfg.epochs}  step {step}  loss {loss.item():.4f}  "
+        log.print(f"epoch {epoch + 1}/{cfg.epochs}  step {step}  train loss {train_loss:.4f}  "
                   f"val acc {val['accuracy']:.4f}  {meter.rate:.0f} img/s")  # fmt: skip
         if accelerator.is_main_process:  # checkpoint every epoch: weights to publish, one file to resume from
             unwrapped = accelerator.unwrap_model(model)
             save_weights(unwrapped, run_dir / WEIGHTS_NAME, metadata={"epoch": str(epoch + 1)})
             save_resume_state({"model": unwrapped.state_dict(), "optimizer": optimizer.state_dict(),
-                               "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "step": step,
+                               "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "step": step, "history": history,
                                "rng": capture_rng_state()}, run_dir / RESUME_NAME)  # fmt: skip
         accelerator.wait_for_everyone()
 
@@ -195,7 +205,7 @@ def train(cfg: TrainConfig) -> dict:
         "test_accuracy": test["accuracy"], "test_loss": test["loss"], "val_accuracy": val["accuracy"],
         "epochs": cfg.epochs, "steps": step, "train_seconds": round(time.perf_counter() - started, 1),
         "train_images_per_s": round(meter.rate, 1), "processes": accelerator.num_processes,
-        "parameters": card["parameters"], "run_dir": str(run_dir), "test": test,
+        "parameters": card["parameters"], "run_dir": str(run_dir), "history": history, "test": test,
     }  # fmt: skip
     if accelerator.is_main_process:
         save_json(metrics, run_dir / "metrics.json")

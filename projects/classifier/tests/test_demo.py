@@ -1,0 +1,91 @@
+"""The demo, served on 127.0.0.1 and called through gradio_client, as a user's browser would."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from classifier.artifacts import load_predictor
+from classifier.demo import build_demo
+from dlshared.demo import launch
+from dlshared.testing import free_port
+
+
+@pytest.fixture(scope="module")
+def client(trained_run):
+    from gradio_client import Client
+
+    demo = build_demo(load_predictor(Path(trained_run["run_dir"])))
+    url = launch(demo, port=free_port(), block=False)
+    assert url.startswith("http://127.0.0.1:")
+    yield Client(url, verbose=False)
+    demo.close()
+
+
+def _save(array: np.ndarray, path: Path) -> str:
+    Image.fromarray(array).save(path)
+    return str(path)
+
+
+def test_an_uploaded_test_digit_is_recognised(client, trained_run, tmp_path):
+    from gradio_client import handle_file
+
+    from classifier.data import load_data
+
+    predictor = load_predictor(Path(trained_run["run_dir"]))
+    test = load_data(predictor.config).test
+    image, label = test[0]
+    # the demo sees what a user uploads: an 8-bit picture, bigger than the model's input
+    big = Image.fromarray((image[0].numpy() * 255).astype(np.uint8)).resize((128, 128), Image.Resampling.BILINEAR)
+    labels, seen, message = client.predict(handle_file(_save(np.asarray(big), tmp_path / "digit.png")),
+                                           api_name="/classify_upload")  # fmt: skip
+    assert message == ""
+    assert labels["label"] == str(label)
+    assert len(labels["confidences"]) == 5
+    assert Image.open(seen).size == (32, 32)
+
+
+def test_a_drawn_digit_through_the_sketchpad(client, tmp_path):
+    from gradio_client import handle_file
+
+    canvas = np.zeros((280, 280, 4), np.uint8)  # transparent background, black strokes: what the sketchpad sends
+    canvas[40:240, 130:150] = (0, 0, 0, 255)  # a "1"
+    value = {"background": None, "layers": [], "composite": handle_file(_save(canvas, tmp_path / "one.png"))}
+    labels, _, message = client.predict(value, api_name="/classify_sketch")
+    assert message == "" and labels["label"] == "1"
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda p: p.write_text("not an image") or p, "not an image file"),
+        (lambda p: Path(_save(np.zeros((4, 4, 3), np.uint8), p.with_suffix(".png"))), "at least 8x8"),
+        (lambda p: Path(_save(np.full((64, 64), 255, np.uint8), p.with_suffix(".png"))), "blank"),
+    ],
+    ids=["text-file", "tiny-image", "blank-image"],
+)
+def test_bad_uploads_get_a_message(client, tmp_path, make, expected):
+    from gradio_client import handle_file
+
+    labels, seen, message = client.predict(handle_file(str(make(tmp_path / "upload.txt"))), api_name="/classify_upload")
+    assert expected in message and seen is None
+
+
+def test_empty_sketch_gets_a_message(client):
+    _, _, message = client.predict(None, api_name="/classify_sketch")
+    assert "Draw a digit first" in message
+
+
+def test_grayscale_and_rgba_uploads_work(client, tmp_path):
+    from gradio_client import handle_file
+
+    gray = np.zeros((64, 64), np.uint8)
+    gray[10:54, 28:36] = 255
+    rgba = np.zeros((64, 64, 4), np.uint8)
+    rgba[10:54, 28:36] = (0, 0, 0, 255)
+    for array, name in ((gray, "gray.png"), (rgba, "rgba.png")):
+        labels, _, message = client.predict(handle_file(_save(array, tmp_path / name)), api_name="/classify_upload")
+        assert message == "" and labels["label"] == "1", name

@@ -1,0 +1,57 @@
+"""ONNX export: parity with PyTorch, dynamic batch, int8 size and accuracy, evaluation through ONNX Runtime."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from classifier.artifacts import load_predictor, load_torch_model
+from classifier.cli import main
+from classifier.data import load_data
+from classifier.evaluate import classification_metrics, predict
+
+
+@pytest.fixture(scope="module")
+def exported(trained_run, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("export")
+    main(["export", "--ckpt", trained_run["run_dir"], "--out", str(out)])
+    return out
+
+
+def test_onnx_matches_pytorch_on_the_test_split(trained_run, exported):
+    model, cfg, card = load_torch_model(Path(trained_run["run_dir"]))
+    test = load_data(cfg).test
+    torch_logits, labels = predict(lambda x: model(x), DataLoader(test, 128))
+    onnx = load_predictor(exported / "model.onnx")
+    onnx_logits, _ = predict(onnx, DataLoader(test, 128))
+    torch.testing.assert_close(onnx_logits, torch_logits, atol=1e-4, rtol=0)
+    assert (onnx_logits.argmax(1) == torch_logits.argmax(1)).all()
+    assert classification_metrics(onnx_logits, labels, card["classes"])["accuracy"] == trained_run["test_accuracy"]
+
+
+def test_batch_dimension_is_dynamic(exported):
+    session = ort.InferenceSession(str(exported / "model.onnx"), providers=["CPUExecutionProvider"])
+    for batch in (1, 7, 300):
+        (logits,) = session.run(None, {"images": np.random.rand(batch, 1, 32, 32).astype(np.float32)})
+        assert logits.shape == (batch, 10)
+
+
+def test_int8_is_3x_smaller_and_within_one_point(trained_run, exported, capsys):
+    assert (exported / "model.onnx").stat().st_size >= 3 * (exported / "model.int8.onnx").stat().st_size
+    main(["eval", "--ckpt", str(exported / "model.int8.onnx")])
+    int8 = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert int8["model"] == "onnxruntime" and int8["samples"] == 360
+    assert trained_run["test_accuracy"] > 0.9, "the fixture model should be good enough to compare"
+    assert int8["accuracy"] >= trained_run["test_accuracy"] - 0.01
+
+
+def test_export_folder_is_self_describing(exported):
+    for name in ("card.json", "config.json", "export.json"):
+        assert (exported / name).is_file()
+    assert json.loads((exported / "export.json").read_text())["compression"] >= 3

@@ -1,0 +1,121 @@
+"""Training end to end: files written, loss falls, eval agrees, resume after a kill, ImageFolder data, DDP."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from classifier.artifacts import load_torch_model
+from classifier.cli import main
+from classifier.config import PRESETS
+from classifier.train import train
+from dlshared.checkpoint import load_resume_state
+from dlshared.testing import OFFLINE_ENV, run_distributed
+
+
+def test_tiny_run_writes_a_loadable_checkpoint_and_the_loss_falls(tiny_run):
+    run_dir = Path(tiny_run["run_dir"])
+    for name in ("config.json", "card.json", "model.safetensors", "resume.pt", "metrics.json"):
+        assert (run_dir / name).is_file(), name
+    assert list(run_dir.glob("events.out.tfevents.*")), "no TensorBoard log"
+    losses = [h["train_loss"] for h in tiny_run["history"]]
+    assert losses[-1] < losses[0] - 0.1, losses
+    model, cfg, card = load_torch_model(run_dir)
+    assert cfg.widths == (16, 32) and card["classes"] == [str(i) for i in range(10)]
+    weights = load_file(run_dir / "model.safetensors")
+    assert torch.equal(model.state_dict()["backbone.fc.weight"], weights["backbone.fc.weight"])
+    state = load_resume_state(run_dir / "resume.pt")  # weights_only=True: no pickled code needed
+    assert state["epoch"] == 3 and state["step"] == tiny_run["steps"] == 48
+
+
+def test_eval_reproduces_the_saved_metrics(tiny_run, capsys):
+    main(["eval", "--ckpt", tiny_run["run_dir"]])
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["accuracy"] == pytest.approx(tiny_run["test_accuracy"], abs=1e-9)
+    assert printed["confusion_matrix"] == tiny_run["test"]["confusion_matrix"]
+    assert set(printed["precision"]) == set(printed["recall"]) == {str(i) for i in range(10)}
+
+
+def test_resume_after_a_kill_ends_like_an_uninterrupted_run(tmp_path):
+    args = ["train", "--preset", "tiny", "--epochs", "6", "--out", str(tmp_path)]
+    env = {**os.environ, **OFFLINE_ENV}
+    proc = subprocess.Popen([sys.executable, "-m", "classifier.cli", *args, "--name", "killed"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    resume_file = tmp_path / "classifier" / "killed" / "resume.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if resume_file.exists() and load_resume_state(resume_file)["epoch"] >= 2:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    assert not (resume_file.parent / "metrics.json").exists(), "the run finished before it was killed"
+    killed_at = load_resume_state(resume_file)["epoch"]
+    assert 2 <= killed_at < 6
+
+    cfg = dataclasses.replace(PRESETS["tiny"], epochs=6, out=tmp_path)
+    resumed = train(dataclasses.replace(cfg, name="killed", resume=True))
+    straight = train(dataclasses.replace(cfg, name="straight"))
+    assert resumed["history"] == straight["history"]
+    assert resumed["test_loss"] == straight["test_loss"]
+    assert resumed["test"]["confusion_matrix"] == straight["test"]["confusion_matrix"]
+
+
+def test_train_and_eval_on_an_image_folder_tree(tmp_path, make_image_folder, capsys):
+    root = make_image_folder(tmp_path / "shapes", per_class=30)
+    main(["train", "--preset", "tiny", "--data", str(root), "--image-size", "20", "--out", str(tmp_path),
+          "--name", "shapes", "--epochs", "4"])  # fmt: skip
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    run_dir = Path(metrics["run_dir"])
+    assert json.loads((run_dir / "card.json").read_text())["classes"] == ["circle", "square"]
+    assert metrics["test_accuracy"] > 0.5  # two easy classes: better than chance after 4 short epochs
+    other = make_image_folder(tmp_path / "new_shapes", per_class=5)  # a tree the model never saw
+    main(["eval", "--ckpt", str(run_dir), "--data", str(other)])
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["samples"] == 10
+
+
+def test_tiny_preset_trains_under_two_process_ddp(tmp_path):
+    cfg = dataclasses.replace(PRESETS["tiny"], out=tmp_path, name="ddp", device="cpu")
+    rank0, rank1 = run_distributed(train, cfg, nprocs=2)
+    assert rank0["processes"] == rank1["processes"] == 2
+    assert rank0["steps"] == 24  # each rank sees half of the 512 images: 8 steps of 32 per epoch
+    assert rank0["test"] == rank1["test"]  # evaluation is gathered across ranks
+    assert (tmp_path / "classifier" / "ddp" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--data", "/no/such/folder"], "no such folder"),
+        (["train", "--backbone", "no-such-net", "--epochs", "1"], "unknown backbone"),
+        (["train", "--preset", "huge"], "unknown preset"),
+        (["eval", "--ckpt", "/no/such/run"], "no such run folder"),
+        (["launch"], "unknown command"),
+    ],
+)
+def test_user_errors_end_in_one_line_and_exit_code_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_help_lists_every_field_and_the_presets(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--max-train-samples", "--label-smoothing", "--backbone", "--resume", "tiny, quick (default), full"):
+        assert flag in out, flag
