@@ -17,7 +17,7 @@ def test_digits_split_is_fixed_disjoint_and_stratified():
     data = load_data(dataclasses.replace(PRESETS["quick"], augment=False))
     assert (len(data.train), len(data.val), len(data.test)) == (1257, 180, 360)
     x, y = data.test[0]
-    assert x.shape == (1, 32, 32) and 0.0 <= x.min() and x.max() <= 1.0 and data.classes[y] == str(y)
+    assert x.shape == (1, 32, 32) and x.min() >= 0.0 and x.max() <= 1.0 and data.classes[y] == str(y)
     labels = np.arange(1797) % 10
     a, b = split_indices(labels, 0.1, 0.2, seed=0), split_indices(labels, 0.1, 0.2, seed=0)
     for first, second in zip(a, b, strict=True):

@@ -11,7 +11,9 @@ from classifier.model import ImageClassifier, ResidualBlock, SmallResNet
 def test_shapes_and_parameter_count():
     model = SmallResNet(in_channels=1, num_classes=10)
     assert model(torch.rand(4, 1, 32, 32)).shape == (4, 10)
-    assert sum(p.numel() for p in model.parameters()) == 308_074  # the quick preset's model, as the README says
+    assert (
+        sum(p.numel() for p in model.parameters()) == 308_074
+    )  # the quick preset's model, as the README says
     rgb = SmallResNet(in_channels=3, num_classes=7, widths=(8, 16, 32, 64), blocks=(2, 1, 1, 1))
     assert rgb(torch.rand(2, 3, 48, 40)).shape == (2, 7)  # any input size: global pooling
 
@@ -20,11 +22,17 @@ def test_residual_block_matches_torchvision_basic_block():
     """Same weights -> same output as torchvision's BasicBlock (with its usual 1x1-conv + BN downsample)."""
     torch.manual_seed(0)
     ours = ResidualBlock(16, 32, stride=2).eval()
-    downsample = torch.nn.Sequential(torch.nn.Conv2d(16, 32, 1, stride=2, bias=False), torch.nn.BatchNorm2d(32))
+    downsample = torch.nn.Sequential(
+        torch.nn.Conv2d(16, 32, 1, stride=2, bias=False), torch.nn.BatchNorm2d(32)
+    )
     reference = BasicBlock(16, 32, stride=2, downsample=downsample).eval()
     for module in ours.modules():  # non-trivial BN statistics so the check covers them
         if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-1, 1), module.running_var.uniform_(0.5, 2), module.weight.data.uniform_(0.5, 2)
+            (
+                module.running_mean.uniform_(-1, 1),
+                module.running_var.uniform_(0.5, 2),
+                module.weight.data.uniform_(0.5, 2),
+            )
     mapping = {"shortcut.0": "downsample.0", "shortcut.1": "downsample.1"}
     state = {}
     for key, value in ours.state_dict().items():

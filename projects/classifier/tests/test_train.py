@@ -117,5 +117,11 @@ def test_help_lists_every_field_and_the_presets(capsys):
         main(["train", "--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for flag in ("--max-train-samples", "--label-smoothing", "--backbone", "--resume", "tiny, quick (default), full"):
+    for flag in (
+        "--max-train-samples",
+        "--label-smoothing",
+        "--backbone",
+        "--resume",
+        "tiny, quick (default), full",
+    ):
         assert flag in out, flag

@@ -27,7 +27,9 @@ def test_named_backbones_get_a_new_head_and_freeze(backbone, head):
 
 
 def test_discriminative_learning_rates_and_no_decay_on_norms():
-    model = build_model(dataclasses.replace(PRESETS["quick"], backbone="resnet18"), 4, 3, (0.5,) * 3, (0.25,) * 3)
+    model = build_model(
+        dataclasses.replace(PRESETS["quick"], backbone="resnet18"), 4, 3, (0.5,) * 3, (0.25,) * 3
+    )
     groups = parameter_groups(model, lr=1e-2, backbone_lr_scale=0.1, weight_decay=0.05)
     head_ids = {id(p) for p in model.backbone.fc.parameters()}
     for group in groups:

@@ -54,7 +54,9 @@ def load_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text())
 
 
-def save_weights(model: torch.nn.Module, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
+def save_weights(
+    model: torch.nn.Module, path: str | os.PathLike, metadata: dict[str, str] | None = None
+) -> None:
     """Save a module's state dict as safetensors (tensors made contiguous, shared storage cloned)."""
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import tyro
 
@@ -41,13 +41,17 @@ def run_cli(prog: str, commands: dict[str, Command], argv: Sequence[str] | None 
     description = command.help
     kwargs: dict[str, Any] = {}
     if command.presets:
-        preset, rest = _pop_preset(rest)
+        preset, rest = _pop_preset(f"{prog} {verb}", rest)
         preset = preset or command.default_preset or next(iter(command.presets))
         if preset not in command.presets:
             _fail(prog, f"unknown preset {preset!r}; choose one of: {', '.join(command.presets)}")
         kwargs["default"] = command.presets[preset]
-        names = ", ".join(f"{name}{' (default)' if name == command.default_preset else ''}" for name in command.presets)
-        description += f"\n\nPresets (--preset NAME, then any flag overrides its fields): {names}. Showing: {preset}."
+        names = ", ".join(
+            f"{name}{' (default)' if name == command.default_preset else ''}" for name in command.presets
+        )
+        description += (
+            f"\n\nPresets (--preset NAME, then any flag overrides its fields): {names}. Showing: {preset}."
+        )
     try:
         config = tyro.cli(command.config, prog=f"{prog} {verb}", description=description, args=rest, **kwargs)
         return command.fn(config)
@@ -58,13 +62,13 @@ def run_cli(prog: str, commands: dict[str, Command], argv: Sequence[str] | None 
         raise SystemExit(130) from None
 
 
-def _pop_preset(args: list[str]) -> tuple[str | None, list[str]]:
+def _pop_preset(prog: str, args: list[str]) -> tuple[str | None, list[str]]:
     preset, rest, i = None, [], 0
     while i < len(args):
         arg = args[i]
         if arg == "--preset":
             if i + 1 >= len(args):
-                raise SystemExit("--preset needs a value")
+                _fail(prog, "--preset needs a value")
             preset, i = args[i + 1], i + 2
             continue
         if arg.startswith("--preset="):
@@ -83,6 +87,6 @@ def _print_usage(prog: str, commands: dict[str, Command]) -> None:
     print(f"\n`{prog} <command> --help` lists every option of a command.")
 
 
-def _fail(prog: str, message: str) -> None:
+def _fail(prog: str, message: str) -> NoReturn:
     print(f"{prog}: error: {message}", file=sys.stderr)
     raise SystemExit(2)

@@ -33,11 +33,16 @@ def launch(blocks: Any, host: str = "127.0.0.1", port: int | None = 7860, block:
 
 
 def run_or_train(
-    project: str, train_default: Callable[[], Path], root: str | os.PathLike | None = None, required: str = "metrics.json"
+    project: str,
+    train_default: Callable[[], Path],
+    root: str | os.PathLike | None = None,
+    required: str = "metrics.json",
 ) -> Path:
     """The newest finished run of `project`, or a freshly trained one when there is none."""
     run = latest_run(project, root, required=required)
     if run is not None:
         return run
-    print(f"No trained {project} model under {Path(root or 'runs') / project}: training the default one first.")
+    print(
+        f"No trained {project} model under {Path(root or 'runs') / project}: training the default one first."
+    )
     return train_default()

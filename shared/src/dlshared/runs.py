@@ -22,7 +22,9 @@ def make_run_dir(project: str, name: str | None = None, root: str | os.PathLike 
     return run_dir
 
 
-def latest_run(project: str, root: str | os.PathLike | None = None, required: str = WEIGHTS_NAME) -> Path | None:
+def latest_run(
+    project: str, root: str | os.PathLike | None = None, required: str = WEIGHTS_NAME
+) -> Path | None:
     """The most recently modified run folder of `project` that holds `required`, or None."""
     base = (Path(root) if root is not None else DEFAULT_ROOT) / project
     if not base.is_dir():

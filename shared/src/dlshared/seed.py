@@ -54,7 +54,11 @@ def restore_rng_state(state: dict) -> None:
 
 def _python_state_to_tensor(state: tuple) -> dict:
     version, internal, gauss_next = state
-    return {"version": version, "internal": torch.tensor(internal, dtype=torch.int64), "gauss_next": gauss_next}
+    return {
+        "version": version,
+        "internal": torch.tensor(internal, dtype=torch.int64),
+        "gauss_next": gauss_next,
+    }
 
 
 def _python_state_from_tensor(state: dict) -> tuple:

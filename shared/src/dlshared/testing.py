@@ -10,7 +10,9 @@ from __future__ import annotations
 import ipaddress
 import multiprocessing as mp
 import os
+import queue
 import socket
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -30,8 +32,11 @@ os.environ.update(OFFLINE_ENV)
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", ""}
 
 
-class NetworkBlocked(RuntimeError):
-    """Raised when a test tries to reach a host other than this machine."""
+class NetworkBlocked(ConnectionError):
+    """Raised when a test tries to reach a host other than this machine.
+
+    An OSError, as on a machine without network, so code that handles being offline takes its real path.
+    """
 
 
 def _is_loopback(host: Any) -> bool:
@@ -103,20 +108,35 @@ def run_distributed(fn: Callable[..., Any], *args: Any, nprocs: int = 2, timeout
     results = ctx.Queue()
     port = free_port()
     procs = [
-        ctx.Process(target=_worker, args=(rank, nprocs, port, fn, args, results), daemon=False) for rank in range(nprocs)
+        ctx.Process(target=_worker, args=(rank, nprocs, port, fn, args, results), daemon=False)
+        for rank in range(nprocs)
     ]
     for p in procs:
         p.start()
     outputs: dict[int, Any] = {}
+    deadline = time.monotonic() + timeout
     try:
-        for _ in procs:
-            rank, ok, value = results.get(timeout=timeout)
+        while len(outputs) < nprocs:
+            try:
+                rank, ok, value = results.get(timeout=1.0)
+            except queue.Empty:
+                # A rank killed outright (segfault, OOM) never reports: notice it now rather than at the deadline.
+                dead = [
+                    r for r, proc in enumerate(procs) if r not in outputs and proc.exitcode not in (None, 0)
+                ]
+                if dead:
+                    raise RuntimeError(
+                        f"rank {dead[0]} died with exit code {procs[dead[0]].exitcode}"
+                    ) from None
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"run_distributed: no result after {timeout:.0f}s") from None
+                continue
             if not ok:
                 raise RuntimeError(f"rank {rank} failed:\n{value}")
             outputs[rank] = value
     finally:
         for p in procs:
-            p.join(timeout=30)
+            p.join(timeout=30 if len(outputs) == nprocs else 1)  # after a failure the others may wait forever
             if p.is_alive():
                 p.kill()
     return [outputs[r] for r in range(nprocs)]
@@ -141,3 +161,17 @@ def _worker(rank: int, world: int, port: int, fn: Callable, args: tuple, results
 
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def allreduce_selftest(value: float) -> tuple[int, int, float]:
+    """Join the group `run_distributed` prepared and all-reduce `value * (rank + 1)`: a check of the plumbing.
+
+    It lives here, not in a test file, because spawned processes can only run functions they can import.
+    """
+    import torch
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method="env://")
+    total = torch.tensor([value * (dist.get_rank() + 1)])
+    dist.all_reduce(total)
+    return dist.get_rank(), dist.get_world_size(), total.item()

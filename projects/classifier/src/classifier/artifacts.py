@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from dlshared.checkpoint import WEIGHTS_NAME, load_json, load_weights
 from dlshared.cli import UserError
 from dlshared.device import pick_device

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+
 from dlshared.runs import latest_run
 
 from .artifacts import load_torch_model

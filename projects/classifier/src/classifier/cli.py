@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dlshared.cli import Command, UserError, run_cli
 from torch.utils.data import DataLoader
+
+from dlshared.cli import Command, UserError, run_cli
 
 from .config import PRESETS, BenchArgs, DemoArgs, EvalArgs, ExportArgs, TrainConfig
 

@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from dlshared.cli import UserError
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset, Subset
 from torchvision import datasets
 from torchvision.transforms import v2
+
+from dlshared.cli import UserError
 
 from .config import TrainConfig
 

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from dlshared.checkpoint import load_json, save_json
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch.utils.data import DataLoader
+
+from dlshared.checkpoint import load_json, save_json
 
 from .artifacts import find_run, load_torch_model
 from .config import ExportArgs

@@ -16,6 +16,9 @@ import torch
 import torch.nn as nn
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import broadcast_object_list
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
 from dlshared.checkpoint import (
     RESUME_NAME,
     WEIGHTS_NAME,
@@ -29,8 +32,6 @@ from dlshared.device import pick_device
 from dlshared.monitor import RunLogger, Throughput
 from dlshared.runs import config_to_dict, latest_run, make_run_dir
 from dlshared.seed import capture_rng_state, restore_rng_state, seed_everything
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from .config import TrainConfig
 from .data import DataBundle, load_data

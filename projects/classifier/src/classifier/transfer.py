@@ -4,6 +4,7 @@ backbone with a new head, freezing and unfreezing, and discriminative learning r
 from __future__ import annotations
 
 import torch.nn as nn
+
 from dlshared.cli import UserError
 
 from .config import TrainConfig

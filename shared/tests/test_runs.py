@@ -1,0 +1,64 @@
+"""Run folders, device choice and the throughput meter."""
+
+import dataclasses
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from dlshared import monitor
+from dlshared.device import pick_device
+from dlshared.monitor import Throughput, mfu
+from dlshared.runs import config_to_dict, latest_run, make_run_dir
+
+
+def test_latest_run_picks_newest_holding_the_file(tmp_path):
+    for i, name in enumerate(["a", "b", "c"]):
+        run = make_run_dir("proj", name, root=tmp_path)
+        (run / "metrics.json").write_text("{}")
+        os.utime(run / "metrics.json", (1000 + i, 1000 + i))  # explicit times: file systems tick coarsely
+    make_run_dir("proj", "d-unfinished", root=tmp_path)  # newest folder, but no metrics yet
+    assert latest_run("proj", tmp_path, required="metrics.json") == tmp_path / "proj" / "c"
+    os.utime(tmp_path / "proj" / "a" / "metrics.json", (2000, 2000))
+    assert latest_run("proj", tmp_path, required="metrics.json").name == "a"
+    assert latest_run("other", tmp_path) is None
+
+
+def test_config_to_dict_makes_paths_strings():
+    @dataclasses.dataclass
+    class Cfg:
+        data: Path = Path("x/y")
+        lr: float = 0.1
+
+    assert config_to_dict(Cfg()) == {"data": "x/y", "lr": 0.1}
+
+
+def test_pick_device():
+    assert pick_device("cpu") == torch.device("cpu")
+    assert pick_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(ValueError, match="unknown device"):
+        pick_device("tpu")
+    with pytest.raises(ValueError, match="cuda:99"):
+        pick_device("cuda:99")  # no machine has that many GPUs; without CUDA the message names it too
+
+
+def test_throughput_skips_warmup(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(monitor, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    meter = Throughput(warmup=2)
+    for t in (5.0, 6.0):  # slow warm-up steps (compilation, allocator growth)
+        now[0] = t
+        meter.update(10)
+        assert meter.rate == 0.0
+    for t in (7.0, 8.0):
+        now[0] = t
+        meter.update(10)
+    assert meter.items == 20
+    assert meter.rate == pytest.approx(10.0)  # 20 items from t=6 to t=8
+
+
+def test_mfu():
+    assert mfu(1e9, 100, 1e12) == pytest.approx(0.1)
+    assert mfu(1e9, 100, 0) == 0.0
