@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 from pathlib import Path
 
 from torch.utils.data import DataLoader
@@ -16,7 +18,8 @@ def train_command(cfg: TrainConfig) -> dict:
     from .train import train
 
     metrics = train(cfg)
-    print(json.dumps({k: v for k, v in metrics.items() if k != "test"}))
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every rank returns the same gathered metrics
+        print(json.dumps({k: v for k, v in metrics.items() if k != "test"}))
     return metrics
 
 

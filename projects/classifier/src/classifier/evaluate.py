@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torchmetrics.functional.classification import (
@@ -56,7 +57,7 @@ def confusion_figure(matrix: list[list[int]], classes: list[str]):
     matplotlib.use("Agg")  # no display needed; safe in servers and tests
     import matplotlib.pyplot as plt
 
-    cm = torch.tensor(matrix)
+    cm = np.asarray(matrix)
     size = max(4.0, 0.45 * len(classes))
     fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(cm, cmap="Blues")
@@ -64,8 +65,7 @@ def confusion_figure(matrix: list[list[int]], classes: list[str]):
     ax.set_xticklabels(classes, rotation=90)
     ax.set_yticklabels(classes)
     if len(classes) <= 20:
-        for (i, j), v in zip(torch.cartesian_prod(torch.arange(len(classes)), torch.arange(len(classes))).tolist(),
-                             cm.flatten().tolist(), strict=True):  # fmt: skip
+        for (i, j), v in np.ndenumerate(cm):
             ax.text(
                 j, i, v, ha="center", va="center", color="white" if v > cm.max() / 2 else "black", fontsize=8
             )
