@@ -72,9 +72,7 @@ def demo_command(args: DemoArgs) -> None:
     from .train import train
 
     def train_quick() -> Path:
-        return Path(
-            train(PRESETS["quick"].__class__(**{**PRESETS["quick"].__dict__, "out": args.runs}))["run_dir"]
-        )
+        return Path(train(dataclasses.replace(PRESETS["quick"], out=args.runs))["run_dir"])
 
     run_dir = args.ckpt or run_or_train("classifier", train_quick, args.runs)
     predictor = load_predictor(Path(run_dir))
