@@ -102,3 +102,12 @@ def test_grayscale_and_rgba_uploads_work(client, tmp_path):
             handle_file(_save(array, tmp_path / name)), api_name="/classify_upload"
         )
         assert message == "" and labels["label"] == "1", name
+
+
+def test_a_huge_image_is_refused_before_it_is_decoded(tmp_path):
+    from classifier.demo import BadImage, open_image
+
+    path = tmp_path / "huge.png"
+    Image.new("L", (8000, 7000)).save(path)  # 56 megapixels, a few kB on disk
+    with pytest.raises(BadImage, match="under 50 megapixels"):
+        open_image(str(path))
