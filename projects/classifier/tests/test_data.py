@@ -62,3 +62,9 @@ def test_bad_folders_raise_user_errors(tmp_path, make, make_image_folder):
         make_image_folder(root / "val", classes=("circle", "triangle"), per_class=2)
     with pytest.raises(UserError):
         load_data(dataclasses.replace(PRESETS["tiny"], data=root))
+
+
+def test_cifar10_offline_says_what_to_do(tmp_path):
+    cfg = dataclasses.replace(PRESETS["full"], data=tmp_path / "cifar")
+    with pytest.raises(UserError, match="offline, use --data"):
+        load_data(cfg)

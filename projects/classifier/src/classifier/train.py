@@ -178,10 +178,10 @@ def train(cfg: TrainConfig) -> dict:
                 continue
             scheduler.step()
             step += 1
-            if step % cfg.log_every == 0:
+            if step % cfg.log_every == 0:  # .item() waits for the GPU: only on logging steps
                 log.scalars({"train/loss": loss.item(), "train/lr": scheduler.get_last_lr()[-1],
                              "train/images_per_s": meter.rate}, step)  # fmt: skip
-            bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{meter.rate:.0f}")
+                bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{meter.rate:.0f}")
 
         val = evaluate(val_loader)
         train_loss = accelerator.reduce(loss_sum, "mean").item() / max(batches, 1)

@@ -1,0 +1,77 @@
+"""Every lesson stays true: its code runs (offline, CPU, in order), its links resolve, its interview has 20 Q&As."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+import matplotlib
+import pytest
+import torch
+
+from course.lessons import COURSE_DIR, lesson_files, python_blocks, questions, relative_links
+
+matplotlib.use("Agg")  # lessons plot to files, never to a window
+LESSONS = lesson_files()
+INTERVIEWS = [p for p in LESSONS if p.stem.endswith("_interview")]
+DAYS = sorted({int(p.name[3:5]) for p in LESSONS})
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=[p.name for p in LESSONS])
+def test_every_python_block_runs(path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # files a lesson writes land in a temporary folder
+    namespace = {"__name__": "__lesson__"}
+    started = time.perf_counter()
+    torch.manual_seed(0)
+    for block in python_blocks(path.read_text()):
+        if block.needs_gpu and not torch.cuda.is_available():
+            continue
+        try:
+            exec(compile(block.code, f"{path.name}:{block.line}", "exec"), namespace)
+        except Exception as err:
+            raise AssertionError(f"{path.name}, block at line {block.line} failed: {err!r}") from err
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    assert time.perf_counter() - started < 60, f"{path.name} takes over a minute: keep lessons fast"
+
+
+@pytest.mark.parametrize("path", [*LESSONS, COURSE_DIR / "README.md"], ids=lambda p: p.name)
+def test_relative_links_resolve(path):
+    missing = []
+    for target in relative_links(path.read_text()):
+        file = target.split("#")[0]
+        if file and not (path.parent / file).exists():
+            missing.append(target)
+    assert not missing, f"{path.name} links to missing files: {missing}"
+
+
+@pytest.mark.parametrize("path", INTERVIEWS, ids=[p.name for p in INTERVIEWS])
+def test_interview_has_exactly_20_answered_questions(path):
+    found = questions(path.read_text())
+    assert [n for n, _, _ in found] == list(range(1, 21)), f"{path.name}: questions must be numbered 1..20"
+    for number, question, answer in found:
+        assert len(answer.split()) >= 40, f"{path.name} Q{number} ({question!r}) needs a real answer"
+
+
+@pytest.mark.parametrize("day", DAYS)
+def test_each_day_has_three_parts_that_link_to_the_capstones(day):
+    files = [p for p in LESSONS if p.name.startswith(f"day{day:02d}_")]
+    kinds = sorted("interview" if p.stem.endswith("_interview") else "part1" if p.stem.endswith("_part1") else "core"
+                   for p in files)  # fmt: skip
+    assert kinds == ["core", "interview", "part1"], [p.name for p in files]
+    core = next(p for p in files if not re.search(r"_(part1|interview)$", p.stem))
+    assert any(t.startswith(("../projects/", "../shared/")) for t in relative_links(core.read_text())), (
+        f"{core.name} should link to the capstone code that applies its idea"
+    )
+    assert f"]({core.name})" in (COURSE_DIR / "README.md").read_text(), (
+        f"course/README.md should list {core.name}"
+    )
+
+
+def test_the_snippet_runner_sees_gpu_marks_and_skips_nothing_else():
+    text = "x\n```python\na = 1\n```\n```python gpu\nb = 2\n```\n```bash\nls\n```\n"
+    blocks = python_blocks(text)
+    assert [(b.code, b.needs_gpu, b.line) for b in blocks] == [("a = 1\n", False, 2), ("b = 2\n", True, 5)]
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"  # the root conftest's offline guard applies here too
