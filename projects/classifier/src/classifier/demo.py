@@ -159,7 +159,14 @@ def build_demo(predictor: Predictor) -> gr.Blocks:
         with gr.Row():
             with gr.Column():
                 with gr.Tab("Draw"):
-                    sketch = gr.Sketchpad(type="numpy", label="Draw a digit", canvas_size=(280, 280))
+                    sketch = gr.Sketchpad(
+                        type="numpy",
+                        label="Draw a digit (pick the brush, then draw)",
+                        canvas_size=(280, 280),
+                        brush=gr.Brush(default_size=14, colors=["#000000"], color_mode="fixed"),
+                        layers=False,
+                        transforms=(),
+                    )
                     sketch_button = gr.Button("Classify drawing", variant="primary")
                 with gr.Tab("Upload"):
                     upload = gr.File(label="Image file", type="filepath")
