@@ -1,0 +1,1 @@
+"""rag: retrieval-augmented question answering over a folder of documents."""

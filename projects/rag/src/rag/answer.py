@@ -1,0 +1,93 @@
+"""Answers with citations: extractive by default (offline), generative with any HF causal LM.
+
+Extractive: the sentences of the top passages closest to the question (cosine similarity of their embeddings),
+in document order, each followed by the number of the passage it came from. It can only quote, never invent.
+Generative: the numbered passages go into the prompt and the model is asked to cite them as [n]; the answer
+streams token by token (the demo shows it as it is written).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from threading import Thread
+
+import numpy as np
+
+from .embed import Embedder
+from .retrieve import Hit
+
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`*\[(])|\n{2,}")
+
+
+def sentences(text: str) -> list[str]:
+    """Sentences and list items of a passage, Markdown noise (tables, fences, bare headings) dropped."""
+    text = re.sub(r"```.*?```", " ", text, flags=re.S)
+    out = []
+    for line in re.split(SENTENCE_END, text):
+        line = " ".join(s.strip(" -*>#|") for s in line.splitlines() if not set(s.strip()) <= set("|-: "))
+        if len(line.split()) >= 4:
+            out.append(line.strip())
+    return out
+
+
+def extractive_answer(question: str, hits: list[Hit], embedder: Embedder, max_sentences: int = 2,
+                      passages: int = 3) -> str:  # fmt: skip
+    candidates = [
+        (n, s) for n, hit in enumerate(hits[:passages], start=1) for s in sentences(hit.chunk["text"])
+    ]
+    if not candidates:
+        return "No passage answers this question." if not hits else f"See [{1}]: {hits[0].citation()}."
+    vectors = embedder.encode([question] + [s for _, s in candidates])
+    similarity = vectors[1:] @ vectors[0]
+    best = sorted(np.argsort(-similarity)[:max_sentences])  # keep reading order
+    return " ".join(f"{candidates[i][1]} [{candidates[i][0]}]" for i in best)
+
+
+def build_prompt(question: str, hits: list[Hit]) -> str:
+    passages = "\n\n".join(
+        f"[{n}] ({h.citation()})\n{h.chunk['text'].strip()}" for n, h in enumerate(hits, 1)
+    )
+    return ("Answer the question using only the numbered passages. Cite the passages you use as [n]. "
+            "If they do not contain the answer, say so.\n\n"
+            f"{passages}\n\nQuestion: {question}\nAnswer:")  # fmt: skip
+
+
+class Generator:
+    """A causal LM that writes the answer from the passages; `stream` yields the text as it grows."""
+
+    def __init__(self, name_or_path: str, device: str = "cpu"):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from dlshared.cli import UserError
+
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+            self.model = AutoModelForCausalLM.from_pretrained(name_or_path).to(device).eval()
+        except Exception as err:
+            raise UserError(
+                f"could not load generator {name_or_path!r} ({err}); offline, leave --generator unset"
+            ) from None
+        self.device = device
+
+    def _inputs(self, prompt: str):
+        if getattr(self.tokenizer, "chat_template", None):
+            ids = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                                     return_tensors="pt", return_dict=True)  # fmt: skip
+        else:
+            ids = self.tokenizer(prompt, return_tensors="pt")
+        return {k: v.to(self.device) for k, v in ids.items()}
+
+    def stream(self, question: str, hits: list[Hit], max_new_tokens: int = 200) -> Iterator[str]:
+        from transformers import TextIteratorStreamer
+
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        kwargs = {**self._inputs(build_prompt(question, hits)), "max_new_tokens": max_new_tokens, "do_sample": False,
+                  "streamer": streamer, "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id}  # fmt: skip
+        thread = Thread(target=self.model.generate, kwargs=kwargs, daemon=True)
+        thread.start()
+        text = ""
+        for piece in streamer:
+            text += piece
+            yield text
+        thread.join()
