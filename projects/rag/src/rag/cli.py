@@ -58,6 +58,8 @@ def answer_question(
 def ask_command(args: AskArgs) -> dict:
     from .answer import Generator
 
+    if not args.question.strip():
+        raise UserError("the question is empty")
     retriever = open_retriever(args.index, args.rerank)
     generator = Generator(args.generator) if args.generator else None
     result = answer_question(retriever, args.question, args.k, args.mode, generator, args.max_new_tokens)
@@ -73,9 +75,8 @@ def ask_command(args: AskArgs) -> dict:
 def eval_command(args: EvalArgs) -> dict:
     from .evaluate import BUNDLED_QUESTIONS, evaluate, load_questions
 
-    metrics = evaluate(
-        open_retriever(args.index), load_questions(args.questions or BUNDLED_QUESTIONS), args.mode
-    )
+    questions = load_questions(args.questions or BUNDLED_QUESTIONS)  # a bad file fails before the model loads
+    metrics = evaluate(open_retriever(args.index), questions, args.mode)
     print(json.dumps(metrics))
     return metrics
 

