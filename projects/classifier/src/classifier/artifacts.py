@@ -3,6 +3,7 @@ behind one interface: `Predictor(images [B, C, H, W] in [0, 1]) -> logits [B, K]
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,8 +23,8 @@ PROJECT = "classifier"
 
 @dataclass
 class Predictor:
-    forward: object
-    """Callable: float tensor [B, C, H, W] in [0, 1] -> logits tensor [B, K]."""
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    """float tensor [B, C, H, W] in [0, 1] -> logits tensor [B, K]."""
     card: dict
     config: TrainConfig
     kind: str
