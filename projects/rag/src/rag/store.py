@@ -37,14 +37,18 @@ def build_faiss(vectors: np.ndarray, index_type: str, seed: int = 0) -> faiss.In
         index = faiss.IndexFlatIP(dim)
     elif index_type == "hnsw":
         index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = 80
-        index.hnsw.efSearch = 64
+        index.hnsw.efConstruction = 100
+        index.hnsw.efSearch = 128  # recall@10 ~0.95+ on 384-d clustered data
     elif index_type == "ivfpq":
-        nlist = max(1, min(int(4 * math.sqrt(n)), n // 39))  # faiss wants >= 39 training points per list
-        index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, dim // 8, 8, faiss.METRIC_INNER_PRODUCT)
-        sample = vectors[np.random.default_rng(seed).permutation(n)[: 256 * nlist]]
+        # ~sqrt(n) lists, trained on a sample of 64 points per list (faiss wants >= 39 per centroid): k-means on all of a
+        # million vectors would cost minutes for no gain; dim/4 sub-quantisers of 8 bits: 96 bytes per 384-d vector
+        nlist = max(1, min(int(math.sqrt(n)), n // 39))
+        index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, dim // 4, 8, faiss.METRIC_INNER_PRODUCT)
+        sample = vectors[
+            np.random.default_rng(seed).permutation(n)[: max(64 * nlist, 40 * 256)]
+        ]  # PQ: 256 codes
         index.train(sample)
-        index.nprobe = min(nlist, 16)
+        index.nprobe = min(nlist, 32)
     else:
         raise ValueError(f"unknown index type {index_type!r}")
     index.add(vectors)
