@@ -125,3 +125,20 @@ def test_help_lists_every_field_and_the_presets(capsys):
         "tiny, quick (default), full",
     ):
         assert flag in out, flag
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"backbone": "resnet18", "freeze_epochs": 1, "epochs": 2},  # transfer path: frozen, then unfrozen
+        {"optimizer": "sgd", "schedule": "cosine", "grad_accum": 2},
+        {"mixed_precision": "bf16"},
+    ],
+    ids=["resnet18-freeze", "sgd-cosine-accum", "bf16"],
+)
+def test_training_options_run_end_to_end(tmp_path, overrides):
+    cfg = dataclasses.replace(PRESETS["tiny"], out=tmp_path, max_train_samples=128, **overrides)
+    metrics = train(cfg)
+    assert len(metrics["history"]) == cfg.epochs and all(h["train_loss"] > 0 for h in metrics["history"])
+    steps_per_epoch = -(-(-(-128 // cfg.batch_size)) // cfg.grad_accum)  # ceil(ceil(128 / batch) / accum)
+    assert metrics["steps"] == cfg.epochs * steps_per_epoch

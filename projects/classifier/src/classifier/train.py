@@ -15,6 +15,7 @@ from contextlib import nullcontext
 import torch
 import torch.nn as nn
 from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.state import AcceleratorState
 from accelerate.utils import broadcast_object_list
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -101,6 +102,9 @@ def model_card(cfg: TrainConfig, data: DataBundle, model: nn.Module) -> dict:
 def train(cfg: TrainConfig) -> dict:
     """Train a classifier as `cfg` says; returns the final metrics (also written to RUN/metrics.json)."""
     device = pick_device(cfg.device)
+    # Accelerate keeps its settings in a process-wide singleton; forget the previous run's (e.g. its precision)
+    # so that several runs in one process (tests, notebooks) can differ. The process group is kept.
+    AcceleratorState._reset_state()
     accelerator = Accelerator(
         cpu=device.type == "cpu",
         mixed_precision=cfg.mixed_precision,
