@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import signal
 import subprocess
@@ -140,5 +141,5 @@ def test_training_options_run_end_to_end(tmp_path, overrides):
     cfg = dataclasses.replace(PRESETS["tiny"], out=tmp_path, max_train_samples=128, **overrides)
     metrics = train(cfg)
     assert len(metrics["history"]) == cfg.epochs and all(h["train_loss"] > 0 for h in metrics["history"])
-    steps_per_epoch = -(-(-(-128 // cfg.batch_size)) // cfg.grad_accum)  # ceil(ceil(128 / batch) / accum)
+    steps_per_epoch = math.ceil(math.ceil(128 / cfg.batch_size) / cfg.grad_accum)
     assert metrics["steps"] == cfg.epochs * steps_per_epoch
