@@ -46,6 +46,7 @@ def test_residual_block_matches_torchvision_basic_block():
 def test_receptive_field_matches_gradient_footprint():
     """The pixels that influence one output position span exactly `receptive_field()` pixels per axis."""
     torch.manual_seed(0)
+    # eval mode: in train mode BatchNorm's batch statistics connect every output to every input pixel
     model = SmallResNet(1, 10, widths=(4, 8, 8), blocks=(1, 2, 1)).eval()
     x = torch.randn(1, 1, 96, 96, requires_grad=True)
     features = model.stages(model.stem(x))  # [1, 8, 24, 24]
@@ -60,3 +61,17 @@ def test_classifier_normalises_inside_the_model():
     assert torch.allclose(model(torch.full((1, 1, 2, 2), 0.75)), torch.ones(1, 4))
     rgb = ImageClassifier(torch.nn.Identity(), mean=(0.0,), std=(1.0,), expand_to_rgb=True)
     assert rgb(torch.rand(2, 1, 4, 4)).shape == (2, 3, 4, 4)
+
+
+def test_layer_probe_reports_activations_and_gradients_of_every_layer():
+    from classifier.probes import LayerProbe
+
+    torch.manual_seed(0)
+    model = SmallResNet(1, 10, widths=(4, 8), blocks=(1, 1))
+    with LayerProbe(model) as probe:
+        model(torch.rand(4, 1, 16, 16)).logsumexp(1).sum().backward()
+    convs = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    for name in [*convs, "fc"]:
+        for stat in ("act_mean", "act_std", "output_grad_norm", "weight_grad_norm"):
+            assert f"{name}/{stat}" in probe.stats, f"{name}/{stat}"
+    assert probe.stats["fc/weight_grad_norm"] == model.fc.weight.grad.norm().item()

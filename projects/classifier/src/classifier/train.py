@@ -166,9 +166,12 @@ def train(cfg: TrainConfig) -> dict:
         loss_sum, batches = torch.zeros((), device=accelerator.device), 0
         for images, labels in bar:
             inspect = cfg.stats_every > 0 and step % cfg.stats_every == 0 and accelerator.sync_gradients
-            with accelerator.accumulate(model), LayerProbe(model) if inspect else nullcontext() as probe:
-                loss = criterion(model(images), labels)
-                accelerator.backward(loss)
+            with accelerator.accumulate(model):
+                with (
+                    LayerProbe(model) if inspect else nullcontext() as probe
+                ):  # exits before the grads are zeroed
+                    loss = criterion(model(images), labels)
+                    accelerator.backward(loss)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
             if inspect:
