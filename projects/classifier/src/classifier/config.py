@@ -54,8 +54,11 @@ class TrainConfig:
     lr: float = 4e-3
     """Peak learning rate."""
     weight_decay: float = 5e-4
+    """L2 penalty for SGD; decoupled decay for AdamW (each step shrinks weights by lr x this). Not applied to
+    biases and norm scales."""
     momentum: float = 0.9
-    """SGD momentum (AdamW uses its default betas)."""
+    """SGD momentum with --schedule cosine. OneCycle cycles momentum (SGD) or beta1 (AdamW) from 0.95 down to
+    0.85 and back as the learning rate rises and falls (Smith 2018), overriding this value."""
     schedule: Literal["onecycle", "cosine"] = "onecycle"
     """onecycle: warm up then anneal (Smith 2018); cosine: linear warm-up then cosine decay to zero."""
     warmup_fraction: float = 0.2

@@ -74,8 +74,11 @@ def parameter_groups(
 ) -> list[dict]:
     """Head at `lr`, backbone at `lr * backbone_lr_scale`; no weight decay on norms and biases (1-D tensors)."""
     groups: dict[tuple[bool, bool], list] = {}
+    heads = getattr(model, "head_names", None) or [
+        ""
+    ]  # a model without a recorded head: all of it learns at lr
     for name, param in model.named_parameters():
-        is_head = any(name.startswith(h + ".") for h in model.head_names)
+        is_head = any(name.startswith(h + ".") if h else True for h in heads)
         groups.setdefault((is_head, param.ndim > 1), []).append(param)
     return [
         {
