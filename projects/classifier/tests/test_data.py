@@ -68,3 +68,10 @@ def test_cifar10_offline_says_what_to_do(tmp_path):
     cfg = dataclasses.replace(PRESETS["full"], data=tmp_path / "cifar")
     with pytest.raises(UserError, match="offline, use --data"):
         load_data(cfg)
+
+
+def test_max_train_samples_draws_from_every_class(tmp_path, make_image_folder):
+    root = make_image_folder(tmp_path / "shapes", classes=("a", "b", "c"), per_class=20)
+    data = load_data(dataclasses.replace(PRESETS["tiny"], data=root, max_train_samples=12))
+    labels = [data.train[i][1] for i in range(len(data.train))]
+    assert len(labels) == 12 and set(labels) == {0, 1, 2}  # not just the first class's files

@@ -70,6 +70,15 @@ def split_indices(labels: list[int] | np.ndarray, val_fraction: float, test_frac
     return np.sort(train), np.sort(val), np.sort(test)
 
 
+def limit(indices, n: int | None, seed: int) -> np.ndarray:
+    """At most `n` of `indices`, drawn at random (seeded): folders list files class by class, so the first n
+    would be the first classes only."""
+    indices = np.asarray(indices)
+    if n is None or n >= len(indices):
+        return indices
+    return np.sort(np.random.default_rng(seed).permutation(indices)[:n])
+
+
 def load_digits_data(cfg: TrainConfig) -> DataBundle:
     from sklearn.datasets import load_digits
 
@@ -77,7 +86,7 @@ def load_digits_data(cfg: TrainConfig) -> DataBundle:
     images = digits_to_images(digits.data, cfg.image_size)
     labels = torch.as_tensor(digits.target)
     train, val, test = split_indices(digits.target, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
-    train = train[: cfg.max_train_samples]
+    train = limit(train, cfg.max_train_samples, cfg.split_seed)
     # digits are centred and upright: small shifts, rotations and scalings are the natural variation; no flips
     augment = v2.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1)) if cfg.augment else None
     mean, std = images[train].mean().item(), images[train].std().item()
@@ -125,11 +134,11 @@ def load_image_folder(cfg: TrainConfig, root: Path) -> DataBundle:
                 )
         classes, source = train.classes, f"ImageFolder {root} (train/val{'/test' if test is not val else ''})"
         if cfg.max_train_samples:
-            train = Subset(train, range(min(cfg.max_train_samples, len(train))))
+            train = Subset(train, limit(range(len(train)), cfg.max_train_samples, cfg.split_seed))
     else:
         full_train, full_eval = _image_folder(root, train_tf), _image_folder(root, eval_tf)
         tr, va, te = split_indices(full_train.targets, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
-        train = Subset(full_train, tr[: cfg.max_train_samples])
+        train = Subset(full_train, limit(tr, cfg.max_train_samples, cfg.split_seed))
         val, test = Subset(full_eval, va), Subset(full_eval, te)
         classes, source = full_train.classes, f"ImageFolder {root}, split seed {cfg.split_seed}"
     return DataBundle(train, val, test, classes, 3, IMAGENET_MEAN, IMAGENET_STD, "photo", source)
@@ -151,7 +160,7 @@ def load_cifar10(cfg: TrainConfig) -> DataBundle:
     tr, va = train_test_split(np.arange(len(full_train)), test_size=cfg.val_fraction,
                               stratify=full_train.targets, random_state=cfg.split_seed)  # fmt: skip
     return DataBundle(
-        Subset(full_train, np.sort(tr)[: cfg.max_train_samples]), Subset(full_eval, np.sort(va)), test,
+        Subset(full_train, limit(tr, cfg.max_train_samples, cfg.split_seed)), Subset(full_eval, np.sort(va)), test,
         list(full_train.classes), 3, IMAGENET_MEAN, IMAGENET_STD, "photo", f"CIFAR-10 ({root})",
     )  # fmt: skip
 

@@ -165,8 +165,9 @@ def train(cfg: TrainConfig) -> dict:
                    disable=not (cfg.progress and accelerator.is_main_process))  # fmt: skip
         loss_sum, batches = torch.zeros((), device=accelerator.device), 0
         for images, labels in bar:
-            inspect = cfg.stats_every > 0 and step % cfg.stats_every == 0 and accelerator.sync_gradients
             with accelerator.accumulate(model):
+                # sync_gradients is set by accumulate(): true on the micro-batch that completes an optimizer step
+                inspect = cfg.stats_every > 0 and step % cfg.stats_every == 0 and accelerator.sync_gradients
                 with (
                     LayerProbe(model) if inspect else nullcontext() as probe
                 ):  # exits before the grads are zeroed
