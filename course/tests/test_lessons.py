@@ -34,7 +34,11 @@ def test_every_python_block_runs(path, tmp_path, monkeypatch):
     plt.close("all")
 
 
-@pytest.mark.parametrize("path", [*LESSONS, COURSE_DIR / "README.md"], ids=lambda p: p.name)
+REPO = COURSE_DIR.parent
+READMES = [COURSE_DIR / "README.md", REPO / "README.md", *sorted(REPO.glob("projects/*/README.md"))]
+
+
+@pytest.mark.parametrize("path", [*LESSONS, *READMES], ids=lambda p: str(p.relative_to(REPO)))
 def test_relative_links_resolve(path):
     missing = []
     for target in relative_links(path.read_text()):

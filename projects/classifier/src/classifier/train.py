@@ -15,7 +15,7 @@ from contextlib import nullcontext
 import torch
 import torch.nn as nn
 from accelerate import Accelerator, DataLoaderConfiguration
-from accelerate.state import AcceleratorState
+from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import broadcast_object_list
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -105,6 +105,7 @@ def train(cfg: TrainConfig) -> dict:
     # Accelerate keeps its settings in a process-wide singleton; forget the previous run's (e.g. its precision)
     # so that several runs in one process (tests, notebooks) can differ. The process group is kept.
     AcceleratorState._reset_state()
+    GradientState._reset_state()
     accelerator = Accelerator(
         cpu=device.type == "cpu",
         mixed_precision=cfg.mixed_precision,
@@ -168,9 +169,9 @@ def train(cfg: TrainConfig) -> dict:
             with accelerator.accumulate(model):
                 # sync_gradients is set by accumulate(): true on the micro-batch that completes an optimizer step
                 inspect = cfg.stats_every > 0 and step % cfg.stats_every == 0 and accelerator.sync_gradients
-                with (
-                    LayerProbe(model) if inspect else nullcontext() as probe
-                ):  # exits before the grads are zeroed
+                # the probe sees the unwrapped model (tags without DDP's "module.") and closes before zero_grad
+                probe_or_nothing = LayerProbe(accelerator.unwrap_model(model)) if inspect else nullcontext()
+                with probe_or_nothing as probe:
                     loss = criterion(model(images), labels)
                     accelerator.backward(loss)
                 optimizer.step()
@@ -192,6 +193,7 @@ def train(cfg: TrainConfig) -> dict:
                 bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{meter.rate:.0f}")
 
         val = evaluate(val_loader)
+        # the mean of batch means (a short last batch weighs as much as a full one), averaged over processes
         train_loss = accelerator.reduce(loss_sum, "mean").item() / max(batches, 1)
         history.append(
             {"epoch": epoch + 1, "train_loss": round(train_loss, 6), "val_accuracy": val["accuracy"]}
