@@ -88,7 +88,13 @@ def load_digits_data(cfg: TrainConfig) -> DataBundle:
     train, val, test = split_indices(digits.target, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
     train = limit(train, cfg.max_train_samples, cfg.split_seed)
     # digits are centred and upright: small shifts, rotations and scalings are the natural variation; no flips
-    augment = v2.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1)) if cfg.augment else None
+    augment = (
+        v2.RandomAffine(
+            degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1), interpolation=v2.InterpolationMode.BILINEAR
+        )
+        if cfg.augment
+        else None
+    )  # bilinear: nearest-neighbour rotation makes jagged strokes the test images never have
     mean, std = images[train].mean().item(), images[train].std().item()
     return DataBundle(
         train=TensorImages(images[train], labels[train], augment),
