@@ -15,10 +15,8 @@ from dlshared.cli import UserError
 from dlshared.device import pick_device
 from dlshared.runs import latest_run
 
-from .config import TrainConfig, config_from_dict
+from .config import PROJECT, TrainConfig, config_from_dict
 from .transfer import build_model
-
-PROJECT = "classifier"
 
 
 @dataclass

@@ -25,7 +25,7 @@ def train_command(cfg: TrainConfig) -> dict:
 
 def eval_command(args: EvalArgs) -> dict:
     from .artifacts import load_predictor
-    from .data import _image_folder, load_data, photo_transforms
+    from .data import image_folder, load_data, photo_transforms
     from .evaluate import classification_metrics, predict
 
     predictor = load_predictor(args.ckpt, args.device)
@@ -34,7 +34,7 @@ def eval_command(args: EvalArgs) -> dict:
         root = next((args.data / s for s in ("test", "val") if (args.data / s).is_dir()), args.data)
         if not root.is_dir():
             raise UserError(f"--data {args.data}: no such folder")
-        dataset = _image_folder(
+        dataset = image_folder(
             root, photo_transforms(predictor.card["image_size"], train=False, augment=False)
         )
         if dataset.classes != classes:

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+PROJECT = "classifier"
+"""Name of the run folder family: runs/classifier/<name>/."""
+
 
 @dataclass
 class TrainConfig:

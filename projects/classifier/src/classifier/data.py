@@ -22,7 +22,6 @@ from dlshared.cli import UserError
 from .config import TrainConfig
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
 @dataclass
@@ -114,7 +113,7 @@ def photo_transforms(size: int, train: bool, augment: bool) -> v2.Compose:
     return v2.Compose([v2.ToImage(), v2.RGB(), *geometry, v2.ToDtype(torch.float32, scale=True)])
 
 
-def _image_folder(root: Path, transform) -> datasets.ImageFolder:
+def image_folder(root: Path, transform) -> datasets.ImageFolder:
     try:
         return datasets.ImageFolder(root, transform=transform)
     except (FileNotFoundError, RuntimeError) as err:  # torchvision raises these for empty or class-less trees
@@ -123,16 +122,16 @@ def _image_folder(root: Path, transform) -> datasets.ImageFolder:
         ) from None
 
 
-def load_image_folder(cfg: TrainConfig, root: Path) -> DataBundle:
+def loadimage_folder(cfg: TrainConfig, root: Path) -> DataBundle:
     """`root/train` + `root/val` (+ `root/test`) when present, else one class-per-folder tree split by seed."""
     if not root.is_dir():
         raise UserError(f"--data {root}: no such folder")
     train_tf = photo_transforms(cfg.image_size, train=True, augment=cfg.augment)
     eval_tf = photo_transforms(cfg.image_size, train=False, augment=False)
     if (root / "train").is_dir() and (root / "val").is_dir():
-        train = _image_folder(root / "train", train_tf)
-        val = _image_folder(root / "val", eval_tf)
-        test = _image_folder(root / "test", eval_tf) if (root / "test").is_dir() else val
+        train = image_folder(root / "train", train_tf)
+        val = image_folder(root / "val", eval_tf)
+        test = image_folder(root / "test", eval_tf) if (root / "test").is_dir() else val
         for name, split in (("val", val), ("test", test)):
             if split.classes != train.classes:
                 raise UserError(
@@ -142,7 +141,7 @@ def load_image_folder(cfg: TrainConfig, root: Path) -> DataBundle:
         if cfg.max_train_samples:
             train = Subset(train, limit(range(len(train)), cfg.max_train_samples, cfg.split_seed))
     else:
-        full_train, full_eval = _image_folder(root, train_tf), _image_folder(root, eval_tf)
+        full_train, full_eval = image_folder(root, train_tf), image_folder(root, eval_tf)
         tr, va, te = split_indices(full_train.targets, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
         train = Subset(full_train, limit(tr, cfg.max_train_samples, cfg.split_seed))
         val, test = Subset(full_eval, va), Subset(full_eval, te)
@@ -179,4 +178,4 @@ def load_data(cfg: TrainConfig) -> DataBundle:
         return load_cifar10(cfg)
     if cfg.data is None:
         raise UserError("--dataset imagefolder needs --data PATH")
-    return load_image_folder(cfg, Path(cfg.data))
+    return loadimage_folder(cfg, Path(cfg.data))

@@ -34,13 +34,11 @@ from dlshared.monitor import RunLogger, Throughput
 from dlshared.runs import config_to_dict, latest_run, make_run_dir
 from dlshared.seed import capture_rng_state, restore_rng_state, seed_everything
 
-from .config import TrainConfig
+from .config import PROJECT, TrainConfig
 from .data import DataBundle, load_data
 from .evaluate import classification_metrics, confusion_figure, predict
 from .probes import LayerProbe
 from .transfer import build_model, parameter_groups, set_backbone_trainable
-
-PROJECT = "classifier"
 
 
 def build_optimizer(cfg: TrainConfig, model: nn.Module, total_steps: int):
