@@ -122,7 +122,7 @@ def image_folder(root: Path, transform) -> datasets.ImageFolder:
         ) from None
 
 
-def loadimage_folder(cfg: TrainConfig, root: Path) -> DataBundle:
+def load_image_folder(cfg: TrainConfig, root: Path) -> DataBundle:
     """`root/train` + `root/val` (+ `root/test`) when present, else one class-per-folder tree split by seed."""
     if not root.is_dir():
         raise UserError(f"--data {root}: no such folder")
@@ -178,4 +178,4 @@ def load_data(cfg: TrainConfig) -> DataBundle:
         return load_cifar10(cfg)
     if cfg.data is None:
         raise UserError("--dataset imagefolder needs --data PATH")
-    return loadimage_folder(cfg, Path(cfg.data))
+    return load_image_folder(cfg, Path(cfg.data))
