@@ -1,0 +1,188 @@
+"""Typed configuration of every verb, and the presets of `train`.
+
+tiny                  seconds, for tests
+quick (default)       the embedded corpus (Python's standard library source), minutes on a 2-core CPU
+shakespeare-char-cpu  nanoGPT's CPU recipe on tiny Shakespeare, character level
+shakespeare-char      nanoGPT's GPU recipe (config/train_shakespeare_char.py), character level
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+PROJECT = "tinygpt"
+"""Name of the run folder family: runs/tinygpt/<name>/."""
+
+
+@dataclass
+class TrainConfig:
+    # --- data ---
+    data: Path | None = None
+    """A UTF-8 text file: first 90% train, last 10% validation. Unset: --dataset decides."""
+    dataset: Literal["auto", "stdlib", "shakespeare"] = "auto"
+    """auto = the --data file when given, else stdlib (Python's standard library source, on every machine).
+    shakespeare downloads tiny Shakespeare once (online) into ~/.cache/tinygpt."""
+    max_chars: int | None = None
+    """Use only the first N characters of the text (quick experiments, tests)."""
+    tokenizer: Literal["char", "bpe"] = "char"
+    """char: one token per character (nanoGPT's shakespeare_char). bpe: byte-level BPE trained on the train split."""
+    vocab_size: int = 2048
+    """bpe: vocabulary size to train (256 bytes + merges + specials). Ignored for char."""
+
+    # --- model (see model.GPTConfig) ---
+    arch: Literal["gpt2", "llama"] = "gpt2"
+    """gpt2: learned positions, LayerNorm, GELU. llama: rotary positions, RMSNorm, SwiGLU."""
+    n_layer: int = 6
+    n_head: int = 6
+    n_embd: int = 384
+    block_size: int = 256
+    """Context length in tokens."""
+    dropout: float = 0.0
+    bias: bool = False
+
+    # --- optimisation ---
+    batch_size: int = 64
+    """Sequences per micro-batch and process (tokens per step = batch x block x grad_accum x processes)."""
+    grad_accum: int = 1
+    max_iters: int = 5000
+    """Optimizer steps."""
+    lr: float = 1e-3
+    """Peak learning rate (after linear warm-up)."""
+    min_lr: float = 1e-4
+    """Cosine decay ends here, at lr_decay_iters."""
+    warmup_iters: int = 100
+    lr_decay_iters: int | None = None
+    """Default: max_iters."""
+    weight_decay: float = 0.1
+    """AdamW decoupled weight decay, on matrices and embeddings only (not biases or norms)."""
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0
+    """Clip the global gradient norm (0 = off)."""
+    fused_adamw: bool = True
+    """One fused AdamW kernel over all parameters (CPU and CUDA) instead of a Python loop of per-tensor ops."""
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    """Autocast through Accelerate. bf16 runs on recent CPUs (AMX, AVX-512) and GPUs; fp16 is GPU only."""
+    compile: bool = False
+    """torch.compile the model (first steps pay for compilation; worth it on long runs)."""
+
+    # --- evaluation, logging, checkpoints ---
+    eval_interval: int = 250
+    """Estimate train/val loss and checkpoint every N steps (and at the end)."""
+    eval_iters: int = 200
+    """Batches per loss estimate."""
+    log_interval: int = 10
+    sample_tokens: int = 200
+    """Tokens of text sampled into the log and metrics.json at the end (0 = none)."""
+
+    # --- run ---
+    device: str = "auto"
+    """auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps."""
+    seed: int = 1337
+    out: Path = Path("runs")
+    """Runs go to OUT/tinygpt/NAME."""
+    name: str | None = None
+    """Run folder name (default: a timestamp)."""
+    resume: bool = False
+    """Continue the run --name (or the newest run with a resume.pt) from its last checkpoint."""
+    progress: bool = True
+    """Show a progress bar."""
+    peak_flops: float | None = None
+    """Peak FLOP/s of one device for MFU. Unset: a table for known GPUs; on a CPU, a measured matmul."""
+
+
+# fmt: off
+# nanoGPT's numbers, so the two can be compared at the same settings on one machine
+SHAKESPEARE_CHAR = TrainConfig(
+    dataset="shakespeare", tokenizer="char", arch="gpt2", n_layer=6, n_head=6, n_embd=384, block_size=256,
+    dropout=0.2, batch_size=64, max_iters=5000, lr=1e-3, min_lr=1e-4, warmup_iters=100, eval_interval=250,
+    eval_iters=200, beta2=0.99, weight_decay=0.1,
+)
+
+PRESETS = {
+    "quick": TrainConfig(
+        dataset="stdlib", tokenizer="char", arch="llama", n_layer=4, n_head=4, n_embd=128, block_size=128,
+        batch_size=16, max_iters=1500, lr=2e-3, min_lr=2e-4, warmup_iters=50, eval_interval=250, eval_iters=20,
+        mixed_precision="no",
+    ),
+    "tiny": TrainConfig(
+        dataset="stdlib", max_chars=60_000, tokenizer="char", arch="llama", n_layer=2, n_head=2, n_embd=32,
+        block_size=32, batch_size=8, max_iters=40, lr=3e-3, min_lr=3e-4, warmup_iters=5, eval_interval=20,
+        eval_iters=4, log_interval=5, sample_tokens=20, progress=False,
+    ),
+    "shakespeare-char-cpu": dataclasses.replace(
+        SHAKESPEARE_CHAR, n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, max_iters=2000,
+        lr_decay_iters=2000, dropout=0.0, eval_iters=20,
+    ),
+    "shakespeare-char": SHAKESPEARE_CHAR,
+}
+# fmt: on
+
+
+@dataclass
+class CheckpointArgs:
+    ckpt: Path | None = None
+    """Run folder (or exported HF folder for eval). Default: the newest run under --runs."""
+    runs: Path = Path("runs")
+    device: str = "auto"
+
+
+@dataclass
+class EvalArgs(CheckpointArgs):
+    data: Path | None = None
+    """A text file to score (all of it). Default: the run's own validation split."""
+    batch_size: int = 32
+    max_windows: int | None = None
+    """Score at most N context windows (default: every non-overlapping window)."""
+
+
+@dataclass
+class GenerateArgs(CheckpointArgs):
+    prompt: str = "\n"
+    max_new_tokens: int = 200
+    temperature: float = 0.8
+    """0 = greedy."""
+    top_k: int | None = 200
+    top_p: float | None = None
+    """Nucleus sampling: keep the smallest set of tokens holding this much probability (e.g. 0.9)."""
+    seed: int = 1337
+    no_cache: bool = False
+    """Recompute the whole context for every token instead of using the KV cache."""
+
+
+@dataclass
+class ExportArgs(CheckpointArgs):
+    out: Path = Path("export")
+    """Folder to write (a Hugging Face model folder with the tokenizer)."""
+    format: Literal["hf"] = "hf"
+    """hf: GPT2LMHeadModel (arch gpt2) or LlamaForCausalLM (arch llama) + tokenizer, loadable by transformers."""
+
+
+@dataclass
+class DemoArgs(CheckpointArgs):
+    host: str = "127.0.0.1"
+    """Interface to serve on; 0.0.0.0 exposes the demo to the network."""
+    port: int = 7860
+
+
+@dataclass
+class BenchArgs:
+    preset: str = "quick"
+    """Training preset whose model and batch shape are measured."""
+    data: Path | None = None
+    """Text file (default: the preset's own data)."""
+    steps: int = 30
+    """Timed training steps after warm-up."""
+    warmup: int = 5
+    """Untimed steps first (compilation, allocator warm-up)."""
+    mixed_precision: Literal["no", "bf16", "fp16"] | None = None
+    """Override the preset's precision."""
+    compile: bool | None = None
+    """Override the preset's torch.compile setting."""
+    new_tokens: int = 256
+    """Generation benchmark: tokens generated with and without the KV cache (0 = skip)."""
+    device: str = "auto"
+    peak_flops: float | None = None

@@ -1,0 +1,148 @@
+"""Text in, token batches out.
+
+Embedded default: the source of a fixed list of Python standard-library modules (~2 MB of code, comments and
+docstrings), present on every machine that runs this project, deterministic for a given Python version.
+Real data: any UTF-8 text file (`--data`), split as nanoGPT splits it: first 90% train, last 10% validation.
+Tiny Shakespeare is downloaded once, checked against its SHA-256, for users who are online.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from dlshared.cli import UserError
+
+from .config import TrainConfig
+from .tokenizer import Tokenizer, train_tokenizer
+
+STDLIB_MODULES = (
+    "argparse", "ast", "calendar", "collections", "configparser", "contextlib", "csv", "dataclasses", "datetime",
+    "decimal", "difflib", "email.message", "enum", "fractions", "functools", "getopt", "gettext", "glob", "heapq",
+    "inspect", "ipaddress", "json.decoder", "json.encoder", "logging", "optparse", "pathlib", "pprint", "queue",
+    "random", "shlex", "shutil", "statistics", "string", "subprocess", "tarfile", "tempfile", "textwrap",
+    "threading", "tokenize", "typing", "unittest.case", "urllib.parse", "uuid", "warnings", "zipfile",
+)  # fmt: skip
+SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+TRAIN_FRACTION = 0.9
+
+
+def stdlib_corpus() -> str:
+    """The embedded corpus: each module's source file, in a fixed order, under a `# file:` header line."""
+    parts = []
+    for name in STDLIB_MODULES:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+            continue  # a Python build without this module's source; the rest still makes a corpus
+        parts.append(f"# file: {name}\n{Path(spec.origin).read_text(encoding='utf-8')}")
+    if not parts:
+        raise UserError(f"no standard-library sources found next to {sys.executable}; pass --data FILE")
+    return "\n".join(parts)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tinygpt"
+
+
+def shakespeare_path() -> Path:
+    """tiny Shakespeare (1.1 MB), downloaded on first use and verified by SHA-256."""
+    path = cache_dir() / "tinyshakespeare.txt"
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # writes to a temporary file and renames it only when the hash matches
+        torch.hub.download_url_to_file(
+            SHAKESPEARE_URL, str(path), hash_prefix=SHAKESPEARE_SHA256, progress=True
+        )
+    except (OSError, RuntimeError) as err:
+        raise UserError(
+            f"could not download tiny Shakespeare ({err}); offline? Pass --data path/to/text.txt"
+        ) from err
+    return path
+
+
+def read_text_file(path: Path) -> str:
+    if not path.is_file():
+        raise UserError(f"--data {path}: no such file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"--data {path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
+    return text
+
+
+def load_text(cfg: TrainConfig) -> tuple[str, str]:
+    """(text, description of where it came from)."""
+    if cfg.data is not None:
+        text, source = read_text_file(Path(cfg.data)), str(cfg.data)
+    elif cfg.dataset == "shakespeare":
+        text, source = read_text_file(shakespeare_path()), "tiny Shakespeare"
+    else:
+        text, source = (
+            stdlib_corpus(),
+            f"Python {sys.version_info.major}.{sys.version_info.minor} stdlib source",
+        )
+    if cfg.max_chars is not None:
+        text = text[: cfg.max_chars]
+    return text, source
+
+
+@dataclass
+class TokenData:
+    tokenizer: Tokenizer
+    train: torch.Tensor  # (N_train,) int32 token ids
+    val: torch.Tensor  # (N_val,)
+    source: str
+
+
+def load_data(cfg: TrainConfig, tokenizer: Tokenizer | None = None) -> TokenData:
+    """Read, split 90/10 by characters, train the tokenizer (unless given), encode both halves."""
+    text, source = load_text(cfg)
+    split = int(len(text) * TRAIN_FRACTION)
+    train_text, val_text = text[:split], text[split:]
+    if tokenizer is None:
+        # char: the vocabulary of the whole text, as nanoGPT builds it; bpe: merges learned on train only
+        tokenizer = train_tokenizer(
+            text if cfg.tokenizer == "char" else train_text, cfg.tokenizer, cfg.vocab_size
+        )
+    train = torch.tensor(tokenizer.encode(train_text), dtype=torch.int32)
+    val = torch.tensor(tokenizer.encode(val_text), dtype=torch.int32)
+    shortest = cfg.block_size + 2
+    if len(train) < shortest or len(val) < shortest:
+        raise UserError(f"{source}: {len(train)} train / {len(val)} validation tokens; each split needs more than "
+                        f"the context length {cfg.block_size} (use a longer text or a smaller --block-size)")  # fmt: skip
+    return TokenData(tokenizer, train, val, source)
+
+
+class Batches:
+    """Random windows of a token sequence, as nanoGPT's get_batch: x = ids[i : i+T], y = ids[i+1 : i+T+1].
+
+    Its own seeded generator makes the stream reproducible and resumable (`state` / `load_state`).
+    """
+
+    def __init__(self, ids: torch.Tensor, block_size: int, batch_size: int, seed: int, device: torch.device):
+        self.windows = ids.unfold(0, block_size + 1, 1)  # (N - T, T + 1): a view, nothing copied
+        self.batch_size, self.device = batch_size, device
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        starts = torch.randint(len(self.windows), (self.batch_size,), generator=self.generator)
+        chunk = self.windows[starts].long()  # (B, T + 1)
+        if self.device.type == "cuda":
+            chunk = chunk.pin_memory().to(self.device, non_blocking=True)
+        else:
+            chunk = chunk.to(self.device)
+        return chunk[:, :-1], chunk[:, 1:]
+
+    def state(self) -> torch.Tensor:
+        return self.generator.get_state()
+
+    def load_state(self, state: torch.Tensor) -> None:
+        self.generator.set_state(state)

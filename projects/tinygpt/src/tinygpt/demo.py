@@ -1,0 +1,60 @@
+"""The Gradio demo: a prompt -> a streamed completion, with temperature, top-k, top-p and length controls.
+
+`build_demo(loaded)` only builds the app; `tinygpt demo` launches it on 127.0.0.1. A bad request (empty or
+over-long prompt, out-of-range setting) becomes a message under the output, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import gradio as gr
+
+from dlshared.cli import UserError
+
+from .artifacts import LoadedModel
+from .serve import stream_completion
+
+
+def model_summary(loaded: LoadedModel) -> str:
+    cfg, tok = loaded.model.cfg, loaded.tokenizer
+    return (f"**{loaded.run_dir.name}**: {cfg.arch}, {cfg.n_layer} layers x {cfg.n_head} heads x {cfg.n_embd} wide, "
+            f"{loaded.model.num_params():,} parameters, context {cfg.block_size} tokens, "
+            f"{tok.kind} tokenizer ({tok.vocab_size} tokens), on {loaded.device}.")  # fmt: skip
+
+
+def build_demo(loaded: LoadedModel) -> gr.Blocks:
+    def complete(prompt: str, max_new_tokens: float, temperature: float, top_k: float, top_p: float,
+                 seed: float) -> Iterator[tuple[str, str]]:  # fmt: skip
+        started, text = time.perf_counter(), ""
+        try:
+            for text in stream_completion(loaded, prompt or "", int(max_new_tokens), float(temperature),
+                                          int(top_k) if top_k else None, float(top_p) if top_p < 1 else None,
+                                          int(seed)):  # fmt: skip
+                yield text, ""
+        except UserError as err:
+            yield "", f"⚠️ {err}"
+            return
+        n = len(loaded.tokenizer.encode(text))
+        yield text, f"{n} tokens in {time.perf_counter() - started:.2f} s"
+
+    with gr.Blocks(title="tinygpt") as demo:
+        gr.Markdown("# tinygpt\nA GPT written from scratch (course days 21-27). " + model_summary(loaded))
+        with gr.Row():
+            with gr.Column():
+                prompt = gr.Textbox(label="Prompt", lines=4, value="def ")
+                max_new = gr.Slider(1, 1000, value=200, step=1, label="Max new tokens")
+                temperature = gr.Slider(0.0, 2.0, value=0.8, step=0.05, label="Temperature (0 = greedy)")
+                top_k = gr.Slider(0, loaded.tokenizer.vocab_size, value=min(200, loaded.tokenizer.vocab_size), step=1,
+                                  label="Top-k (0 = off)")  # fmt: skip
+                top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p (1 = off)")
+                seed = gr.Number(value=1337, precision=0, label="Seed")
+                button = gr.Button("Generate", variant="primary")
+            with gr.Column():
+                output = gr.Textbox(label="Completion", lines=16)
+                status = gr.Markdown()
+        inputs = [prompt, max_new, temperature, top_k, top_p, seed]
+        button.click(complete, inputs, [output, status], api_name="complete")
+        prompt.submit(complete, inputs, [output, status])
+    return demo

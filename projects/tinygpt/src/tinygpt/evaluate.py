@@ -1,0 +1,54 @@
+"""The metric, defined once: mean next-token cross-entropy (nats per token) over context windows of a split.
+
+Windows start at evenly spaced offsets, so the estimate is deterministic: the same checkpoint and split always
+give the same number. `max_windows=None` scores every non-overlapping window (each token once, the eval verb);
+training estimates from `eval_iters x batch_size` windows spread over the split, as nanoGPT's estimate_loss
+draws that many random ones. Perplexity = exp(loss).
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+
+import torch
+
+from .model import GPT
+
+
+@torch.no_grad()
+def evaluate_loss(
+    model: GPT,
+    ids: torch.Tensor,
+    block_size: int,
+    batch_size: int,
+    max_windows: int | None = None,
+    device: torch.device | None = None,
+    autocast=None,
+) -> float:
+    """Mean cross-entropy of `model` on windows of `ids` (1-D token ids)."""
+    device = device or next(model.parameters()).device
+    last_start = len(ids) - block_size - 1
+    if last_start < 0:
+        raise ValueError(f"{len(ids)} tokens are fewer than one window of {block_size + 1}")
+    n_windows = last_start // block_size + 1
+    if max_windows is not None and max_windows < n_windows:
+        starts = torch.linspace(0, last_start, max_windows).long()
+    else:
+        starts = torch.arange(0, last_start + 1, block_size)
+    was_training = model.training
+    model.eval()
+    windows = ids.unfold(0, block_size + 1, 1)
+    total, count = 0.0, 0
+    for batch_starts in starts.split(batch_size):
+        chunk = windows[batch_starts].long().to(device)  # (B, T + 1)
+        with autocast() if autocast is not None else nullcontext():
+            _, loss = model(chunk[:, :-1], chunk[:, 1:])
+        total += loss.item() * len(batch_starts)
+        count += len(batch_starts)
+    model.train(was_training)
+    return total / count
+
+
+def perplexity(loss: float) -> float:
+    return math.exp(min(loss, 50.0))

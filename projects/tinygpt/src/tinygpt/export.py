@@ -1,0 +1,129 @@
+"""Export to a Hugging Face model folder that `transformers` loads without this project:
+
+    arch gpt2  -> GPT2LMHeadModel   (learned positions, LayerNorm, GELU; Conv1D weights are stored transposed)
+    arch llama -> LlamaForCausalLM  (RoPE in the same half-split layout, RMSNorm, SwiGLU; q/k/v split apart)
+
+The tokenizer goes along as tokenizer.json (PreTrainedTokenizerFast), so `AutoTokenizer` and
+`AutoModelForCausalLM.from_pretrained(folder)` are all a user (or the `tuner` project, via `--base`) needs.
+After writing, the export loads the folder back with transformers and compares logits with ours.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .artifacts import LoadedModel, load_model, resolve_checkpoint
+from .config import ExportArgs
+from .model import GPT
+
+
+def _bias(linear: torch.nn.Module, size: int) -> torch.Tensor:
+    return linear.bias.detach() if linear.bias is not None else torch.zeros(size)
+
+
+def gpt2_state_dict(model: GPT) -> dict[str, torch.Tensor]:
+    cfg, out = model.cfg, {}
+    C = cfg.n_embd
+    out["transformer.wte.weight"] = model.tok_emb.weight
+    out["transformer.wpe.weight"] = model.pos_emb.weight
+    for i, block in enumerate(model.blocks):
+        p = f"transformer.h.{i}."
+        out[p + "ln_1.weight"], out[p + "ln_1.bias"] = block.norm1.weight, _bias(block.norm1, C)
+        out[p + "ln_2.weight"], out[p + "ln_2.bias"] = block.norm2.weight, _bias(block.norm2, C)
+        out[p + "attn.c_attn.weight"] = block.attn.qkv.weight.t()  # Conv1D: (in, out)
+        out[p + "attn.c_attn.bias"] = _bias(block.attn.qkv, 3 * C)
+        out[p + "attn.c_proj.weight"] = block.attn.proj.weight.t()
+        out[p + "attn.c_proj.bias"] = _bias(block.attn.proj, C)
+        out[p + "mlp.c_fc.weight"] = block.mlp.up.weight.t()
+        out[p + "mlp.c_fc.bias"] = _bias(block.mlp.up, cfg.mlp_hidden)
+        out[p + "mlp.c_proj.weight"] = block.mlp.down.weight.t()
+        out[p + "mlp.c_proj.bias"] = _bias(block.mlp.down, C)
+    out["transformer.ln_f.weight"], out["transformer.ln_f.bias"] = model.norm.weight, _bias(model.norm, C)
+    out["lm_head.weight"] = model.tok_emb.weight
+    return out
+
+
+def llama_state_dict(model: GPT) -> dict[str, torch.Tensor]:
+    cfg, out = model.cfg, {}
+    C = cfg.n_embd
+    out["model.embed_tokens.weight"] = model.tok_emb.weight
+    for i, block in enumerate(model.blocks):
+        p = f"model.layers.{i}."
+        out[p + "input_layernorm.weight"] = block.norm1.weight
+        out[p + "post_attention_layernorm.weight"] = block.norm2.weight
+        for name, w in zip(("q", "k", "v"), block.attn.qkv.weight.split(C), strict=True):
+            out[p + f"self_attn.{name}_proj.weight"] = w
+        out[p + "self_attn.o_proj.weight"] = block.attn.proj.weight
+        out[p + "mlp.gate_proj.weight"] = block.mlp.gate.weight
+        out[p + "mlp.up_proj.weight"] = block.mlp.up.weight
+        out[p + "mlp.down_proj.weight"] = block.mlp.down.weight
+        if cfg.bias:
+            for name, b in zip(("q", "k", "v"), block.attn.qkv.bias.split(C), strict=True):
+                out[p + f"self_attn.{name}_proj.bias"] = b
+            out[p + "self_attn.o_proj.bias"] = block.attn.proj.bias
+            for name in ("gate", "up", "down"):
+                out[p + f"mlp.{name}_proj.bias"] = getattr(block.mlp, name).bias
+    out["model.norm.weight"] = model.norm.weight
+    out["lm_head.weight"] = model.tok_emb.weight
+    return out
+
+
+def to_hf(model: GPT, eos_token_id: int | None = None):
+    """A transformers model holding `model`'s weights (float32, eval mode)."""
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    cfg = model.cfg
+    if cfg.arch == "gpt2":
+        hf_config = GPT2Config(
+            vocab_size=cfg.vocab_size, n_positions=cfg.block_size, n_embd=cfg.n_embd, n_layer=cfg.n_layer,
+            n_head=cfg.n_head, n_inner=cfg.mlp_hidden, activation_function="gelu", layer_norm_epsilon=cfg.norm_eps,
+            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=True,
+            bos_token_id=eos_token_id, eos_token_id=eos_token_id,
+        )  # fmt: skip
+        hf_model, state = GPT2LMHeadModel(hf_config), gpt2_state_dict(model)
+    else:
+        hf_config = LlamaConfig(
+            vocab_size=cfg.vocab_size, hidden_size=cfg.n_embd, intermediate_size=cfg.mlp_hidden,
+            num_hidden_layers=cfg.n_layer, num_attention_heads=cfg.n_head, num_key_value_heads=cfg.n_head,
+            head_dim=cfg.head_dim, max_position_embeddings=cfg.block_size, rms_norm_eps=cfg.norm_eps,
+            rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta}, tie_word_embeddings=True,
+            attention_bias=cfg.bias, mlp_bias=cfg.bias, hidden_act="silu",
+            bos_token_id=eos_token_id, eos_token_id=eos_token_id, pad_token_id=None,
+        )  # fmt: skip
+        hf_model, state = LlamaForCausalLM(hf_config), llama_state_dict(model)
+    state = {k: v.detach().float().cpu().contiguous() for k, v in state.items()}
+    missing, unexpected = hf_model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("attn.bias") and not k.endswith("masked_bias")]
+    if missing or unexpected:
+        raise RuntimeError(f"weight mapping is incomplete: missing {missing}, unexpected {unexpected}")
+    hf_model.tie_weights()
+    return hf_model.eval()
+
+
+@torch.no_grad()
+def max_logit_difference(model: GPT, hf_model, ids: torch.Tensor) -> float:
+    ours, _ = model.float()(ids)
+    theirs = hf_model(input_ids=ids).logits
+    return (ours - theirs).abs().max().item()
+
+
+def export_hf(args: ExportArgs) -> dict:
+    loaded: LoadedModel = load_model(resolve_checkpoint(args.ckpt, args.runs), "cpu")
+    model, tokenizer = loaded.model, loaded.tokenizer
+    hf_tokenizer = tokenizer.to_hf()
+    hf_model = to_hf(model, hf_tokenizer.eos_token_id)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    hf_model.save_pretrained(out)  # model.safetensors + config.json
+    hf_tokenizer.save_pretrained(out)
+
+    from transformers import AutoModelForCausalLM
+
+    reloaded = AutoModelForCausalLM.from_pretrained(out).eval()
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(tokenizer.vocab_size, (2, model.cfg.block_size), generator=generator)
+    diff = max_logit_difference(model, reloaded, ids)
+    return {"out": str(out), "architecture": type(reloaded).__name__, "max_abs_logit_diff": diff,
+            "run_dir": str(loaded.run_dir)}  # fmt: skip

@@ -1,0 +1,45 @@
+"""Peak FLOP/s for MFU: a table of dense bf16/fp16 tensor-core peaks for GPUs, a measured matmul on CPUs.
+
+MFU (model FLOPs utilisation, PaLM appendix B) = model FLOPs per token x tokens/s / peak FLOP/s. A CPU has no
+datasheet figure that torch can reach, so its "peak" is what a large matmul achieves here at the run's dtype and
+thread count: MFU on a CPU then reads "share of the best matmul speed this machine shows".
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+# dense (no sparsity) bf16 tensor-core FLOP/s from the vendors' datasheets
+GPU_PEAK_BF16 = {
+    "H200": 989e12, "H100": 989e12, "A100": 312e12, "A10G": 125e12, "A10": 125e12, "L40S": 362e12, "L4": 121e12,
+    "RTX 4090": 165e12, "RTX 3090": 71e12, "V100": 125e12, "T4": 65e12,
+}  # fmt: skip
+
+
+def measured_matmul_flops(dtype: torch.dtype = torch.float32, n: int = 1024, seconds: float = 0.3) -> float:
+    """FLOP/s of an n x n matmul on the CPU, best of the repeats that fit in `seconds`."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b  # warm-up: thread pool start, kernel choice
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        a @ b
+        best = max(best, 2 * n**3 / (time.perf_counter() - start))
+    return best
+
+
+def peak_flops(device: torch.device, dtype: torch.dtype = torch.float32) -> float | None:
+    """Peak FLOP/s of one `device` at `dtype`, or None when unknown (MFU is then not reported)."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        for key, flops in GPU_PEAK_BF16.items():
+            if key in name:
+                return (
+                    flops if dtype in (torch.bfloat16, torch.float16) else flops / 2
+                )  # tf32 is half of bf16
+        return None
+    if device.type == "cpu":
+        return measured_matmul_flops(dtype)
+    return None

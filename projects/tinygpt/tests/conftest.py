@@ -1,0 +1,21 @@
+"""Fixtures: the tiny preset trained once per session (seconds), shared by the export, eval and demo tests."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from tinygpt.config import PRESETS, TrainConfig
+
+
+def tiny_config(out: Path, **overrides) -> TrainConfig:
+    return dataclasses.replace(PRESETS["tiny"], out=out, **overrides)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> dict:
+    from tinygpt.train import train
+
+    return train(tiny_config(tmp_path_factory.mktemp("runs"), name="tiny"))

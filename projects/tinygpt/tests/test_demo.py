@@ -1,0 +1,46 @@
+"""The demo, served on 127.0.0.1 and called through gradio_client, as a browser would."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dlshared.demo import launch
+from dlshared.testing import free_port
+from tinygpt.artifacts import load_model
+from tinygpt.demo import build_demo
+
+
+@pytest.fixture(scope="module")
+def client(tiny_run):
+    from gradio_client import Client
+
+    demo = build_demo(load_model(Path(tiny_run["run_dir"]), "cpu"))
+    url = launch(demo, port=free_port(), block=False)
+    assert url.startswith("http://127.0.0.1:")
+    yield Client(url, verbose=False)
+    demo.close()
+
+
+def test_a_prompt_gets_a_completion(client):
+    text, status = client.predict("def ", 12, 0.8, 50, 1.0, 7, api_name="/complete")
+    assert text and "tokens in" in status
+    again, _ = client.predict("def ", 12, 0.8, 50, 1.0, 7, api_name="/complete")
+    assert again == text  # the seed makes it reproducible
+
+
+@pytest.mark.parametrize(
+    "prompt, max_new, message",
+    [("", 10, "prompt is empty"), ("y" * 100, 10, "shorten it")],
+)
+def test_bad_requests_get_a_message(client, prompt, max_new, message):
+    text, status = client.predict(prompt, max_new, 0.8, 50, 1.0, 7, api_name="/complete")
+    assert text == "" and message in status
+
+
+def test_out_of_range_settings_are_refused_with_a_message(client):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="less than minimum"):  # the slider's own bounds check
+        client.predict("def", 0, 0.8, 50, 1.0, 7, api_name="/complete")

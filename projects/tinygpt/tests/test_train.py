@@ -1,0 +1,90 @@
+"""Training end to end: files written, loss falls, resume continues exactly, DDP over 2 processes, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from dlshared.checkpoint import load_resume_state
+from dlshared.testing import run_distributed
+from tinygpt.artifacts import load_model
+from tinygpt.cli import main
+from tinygpt.config import PRESETS
+from tinygpt.train import lr_at, train
+
+from .conftest import tiny_config
+
+
+def test_tiny_run_writes_a_loadable_model_and_the_loss_falls(tiny_run):
+    run_dir = Path(tiny_run["run_dir"])
+    for name in ("config.json", "model_config.json", "tokenizer.json", "model.safetensors", "resume.pt",
+                 "metrics.json"):  # fmt: skip
+        assert (run_dir / name).is_file(), name
+    first, last = tiny_run["history"][0], tiny_run["history"][-1]
+    assert last["iter"] == 40 and last["val_loss"] < first["val_loss"]
+    assert last["val_loss"] < math.log(tiny_run["vocab_size"]) - 0.5  # well below a uniform guess
+    assert tiny_run["tokens_per_s"] > 0 and tiny_run["sample"]
+    loaded = load_model(run_dir, "cpu")
+    assert loaded.tokenizer.vocab_size == loaded.model.cfg.vocab_size == tiny_run["vocab_size"]
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = set(EventAccumulator(str(run_dir)).Reload().Tags()["scalars"])
+    assert {"train/loss", "train/lr", "perf/tokens_per_s", "perf/mfu", "loss/val"} <= tags
+
+
+def test_eval_reproduces_the_saved_validation_loss(tiny_run, capsys):
+    run_dir = tiny_run["run_dir"]
+    cfg = PRESETS["tiny"]
+    main(["eval", "--ckpt", run_dir, "--max-windows", str(cfg.eval_iters * cfg.batch_size),
+          "--batch-size", str(cfg.batch_size)])  # fmt: skip
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["loss"] == pytest.approx(tiny_run["val_loss"], abs=1e-4)
+    assert printed["perplexity"] == pytest.approx(math.exp(printed["loss"]), rel=1e-3)
+
+
+def test_resume_continues_exactly_where_the_run_stopped(tmp_path, tiny_run):
+    cfg = tiny_config(tmp_path, name="halves", sample_tokens=0)
+    train(dataclasses.replace(cfg, max_iters=20, lr_decay_iters=40))  # stops at the step-20 checkpoint
+    assert load_resume_state(tmp_path / "tinygpt" / "halves" / "resume.pt")["iter"] == 20
+    resumed = train(dataclasses.replace(cfg, resume=True))
+    assert [h["iter"] for h in resumed["history"]] == [20, 40]
+    # same batches, same dropout-free steps, same optimizer state: the same weights as the uninterrupted run
+    whole = load_file(str(Path(tiny_run["run_dir"]) / "model.safetensors"))
+    halves = load_file(str(tmp_path / "tinygpt" / "halves" / "model.safetensors"))
+    for name, tensor in whole.items():
+        torch.testing.assert_close(halves[name], tensor, rtol=1e-5, atol=1e-6, msg=name)
+    assert resumed["val_loss"] == pytest.approx(tiny_run["val_loss"], abs=1e-4)
+
+
+def test_tiny_preset_trains_under_two_process_ddp(tmp_path):
+    cfg = tiny_config(tmp_path, name="ddp", device="cpu", max_iters=20, sample_tokens=0)
+    rank0, rank1 = run_distributed(train, cfg, nprocs=2)
+    assert rank0["processes"] == rank1["processes"] == 2
+    assert rank0["val_loss"] == rank1["val_loss"]  # DDP keeps the replicas identical
+    assert rank0["history"][-1]["val_loss"] < rank0["history"][0]["val_loss"] or len(rank0["history"]) == 1
+    assert (tmp_path / "tinygpt" / "ddp" / "model.safetensors").is_file()
+
+
+def test_learning_rate_schedule_warms_up_then_decays_to_min_lr():
+    cfg = dataclasses.replace(PRESETS["shakespeare-char-cpu"])
+    lrs = [lr_at(cfg, it) for it in range(cfg.max_iters + 1)]
+    assert lrs[0] < lrs[50] < lrs[cfg.warmup_iters] == pytest.approx(cfg.lr, rel=0.02)
+    assert max(lrs) <= cfg.lr and lrs[-1] == pytest.approx(cfg.min_lr)
+    assert all(a >= b for a, b in zip(lrs[cfg.warmup_iters :], lrs[cfg.warmup_iters + 1 :], strict=False))
+
+
+def test_training_on_a_users_text_file(tmp_path, capsys):
+    text = "".join(f"line {i}: the quick brown fox jumps over the lazy dog.\n" for i in range(400))
+    (tmp_path / "corpus.txt").write_text(text)
+    main(["train", "--preset", "tiny", "--data", str(tmp_path / "corpus.txt"), "--tokenizer", "bpe",
+          "--vocab-size", "300", "--out", str(tmp_path), "--name", "user"])  # fmt: skip
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert metrics["tokenizer"] == "bpe" and metrics["data"].endswith("corpus.txt")
+    assert metrics["val_loss"] < math.log(metrics["vocab_size"])
