@@ -51,7 +51,7 @@ def bench(args: BenchArgs) -> dict:
         cfg = dataclasses.replace(
             PRESETS[args.preset], **overrides, out=Path(tmp), name="bench", max_iters=args.warmup + args.steps,
             eval_interval=10**9, eval_iters=1, sample_tokens=0, progress=False, device=args.device,
-            peak_flops=args.peak_flops,
+            peak_flops=args.peak_flops, reuse_freed_memory=args.reuse_freed_memory,
         )  # fmt: skip
         metrics = train(cfg, warmup_steps=args.warmup)
     result = {
@@ -59,7 +59,7 @@ def bench(args: BenchArgs) -> dict:
         "parameters": metrics["parameters"],
         "tokens_per_step": cfg.batch_size * cfg.block_size * cfg.grad_accum * metrics["processes"],
         "train_tokens_per_s": metrics["tokens_per_s"], "mfu": metrics["mfu"], "peak_flops": metrics["peak_flops"],
-        "timed_steps": args.steps,
+        "timed_steps": args.steps, "reuse_freed_memory": cfg.reuse_freed_memory,
     }  # fmt: skip
     if args.new_tokens > 0:
         from accelerate import Accelerator

@@ -68,6 +68,9 @@ class TrainConfig:
     """Autocast through Accelerate. bf16 runs on recent CPUs (AMX, AVX-512) and GPUs; fp16 is GPU only."""
     compile: bool = False
     """torch.compile the model (first steps pay for compilation; worth it on long runs)."""
+    reuse_freed_memory: bool = True
+    """Linux/glibc: keep freed memory for reuse instead of returning it to the OS after every step (no page
+    faults on large activations; the process holds its peak memory). See perf.reuse_freed_memory."""
 
     # --- evaluation, logging, checkpoints ---
     eval_interval: int = 250
@@ -105,7 +108,7 @@ SHAKESPEARE_CHAR = TrainConfig(
 PRESETS = {
     "quick": TrainConfig(
         dataset="stdlib", tokenizer="char", arch="llama", n_layer=4, n_head=4, n_embd=128, block_size=128,
-        batch_size=16, max_iters=1500, lr=2e-3, min_lr=2e-4, warmup_iters=50, eval_interval=250, eval_iters=20,
+        batch_size=16, max_iters=2500, lr=2e-3, min_lr=2e-4, warmup_iters=50, eval_interval=500, eval_iters=20,
         mixed_precision="no",
     ),
     "tiny": TrainConfig(
@@ -182,6 +185,8 @@ class BenchArgs:
     """Override the preset's precision."""
     compile: bool | None = None
     """Override the preset's torch.compile setting."""
+    reuse_freed_memory: bool = True
+    """See `train --help`: glibc keeps freed memory instead of unmapping it every step."""
     new_tokens: int = 256
     """Generation benchmark: tokens generated with and without the KV cache (0 = skip)."""
     device: str = "auto"

@@ -32,7 +32,7 @@ from .data import Batches, load_data
 from .evaluate import evaluate_loss
 from .generate import generate
 from .model import GPT, GPTConfig
-from .perf import peak_flops
+from .perf import peak_flops, reuse_freed_memory
 from .tokenizer import load_tokenizer
 
 
@@ -92,6 +92,8 @@ def train(cfg: TrainConfig, warmup_steps: int | None = None) -> dict:
         raise UserError(str(err)) from None
     if cfg.max_iters < 1 or cfg.eval_interval < 1 or cfg.grad_accum < 1:
         raise UserError("--max-iters, --eval-interval and --grad-accum must be at least 1")
+    if cfg.reuse_freed_memory and device.type == "cpu":
+        reuse_freed_memory()
     AcceleratorState._reset_state()  # forget a previous run's settings in this process (tests, notebooks)
     GradientState._reset_state()
     accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision=cfg.mixed_precision)
