@@ -58,6 +58,11 @@ def test_throughput_skips_warmup(monkeypatch):
     assert meter.items == 20
     assert meter.rate == pytest.approx(10.0)  # 20 items from t=6 to t=8
 
+    now[0] = 13.0  # 4 s of evaluation, then one more 1 s step
+    meter.exclude(4.0)
+    meter.update(10)
+    assert meter.rate == pytest.approx(10.0)
+
 
 def test_mfu():
     assert mfu(1e9, 100, 1e12) == pytest.approx(0.1)

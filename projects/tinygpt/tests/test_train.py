@@ -88,3 +88,24 @@ def test_training_on_a_users_text_file(tmp_path, capsys):
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert metrics["tokenizer"] == "bpe" and metrics["data"].endswith("corpus.txt")
     assert metrics["val_loss"] < math.log(metrics["vocab_size"])
+
+
+def test_gradient_accumulation_matches_one_large_batch(tmp_path):
+    # 2 micro-batches of 4 draw the same windows as one batch of 8, and each loss is halved before backward: the
+    # summed gradient is the large batch's mean gradient, so training follows the same path. A step that used
+    # only the last micro-batch, or zeroed gradients between micro-batches, would drift apart within 10 steps.
+    common = dict(max_iters=10, eval_interval=10, sample_tokens=0)
+    train(tiny_config(tmp_path, name="big", batch_size=8, **common))
+    train(tiny_config(tmp_path, name="accumulated", batch_size=4, grad_accum=2, **common))
+    a = load_file(str(tmp_path / "tinygpt" / "big" / "model.safetensors"))
+    b = load_file(str(tmp_path / "tinygpt" / "accumulated" / "model.safetensors"))
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_shakespeare_offline_gets_a_clear_message(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # nothing cached: it must try the network
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--preset", "shakespeare-char-cpu", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "could not download tiny shakespeare" in capsys.readouterr().err.lower()

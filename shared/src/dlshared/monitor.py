@@ -71,6 +71,11 @@ class Throughput:
             self.items += n
         self.last = now
 
+    def exclude(self, seconds: float) -> None:
+        """Leave `seconds` of other work done between two updates (evaluation, checkpoints) out of the rate."""
+        if self.start is not None:
+            self.start += seconds
+
     @property
     def rate(self) -> float:
         """Items per second since warm-up ended (0 until then)."""

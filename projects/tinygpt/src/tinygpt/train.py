@@ -191,7 +191,7 @@ def train(cfg: TrainConfig, warmup_steps: int | None = None) -> dict:
             log.print(f"step {it}: train loss {losses['train_loss']:.4f}, val loss {losses['val_loss']:.4f}, "
                       f"{meter.rate:,.0f} tokens/s")  # fmt: skip
             checkpoint(losses)
-            meter.start = None if meter.start is None else meter.start + time.perf_counter() - eval_started
+            meter.exclude(time.perf_counter() - eval_started)
     bar.close()
 
     final = history[-1] if history else estimate()
