@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from dlshared import monitor
+from dlshared.cli import UserError
 from dlshared.device import pick_device
 from dlshared.monitor import Throughput, mfu
-from dlshared.runs import config_to_dict, latest_run, make_run_dir
+from dlshared.runs import config_to_dict, latest_run, make_run_dir, resolve_run_dir
+from dlshared.testing import in_process_group, run_distributed
 
 
 def test_latest_run_picks_newest_holding_the_file(tmp_path):
@@ -67,3 +69,20 @@ def test_throughput_skips_warmup(monkeypatch):
 def test_mfu():
     assert mfu(1e9, 100, 1e12) == pytest.approx(0.1)
     assert mfu(1e9, 100, 0) == 0.0
+
+
+def test_resolve_run_dir_names_resumes_and_explains(tmp_path):
+    assert resolve_run_dir("proj", tmp_path, "named") == tmp_path / "proj" / "named"
+    fresh = resolve_run_dir("proj", tmp_path)
+    assert fresh.is_dir() and fresh.name[:8].isdigit()  # a timestamp
+    with pytest.raises(UserError, match="no run with a resume.pt"):
+        resolve_run_dir("proj", tmp_path, resume=True)
+    with pytest.raises(UserError, match="has no resume.pt"):
+        resolve_run_dir("proj", tmp_path, "named", resume=True)
+    (tmp_path / "proj" / "named" / "resume.pt").write_bytes(b"")
+    assert resolve_run_dir("proj", tmp_path, resume=True) == tmp_path / "proj" / "named"
+
+
+def test_resolve_run_dir_agrees_across_ranks(tmp_path):
+    rank0, rank1 = run_distributed(in_process_group, resolve_run_dir, "proj", tmp_path)
+    assert rank0 == rank1 and rank0.is_dir()

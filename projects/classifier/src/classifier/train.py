@@ -16,7 +16,6 @@ import torch
 import torch.nn as nn
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.state import AcceleratorState, GradientState
-from accelerate.utils import broadcast_object_list
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -31,7 +30,7 @@ from dlshared.checkpoint import (
 from dlshared.cli import UserError
 from dlshared.device import pick_device
 from dlshared.monitor import RunLogger, Throughput
-from dlshared.runs import config_to_dict, latest_run, make_run_dir
+from dlshared.runs import config_to_dict, resolve_run_dir
 from dlshared.seed import capture_rng_state, restore_rng_state, seed_everything
 
 from .config import PROJECT, TrainConfig
@@ -70,24 +69,6 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module, total_steps: int):
     return optimizer, scheduler
 
 
-def resolve_run_dir(cfg: TrainConfig, accelerator: Accelerator):
-    """The run folder: named, newest (resume without a name) or a fresh timestamp; the same on every rank."""
-    name = [cfg.name]
-    if accelerator.is_main_process:
-        if cfg.resume and cfg.name is None:
-            newest = latest_run(PROJECT, cfg.out, required=RESUME_NAME)
-            if newest is None:
-                raise UserError(f"--resume: no run with a {RESUME_NAME} under {cfg.out / PROJECT}")
-            name = [newest.name]
-        elif name[0] is None:
-            name = [time.strftime("%Y%m%d-%H%M%S")]
-    broadcast_object_list(name)  # ranks could otherwise pick timestamps a second apart
-    run_dir = cfg.out / PROJECT / name[0]
-    if cfg.resume and not (run_dir / RESUME_NAME).is_file():
-        raise UserError(f"--resume: {run_dir} has no {RESUME_NAME} to resume from")
-    return make_run_dir(PROJECT, name[0], cfg.out) if accelerator.is_main_process else run_dir
-
-
 def model_card(cfg: TrainConfig, data: DataBundle, model: nn.Module) -> dict:
     """What anyone using the trained model needs to know: classes, input format, size, where it came from."""
     return {
@@ -112,7 +93,7 @@ def train(cfg: TrainConfig) -> dict:
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
     )
     seed_everything(cfg.seed)
-    run_dir = resolve_run_dir(cfg, accelerator)
+    run_dir = resolve_run_dir(PROJECT, cfg.out, cfg.name, cfg.resume)
     log = RunLogger(run_dir, enabled=accelerator.is_main_process)
     log.print(f"config: {json.dumps(config_to_dict(cfg))}")
 

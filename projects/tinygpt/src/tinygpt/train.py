@@ -16,14 +16,13 @@ from contextlib import nullcontext
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
-from accelerate.utils import broadcast_object_list
 from tqdm.auto import tqdm
 
 from dlshared.checkpoint import RESUME_NAME, load_resume_state, save_json, save_resume_state
 from dlshared.cli import UserError
 from dlshared.device import pick_device
 from dlshared.monitor import RunLogger, Throughput, mfu
-from dlshared.runs import config_to_dict, latest_run, make_run_dir
+from dlshared.runs import config_to_dict, resolve_run_dir
 from dlshared.seed import capture_rng_state, restore_rng_state, seed_everything
 
 from .artifacts import save_model
@@ -63,24 +62,6 @@ def lr_at(cfg: TrainConfig, it: int) -> float:
     return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg.lr - cfg.min_lr)
 
 
-def resolve_run_dir(cfg: TrainConfig, accelerator: Accelerator):
-    """Named, newest (resume without a name) or a fresh timestamp; the same folder on every rank."""
-    name = [cfg.name]
-    if accelerator.is_main_process:
-        if cfg.resume and cfg.name is None:
-            newest = latest_run(PROJECT, cfg.out, required=RESUME_NAME)
-            if newest is None:
-                raise UserError(f"--resume: no run with a {RESUME_NAME} under {cfg.out / PROJECT}")
-            name = [newest.name]
-        elif name[0] is None:
-            name = [time.strftime("%Y%m%d-%H%M%S")]
-    broadcast_object_list(name)
-    run_dir = cfg.out / PROJECT / name[0]
-    if cfg.resume and not (run_dir / RESUME_NAME).is_file():
-        raise UserError(f"--resume: {run_dir} has no {RESUME_NAME} to resume from")
-    return make_run_dir(PROJECT, name[0], cfg.out) if accelerator.is_main_process else run_dir
-
-
 def train(cfg: TrainConfig, warmup_steps: int | None = None) -> dict:
     """Train a GPT as `cfg` says; returns the final metrics (also written to RUN/metrics.json).
 
@@ -97,7 +78,7 @@ def train(cfg: TrainConfig, warmup_steps: int | None = None) -> dict:
     AcceleratorState._reset_state()  # forget a previous run's settings in this process (tests, notebooks)
     GradientState._reset_state()
     accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision=cfg.mixed_precision)
-    run_dir = resolve_run_dir(cfg, accelerator)
+    run_dir = resolve_run_dir(PROJECT, cfg.out, cfg.name, cfg.resume)
     log = RunLogger(run_dir, enabled=accelerator.is_main_process)
     log.print(f"config: {json.dumps(config_to_dict(cfg))}")
 
