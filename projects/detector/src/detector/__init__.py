@@ -1,0 +1,1 @@
+"""detector: object detection and segmentation (course days 14-15)."""

@@ -1,0 +1,63 @@
+"""The `detector` command: train, eval (see `detector <verb> --help`)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from dlshared.cli import Command, UserError, run_cli
+
+from .config import PRESETS, EvalArgs, TrainConfig
+
+
+def train_command(cfg: TrainConfig) -> dict:
+    from .train import train
+
+    metrics = train(cfg)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every rank returns the same metrics
+        print(json.dumps({k: v for k, v in metrics.items() if k != "history"}))
+    return metrics
+
+
+def eval_command(args: EvalArgs) -> dict:
+    from torch.utils.data import DataLoader
+
+    from dlshared.checkpoint import load_json
+
+    from .artifacts import load_detector, resolve_checkpoint
+    from .data import CocoDetection, collate, load_splits
+    from .evaluate import box_map, predict
+
+    run_dir = resolve_checkpoint(args.ckpt, args.runs)
+    loaded = load_detector(run_dir, args.device)
+    if args.data is not None:
+        root = next((args.data / s for s in ("test", "val") if (args.data / s).is_dir()), args.data)
+        dataset = CocoDetection(root, classes=loaded.classes, image_size=loaded.image_size)
+    else:
+        cfg = TrainConfig(**{k: v for k, v in load_json(run_dir / "config.json").items() if k != "out"})
+        dataset = load_splits(cfg).test
+    if len(dataset) == 0:
+        raise UserError("no images to evaluate")
+    loader = DataLoader(dataset, args.batch_size, collate_fn=collate)
+    metrics = box_map(predict(loaded.model, loader, loaded.device, loaded.model.cfg.stride))
+    metrics["run_dir"] = str(run_dir)
+    print(json.dumps(metrics))
+    return metrics
+
+
+COMMANDS = {
+    "train": Command(
+        train_command, TrainConfig, "Train the detector; writes runs/detector/NAME.", PRESETS, "quick"
+    ),
+    "eval": Command(
+        eval_command, EvalArgs, "COCO box mAP of a run on its test split or on a COCO folder (JSON)."
+    ),
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_cli("detector", COMMANDS, argv)
+
+
+if __name__ == "__main__":
+    main()

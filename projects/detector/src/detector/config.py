@@ -1,0 +1,85 @@
+"""Typed configuration of every verb, and the presets of `train` (tiny for tests, quick by default)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+PROJECT = "detector"
+"""Name of the run folder family: runs/detector/<name>/."""
+
+
+@dataclass
+class TrainConfig:
+    # --- data ---
+    data: Path | None = None
+    """COCO-format folder: annotations.json + images, or train/ and val/ (optionally test/) subfolders that each
+    hold one. A single folder is split by --split-seed. Unset: the synthetic shapes, generated once."""
+    classes: tuple[str, ...] | None = None
+    """Category names to learn, matched by name in the annotations (default: all categories of the file)."""
+    image_size: int = 128
+    """Images are resized so the longer side is this, then padded to a square."""
+    shapes_train: int = 2000
+    """Synthetic shapes: training images (validation and test get a tenth each, at least 50)."""
+    shapes_root: Path | None = None
+    """Where the synthetic shapes are written (default: ~/.cache/detector/shapes)."""
+    val_fraction: float = 0.15
+    """Share of a single COCO folder held out for validation (and as much again for test)."""
+    split_seed: int = 0
+    augment: bool = True
+    """Random horizontal flips (boxes flipped with the image)."""
+    num_workers: int = 0
+
+    # --- model ---
+    widths: tuple[int, ...] = (32, 64, 128)
+    """Backbone channels at strides 4, 8, 16."""
+    fpn_width: int = 64
+
+    # --- optimisation ---
+    epochs: int = 12
+    batch_size: int = 32
+    lr: float = 2e-3
+    """Peak AdamW learning rate (linear warm-up, then cosine decay)."""
+    weight_decay: float = 1e-4
+    warmup_fraction: float = 0.05
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+
+    # --- evaluation ---
+    score_threshold: float = 0.05
+    """Detections below this score are dropped before NMS and mAP."""
+    max_detections: int = 100
+
+    # --- run ---
+    device: str = "auto"
+    seed: int = 0
+    out: Path = Path("runs")
+    name: str | None = None
+    resume: bool = False
+    """Continue the run --name (or the newest run with a resume.pt) from its last finished epoch."""
+    progress: bool = True
+
+
+PRESETS = {
+    "quick": TrainConfig(),
+    "tiny": TrainConfig(
+        shapes_train=48,
+        image_size=64,
+        epochs=2,
+        batch_size=16,
+        widths=(16, 16, 32),
+        fpn_width=16,
+        progress=False,
+    ),  # fmt: skip
+}
+
+
+@dataclass
+class EvalArgs:
+    ckpt: Path | None = None
+    """Run folder (default: the newest run under --runs)."""
+    data: Path | None = None
+    """A COCO-format folder to evaluate on (default: the run's own test split)."""
+    runs: Path = Path("runs")
+    batch_size: int = 32
+    device: str = "auto"

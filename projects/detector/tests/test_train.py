@@ -1,0 +1,135 @@
+"""Training end to end: files written, loss falls, resume continues exactly, a hand-made COCO folder, DDP."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+from safetensors.torch import load_file
+
+from detector.cli import main
+from detector.config import PRESETS
+from detector.train import train
+from dlshared.checkpoint import save_resume_state
+from dlshared.testing import run_distributed
+
+
+def tiny(out: Path, **overrides):
+    return dataclasses.replace(PRESETS["tiny"], out=out, shapes_root=out / "shapes", **overrides)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> dict:
+    return train(tiny(tmp_path_factory.mktemp("runs"), name="tiny"))
+
+
+def test_tiny_run_writes_a_loadable_detector_and_the_loss_falls(tiny_run):
+    run_dir = Path(tiny_run["run_dir"])
+    for name in ("config.json", "card.json", "model.safetensors", "resume.pt", "metrics.json"):
+        assert (run_dir / name).is_file(), name
+    first, last = tiny_run["history"][0], tiny_run["history"][-1]
+    assert last["train_loss"] < first["train_loss"]
+    assert (
+        0.0 <= tiny_run["test_map"] <= 1.0 and tiny_run["steps"] == 6
+    )  # 48 images / 16 per batch x 2 epochs
+
+    from detector.artifacts import load_detector
+
+    loaded = load_detector(run_dir, "cpu")
+    assert loaded.classes == ["circle", "square", "triangle"] and loaded.image_size == 64
+
+
+def test_resume_ends_like_an_uninterrupted_run(tmp_path, tiny_run, monkeypatch):
+    import detector.train as module
+
+    def crash_after_saving(state, path):  # the process dies right after its first checkpoint
+        save_resume_state(state, path)
+        raise RuntimeError("killed")
+
+    cfg = tiny(tmp_path, name="halves")
+    monkeypatch.setattr(module, "save_resume_state", crash_after_saving)
+    with pytest.raises(RuntimeError, match="killed"):
+        train(cfg)
+    monkeypatch.undo()
+    with pytest.raises(AssertionError):  # one epoch of two: not yet the same weights
+        _assert_same_weights(tmp_path / "detector" / "halves", Path(tiny_run["run_dir"]))
+    resumed = train(dataclasses.replace(cfg, resume=True))
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2]
+    _assert_same_weights(tmp_path / "detector" / "halves", Path(tiny_run["run_dir"]))
+
+
+def _assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    for name, tensor in wa.items():
+        torch.testing.assert_close(tensor, wb[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def write_hand_made_coco(root: Path, n: int, seed: int) -> Path:
+    """A COCO folder drawn with PIL, not by the project's generator: red crates (rectangles) and blue balls
+    (ellipses) on grey, 96 x 72 images, polygon segmentations, category ids 7 and 3."""
+    rng = np.random.default_rng(seed)
+    (root / "img").mkdir(parents=True)
+    images, annotations = [], []
+    for i in range(n):
+        canvas = Image.new("RGB", (96, 72), (110, 110, 110))
+        draw = ImageDraw.Draw(canvas)
+        for j, (cat, colour) in enumerate(((7, (220, 30, 30)), (3, (30, 30, 220)))):
+            w, h = int(rng.integers(14, 30)), int(rng.integers(14, 30))
+            x, y = (
+                int(rng.integers(0, 96 - w)) if j == 0 else int(rng.integers(0, 96 - w)),
+                int(rng.integers(0, 72 - h)),
+            )
+            (draw.rectangle if cat == 7 else draw.ellipse)([x, y, x + w - 1, y + h - 1], fill=colour)
+            poly = [x, y, x + w, y, x + w, y + h, x, y + h]
+            annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": cat, "iscrowd": 0,
+                                "bbox": [x, y, w, h], "area": w * h, "segmentation": [poly]})  # fmt: skip
+        canvas.save(root / "img" / f"{i}.png")
+        images.append({"id": i, "file_name": f"img/{i}.png", "width": 96, "height": 72})
+    categories = [{"id": 7, "name": "crate"}, {"id": 3, "name": "ball"}]
+    (root / "annotations.json").write_text(json.dumps({"images": images, "annotations": annotations,
+                                                       "categories": categories}))  # fmt: skip
+    return root
+
+
+def test_train_and_eval_on_a_coco_folder_the_project_did_not_generate(tmp_path, capsys):
+    data = write_hand_made_coco(tmp_path / "mine", n=40, seed=1)
+    main(["train", "--preset", "tiny", "--data", str(data), "--out", str(tmp_path), "--name", "mine",
+          "--epochs", "3"])  # fmt: skip
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    card = json.loads((Path(metrics["run_dir"]) / "card.json").read_text())
+    assert card["classes"] == ["ball", "crate"]  # the file's categories, in id order
+    other = write_hand_made_coco(tmp_path / "other", n=6, seed=2)  # never seen in training
+    main(["eval", "--ckpt", metrics["run_dir"], "--data", str(other)])
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["images"] == 6 and 0.0 <= printed["map"] <= printed["map_50"] <= 1.0
+
+
+def test_tiny_preset_trains_under_two_process_ddp(tmp_path):
+    cfg = tiny(tmp_path, name="ddp", device="cpu", epochs=1)
+    rank0, rank1 = run_distributed(train, cfg, nprocs=2)
+    assert rank0["processes"] == rank1["processes"] == 2
+    # 3 batches of 16 dealt to 2 ranks: one round of 2 full batches; the odd batch out is dropped (drop_last)
+    assert rank0["steps"] == rank1["steps"] == 1
+    assert rank0["test_map"] == rank1["test_map"]  # evaluated once, shared with every rank
+    assert (tmp_path / "detector" / "ddp" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--data", "/no/such/folder"], "no such folder"),
+        (["train", "--preset", "huge"], "unknown preset"),
+        (["eval", "--ckpt", "/no/such/run"], "not a detector run folder"),
+    ],
+)
+def test_user_errors_end_in_one_line_and_exit_code_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err.lower(), err
