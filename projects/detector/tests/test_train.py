@@ -133,3 +133,14 @@ def test_user_errors_end_in_one_line_and_exit_code_2(argv, message, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err.lower(), err
+
+
+def test_segment_verb_trains_a_unet_on_the_same_data(tmp_path, capsys):
+    main(["segment", "--preset", "tiny", "--out", str(tmp_path), "--shapes-root", str(tmp_path / "shapes"),
+          "--name", "unet"])  # fmt: skip
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert Path(metrics["run_dir"]) == tmp_path / "detector-unet" / "unet"
+    assert (
+        0.0 <= metrics["test_miou"] <= 1.0
+        and (tmp_path / "detector-unet" / "unet" / "model.safetensors").is_file()
+    )

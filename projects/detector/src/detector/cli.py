@@ -1,4 +1,4 @@
-"""The `detector` command: train, eval (see `detector <verb> --help`)."""
+"""The `detector` command: train, eval, segment (see `detector <verb> --help`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 
 from dlshared.cli import Command, UserError, run_cli
 
-from .config import PRESETS, EvalArgs, TrainConfig
+from .config import PRESETS, SEGMENT_PRESETS, EvalArgs, SegmentArgs, TrainConfig
 
 
 def train_command(cfg: TrainConfig) -> dict:
@@ -45,12 +45,32 @@ def eval_command(args: EvalArgs) -> dict:
     return metrics
 
 
+def segment_command(args: SegmentArgs) -> dict:
+    from dlshared.runs import resolve_run_dir
+
+    from .data import load_splits
+    from .segmentation import train_segmentation
+
+    run_dir = resolve_run_dir("detector-unet", args.out, args.name, args.resume)
+    metrics = train_segmentation(args, load_splits(args), run_dir)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps({k: v for k, v in metrics.items() if k != "history"}))
+    return metrics
+
+
 COMMANDS = {
     "train": Command(
         train_command, TrainConfig, "Train the detector; writes runs/detector/NAME.", PRESETS, "quick"
     ),
     "eval": Command(
         eval_command, EvalArgs, "COCO box mAP of a run on its test split or on a COCO folder (JSON)."
+    ),
+    "segment": Command(
+        segment_command,
+        SegmentArgs,
+        "Train a U-Net for semantic segmentation (mIoU); runs/detector-unet/NAME.",
+        SEGMENT_PRESETS,
+        "quick",
     ),
 }
 
