@@ -144,3 +144,21 @@ def test_segment_verb_trains_a_unet_on_the_same_data(tmp_path, capsys):
         0.0 <= metrics["test_miou"] <= 1.0
         and (tmp_path / "detector-unet" / "unet" / "model.safetensors").is_file()
     )
+
+
+def test_onnx_export_matches_pytorch(tiny_run, tmp_path, capsys):
+    from detector.artifacts import load_detector
+    from detector.boxes import decode
+    from detector.export import OnnxDetector
+
+    main(["export", "--ckpt", tiny_run["run_dir"], "--out", str(tmp_path / "d.onnx")])
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["max_abs_diff"] < 1e-4 and (tmp_path / "d.json").is_file()
+    loaded = load_detector(tiny_run["run_dir"], "cpu")
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    onnx = OnnxDetector(tmp_path / "d.onnx")(images, score_threshold=0.0, max_detections=20)
+    with torch.no_grad():
+        ours = decode(loaded.model(images), 4, 20, 0.0)
+    for a, b in zip(onnx, ours, strict=True):
+        torch.testing.assert_close(a["scores"], b["scores"], atol=1e-4, rtol=1e-4)
+        assert torch.equal(a["labels"], b["labels"])

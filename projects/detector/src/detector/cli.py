@@ -1,4 +1,4 @@
-"""The `detector` command: train, eval, segment (see `detector <verb> --help`)."""
+"""The `detector` command: train, eval, export, segment (see `detector <verb> --help`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 
 from dlshared.cli import Command, UserError, run_cli
 
-from .config import PRESETS, SEGMENT_PRESETS, EvalArgs, SegmentArgs, TrainConfig
+from .config import PRESETS, SEGMENT_PRESETS, EvalArgs, ExportArgs, SegmentArgs, TrainConfig
 
 
 def train_command(cfg: TrainConfig) -> dict:
@@ -45,6 +45,14 @@ def eval_command(args: EvalArgs) -> dict:
     return metrics
 
 
+def export_command(args: ExportArgs) -> dict:
+    from .export import export
+
+    result = export(args)
+    print(json.dumps(result))
+    return result
+
+
 def segment_command(args: SegmentArgs) -> dict:
     from dlshared.runs import resolve_run_dir
 
@@ -64,6 +72,9 @@ COMMANDS = {
     ),
     "eval": Command(
         eval_command, EvalArgs, "COCO box mAP of a run on its test split or on a COCO folder (JSON)."
+    ),
+    "export": Command(
+        export_command, ExportArgs, "ONNX of the detector (decoding stays outside the graph) + parity check."
     ),
     "segment": Command(
         segment_command,

@@ -132,3 +132,12 @@ class EvalArgs:
     runs: Path = Path("runs")
     batch_size: int = 32
     device: str = "auto"
+
+
+@dataclass
+class ExportArgs:
+    ckpt: Path | None = None
+    """Run folder (default: the newest run under --runs)."""
+    runs: Path = Path("runs")
+    out: Path = Path("export/detector.onnx")
+    """ONNX file to write (its card goes next to it as .json)."""

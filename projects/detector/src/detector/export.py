@@ -1,0 +1,87 @@
+"""ONNX export of the CenterNet-style detector (course day 19), and running it with ONNX Runtime.
+
+Where decoding happens: outside the graph. The ONNX model maps [0, 1] pixels (B, 3, S, S) to the three dense maps
+(heatmap probabilities after the sigmoid, size, offset); the peak search and NMS run afterwards in
+`boxes.decode`, on whatever runtime holds the maps. That keeps the graph to plain convolutions, which every
+ONNX runtime (ORT, TensorRT, OpenVINO, the browser) runs fast, and leaves NMS, whose output size depends on the
+data, to code that handles it natively. `OnnxDetector` does both and returns what `predict` returns.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dlshared.checkpoint import save_json
+
+from .artifacts import load_detector, resolve_checkpoint
+from .boxes import decode
+from .config import ExportArgs
+
+OUTPUTS = ("heatmap", "size", "offset")
+
+
+class MapsForExport(torch.nn.Module):
+    """The detector with a tuple output and the sigmoid inside: what the ONNX graph computes."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = self.model(images)
+        return out["heatmap"].sigmoid(), out["size"], out["offset"]
+
+
+def export_onnx(model: torch.nn.Module, image_size: int, path: Path) -> Path:
+    """fp32 ONNX, batch dimension dynamic, weights inside the one file."""
+    example = torch.rand(2, 3, image_size, image_size)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    program = torch.onnx.export(
+        MapsForExport(model.cpu().eval()).eval(), (example,), dynamo=True, input_names=["images"],
+        output_names=list(OUTPUTS), dynamic_shapes={"images": {0: batch}}, verbose=False,
+    )  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    program.save(str(path), external_data=False)
+    return path
+
+
+class OnnxDetector:
+    """ONNX Runtime inference + the same decoding as PyTorch: images (B, 3, S, S) -> per-image detections."""
+
+    def __init__(self, path: Path, stride: int = 4, threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.stride = stride
+
+    def maps(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        outputs = self.session.run(list(OUTPUTS), {"images": images.numpy().astype(np.float32)})
+        return {name: torch.from_numpy(array) for name, array in zip(OUTPUTS, outputs, strict=True)}
+
+    def __call__(self, images: torch.Tensor, score_threshold: float = 0.05, max_detections: int = 100):
+        return decode(
+            self.maps(images), self.stride, max_detections, score_threshold, heatmap_is_logits=False
+        )
+
+
+def export(args: ExportArgs) -> dict:
+    """Write the ONNX file and its card, then check ORT against PyTorch on random images."""
+    loaded = load_detector(resolve_checkpoint(args.ckpt, args.runs), "cpu")
+    path = export_onnx(loaded.model, loaded.image_size, Path(args.out))
+    save_json({"classes": loaded.classes, "image_size": loaded.image_size, "stride": loaded.model.cfg.stride,
+               "outputs": list(OUTPUTS), "decoding": "boxes.decode (outside the graph)"},
+              path.with_suffix(".json"))  # fmt: skip
+    images = torch.rand(
+        3, 3, loaded.image_size, loaded.image_size, generator=torch.Generator().manual_seed(0)
+    )
+    with torch.no_grad():
+        expected = MapsForExport(loaded.model)(images)
+    got = OnnxDetector(path, loaded.model.cfg.stride).maps(images)
+    diff = max((got[name] - e).abs().max().item() for name, e in zip(OUTPUTS, expected, strict=True))
+    return {"onnx": str(path), "max_abs_diff": diff, "run_dir": str(loaded.run_dir)}
