@@ -1,4 +1,4 @@
-"""The `detector` command: train, eval, export, segment (see `detector <verb> --help`)."""
+"""The `detector` command: train, eval, export, demo, segment (see `detector <verb> --help`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 
 from dlshared.cli import Command, UserError, run_cli
 
-from .config import PRESETS, SEGMENT_PRESETS, EvalArgs, ExportArgs, SegmentArgs, TrainConfig
+from .config import PRESETS, SEGMENT_PRESETS, DemoArgs, EvalArgs, ExportArgs, SegmentArgs, TrainConfig
 
 
 def train_command(cfg: TrainConfig) -> dict:
@@ -53,6 +53,32 @@ def export_command(args: ExportArgs) -> dict:
     return result
 
 
+def demo_command(args: DemoArgs) -> None:
+    import dataclasses
+    from pathlib import Path
+
+    from dlshared.demo import launch, run_or_train
+    from dlshared.runs import latest_run
+
+    from .artifacts import load_detector
+    from .demo import build_demo
+    from .segmentation import load_segmenter
+    from .train import train
+
+    def train_quick() -> Path:
+        return Path(train(dataclasses.replace(PRESETS["quick"], out=args.runs))["run_dir"])
+
+    run_dir = args.ckpt or run_or_train("detector", train_quick, args.runs)
+    unet_dir = args.unet or latest_run("detector-unet", args.runs)
+    segmenter, card = load_segmenter(unet_dir) if unet_dir else (None, None)
+    print(
+        f"serving {run_dir}" + (f" and {unet_dir}" if unet_dir else " (no U-Net run: segmentation tab idle)")
+    )
+    launch(
+        build_demo(load_detector(Path(run_dir), args.device), segmenter, card), host=args.host, port=args.port
+    )
+
+
 def segment_command(args: SegmentArgs) -> dict:
     from dlshared.runs import resolve_run_dir
 
@@ -75,6 +101,9 @@ COMMANDS = {
     ),
     "export": Command(
         export_command, ExportArgs, "ONNX of the detector (decoding stays outside the graph) + parity check."
+    ),
+    "demo": Command(
+        demo_command, DemoArgs, "Serve the Gradio demo (trains a quick detector first if none exists)."
     ),
     "segment": Command(
         segment_command,

@@ -141,3 +141,16 @@ class ExportArgs:
     runs: Path = Path("runs")
     out: Path = Path("export/detector.onnx")
     """ONNX file to write (its card goes next to it as .json)."""
+
+
+@dataclass
+class DemoArgs:
+    ckpt: Path | None = None
+    """Detector run folder (default: the newest; a quick one is trained first when there is none)."""
+    unet: Path | None = None
+    """U-Net run folder for the segmentation tab (default: the newest under RUNS/detector-unet, if any)."""
+    runs: Path = Path("runs")
+    host: str = "127.0.0.1"
+    """Interface to serve on; 0.0.0.0 exposes the demo to the network."""
+    port: int = 7860
+    device: str = "auto"

@@ -1,0 +1,130 @@
+"""The Gradio demo: an image -> boxes, labels and scores drawn on it (a score slider), and a segmentation overlay.
+
+`build_demo(detector, segmenter)` only builds the app; `detector demo` launches it on 127.0.0.1. Example images
+are generated on the spot by the same code that makes the training data. Every bad input (no image, not an
+image, too small or too large) becomes a message, not a stack trace.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from .artifacts import LoadedDetector
+from .boxes import decode
+from .data import resize_and_pad
+from .shapes import draw_image
+
+MIN_SIDE, MAX_PIXELS = 16, 40_000_000
+COLOURS = [(255, 64, 64), (64, 200, 64), (64, 128, 255), (255, 200, 0), (200, 64, 255), (0, 220, 220)]
+
+
+class BadImage(ValueError):
+    """An input the demo explains to the user instead of processing."""
+
+
+def to_tensor(image: Image.Image | np.ndarray | None) -> tuple[torch.Tensor, Image.Image]:
+    if image is None:
+        raise BadImage("No image: upload one or pick an example.")
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    if min(image.size) < MIN_SIDE:
+        raise BadImage(
+            f"The image is {image.size[0]}x{image.size[1]} pixels; give at least {MIN_SIDE} per side."
+        )
+    if image.size[0] * image.size[1] > MAX_PIXELS:
+        raise BadImage(
+            f"The image has {image.size[0] * image.size[1]:,} pixels; the limit is {MAX_PIXELS:,}."
+        )
+    rgb = image.convert("RGB")
+    return torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1).float() / 255.0, rgb
+
+
+def letterbox(image: torch.Tensor, size: int) -> tuple[torch.Tensor, float]:
+    """(3, H, W) -> (3, size, size) as the model was trained (longer side scaled, zero padding), and the scale."""
+    empty = {"boxes": torch.zeros(0, 4), "masks": torch.zeros(0, *image.shape[-2:], dtype=torch.uint8)}
+    padded, _ = resize_and_pad(image, empty, size)
+    return padded, size / max(image.shape[-2:])
+
+
+@torch.no_grad()
+def detect(loaded: LoadedDetector, image, threshold: float) -> tuple[Image.Image, list[list]]:
+    pixels, rgb = to_tensor(image)
+    batch, scale = letterbox(pixels, loaded.image_size)
+    outputs = loaded.model(batch[None].to(loaded.device))
+    found = decode(outputs, loaded.model.cfg.stride, score_threshold=threshold)[0]
+    drawn = rgb.copy()
+    pen = ImageDraw.Draw(drawn)
+    rows = []
+    for box, score, label in zip(found["boxes"] / scale, found["scores"], found["labels"], strict=True):
+        name, colour = loaded.classes[int(label) - 1], COLOURS[(int(label) - 1) % len(COLOURS)]
+        x1, y1, x2, y2 = box.tolist()
+        pen.rectangle([x1, y1, x2, y2], outline=colour, width=max(1, round(2 / scale)))
+        pen.text((x1 + 2, max(0, y1 - 11)), f"{name} {score:.2f}", fill=colour)
+        rows.append([name, round(float(score), 3), *(round(v, 1) for v in (x1, y1, x2, y2))])
+    return drawn, rows
+
+
+@torch.no_grad()
+def segment(segmenter, card: dict, image) -> Image.Image:
+    from .segmentation import predict_mask
+
+    pixels, rgb = to_tensor(image)
+    batch, scale = letterbox(pixels, card["image_size"])
+    mask = predict_mask(segmenter, batch)  # (S, S) class indices
+    h, w = round(pixels.shape[1] * scale), round(pixels.shape[2] * scale)
+    mask = Image.fromarray(mask[:h, :w].numpy().astype(np.uint8)).resize(rgb.size, Image.Resampling.NEAREST)
+    palette = np.array([(0, 0, 0), *COLOURS], dtype=np.uint8)
+    colours = Image.fromarray(palette[np.asarray(mask) % len(palette)])
+    alpha = Image.fromarray(((np.asarray(mask) > 0) * 128).astype(np.uint8))
+    return Image.composite(colours, rgb, alpha)
+
+
+def example_image(seed: int, size: int = 256) -> Image.Image:
+    """A fresh picture from the training distribution (same generator, another seed)."""
+    pixels, _ = draw_image(np.random.default_rng(int(seed)), size)
+    return Image.fromarray(pixels)
+
+
+def build_demo(loaded: LoadedDetector, segmenter=None, segmenter_card: dict | None = None):
+    import gradio as gr
+
+    def run_detect(image, threshold):
+        try:
+            drawn, rows = detect(loaded, image, float(threshold))
+        except BadImage as err:
+            return None, [], f"⚠️ {err}"
+        return drawn, rows, f"{len(rows)} objects above score {threshold:.2f}"
+
+    def run_segment(image):
+        if segmenter is None:
+            return None, "No U-Net trained yet: run `uv run detector segment`, then restart the demo."
+        try:
+            return segment(segmenter, segmenter_card, image), ""
+        except BadImage as err:
+            return None, f"⚠️ {err}"
+
+    with gr.Blocks(title="detector") as demo:
+        gr.Markdown(f"# detector\nCenterNet-style detector ({loaded.run_dir.name}), classes: "
+                    f"{', '.join(loaded.classes)}. Upload an image or make an example.")  # fmt: skip
+        with gr.Row():
+            image = gr.Image(type="pil", label="Image")
+            with gr.Column():
+                seed = gr.Number(value=0, precision=0, label="Example seed")
+                make = gr.Button("Make an example image")
+                threshold = gr.Slider(0.05, 0.95, value=0.3, step=0.05, label="Score threshold")
+        with gr.Tab("Detection"):
+            boxes_button = gr.Button("Detect", variant="primary")
+            drawn = gr.Image(type="pil", label="Detections")
+            table = gr.Dataframe(headers=["class", "score", "x1", "y1", "x2", "y2"], label="Boxes")
+            status = gr.Markdown()
+        with gr.Tab("Segmentation"):
+            seg_button = gr.Button("Segment", variant="primary")
+            overlay = gr.Image(type="pil", label="U-Net classes over the image")
+            seg_status = gr.Markdown()
+        make.click(example_image, [seed], [image], api_name="example")
+        boxes_button.click(run_detect, [image, threshold], [drawn, table, status], api_name="detect")
+        threshold.release(run_detect, [image, threshold], [drawn, table, status])
+        seg_button.click(run_segment, [image], [overlay, seg_status], api_name="segment")
+    return demo
