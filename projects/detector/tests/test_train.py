@@ -162,3 +162,11 @@ def test_onnx_export_matches_pytorch(tiny_run, tmp_path, capsys):
     for a, b in zip(onnx, ours, strict=True):
         torch.testing.assert_close(a["scores"], b["scores"], atol=1e-4, rtol=1e-4)
         assert torch.equal(a["labels"], b["labels"])
+
+
+def test_bench_reports_training_and_inference_speed(tmp_path, capsys):
+    main(["bench", "--preset", "tiny", "--batch-size", "4", "--steps", "1", "--warmup", "0",
+          "--shapes-root", str(tmp_path / "shapes")])  # fmt: skip
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("train_images_per_s", "infer_images_per_s_torch", "infer_images_per_s_onnxruntime"):
+        assert result[key] > 0, key

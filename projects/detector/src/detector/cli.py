@@ -1,4 +1,4 @@
-"""The `detector` command: train, eval, export, demo, segment (see `detector <verb> --help`)."""
+"""The `detector` command: train, eval, export, bench, demo, segment (see `detector <verb> --help`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,16 @@ import os
 
 from dlshared.cli import Command, UserError, run_cli
 
-from .config import PRESETS, SEGMENT_PRESETS, DemoArgs, EvalArgs, ExportArgs, SegmentArgs, TrainConfig
+from .config import (
+    PRESETS,
+    SEGMENT_PRESETS,
+    BenchArgs,
+    DemoArgs,
+    EvalArgs,
+    ExportArgs,
+    SegmentArgs,
+    TrainConfig,
+)
 
 
 def train_command(cfg: TrainConfig) -> dict:
@@ -49,6 +58,14 @@ def export_command(args: ExportArgs) -> dict:
     from .export import export
 
     result = export(args)
+    print(json.dumps(result))
+    return result
+
+
+def bench_command(args: BenchArgs) -> dict:
+    from .bench import bench
+
+    result = bench(args)
     print(json.dumps(result))
     return result
 
@@ -101,6 +118,9 @@ COMMANDS = {
     ),
     "export": Command(
         export_command, ExportArgs, "ONNX of the detector (decoding stays outside the graph) + parity check."
+    ),
+    "bench": Command(
+        bench_command, BenchArgs, "Training and inference images/s, PyTorch and ONNX Runtime (JSON)."
     ),
     "demo": Command(
         demo_command, DemoArgs, "Serve the Gradio demo (trains a quick detector first if none exists)."

@@ -154,3 +154,15 @@ class DemoArgs:
     """Interface to serve on; 0.0.0.0 exposes the demo to the network."""
     port: int = 7860
     device: str = "auto"
+
+
+@dataclass
+class BenchArgs:
+    preset: str = "quick"
+    """Training preset whose model, image size and data are measured."""
+    batch_size: int = 32
+    steps: int = 10
+    """Timed calls of each kind."""
+    warmup: int = 3
+    shapes_root: Path | None = None
+    """Where the preset's synthetic shapes are (default: ~/.cache/detector/shapes)."""
