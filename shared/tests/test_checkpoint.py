@@ -103,3 +103,27 @@ def test_rng_capture_restore_through_a_file(tmp_path):
     seed_everything(999)  # scramble everything
     restore_rng_state(load_resume_state(tmp_path / "resume.pt")["rng"])
     assert _draws() == expected
+
+
+def test_training_state_round_trip_restores_everything(tmp_path):
+    from dlshared.checkpoint import restore_training_state, save_resume_state, training_state
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    model(torch.randn(4, 3)).sum().backward()
+    optimizer.step()
+    scheduler.step()
+    save_resume_state(training_state(model, optimizer, scheduler, epoch=3, history=[1.5]), tmp_path / "r.pt")
+    expected_next = torch.rand(3)  # what the RNG draws right after the checkpoint
+
+    fresh = torch.nn.Linear(3, 2)
+    fresh_optimizer = torch.optim.AdamW(fresh.parameters(), lr=0.1)
+    fresh_scheduler = torch.optim.lr_scheduler.StepLR(fresh_optimizer, step_size=1, gamma=0.5)
+    progress = restore_training_state(tmp_path / "r.pt", fresh, fresh_optimizer, fresh_scheduler)
+    assert progress == {"epoch": 3, "history": [1.5]}
+    assert torch.equal(fresh.weight, model.weight)
+    assert fresh_optimizer.state_dict()["state"][0]["step"] == 1
+    assert fresh_scheduler.get_last_lr() == scheduler.get_last_lr()
+    assert torch.equal(torch.rand(3), expected_next)

@@ -95,3 +95,32 @@ def save_resume_state(state: dict[str, Any], path: str | os.PathLike) -> None:
 
 def load_resume_state(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def training_state(
+    model: torch.nn.Module, optimizer: Any, scheduler: Any = None, **progress: Any
+) -> dict[str, Any]:
+    """What resuming needs, as one dict for `save_resume_state`: model, optimizer and scheduler state, every RNG,
+    and the loop's counters (`progress`: epoch, step, history, ...)."""
+    from .seed import capture_rng_state
+
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": capture_rng_state()}
+    if scheduler is not None:
+        state["scheduler"] = scheduler.state_dict()
+    return {**state, **progress}
+
+
+def restore_training_state(
+    path: str | os.PathLike, model: torch.nn.Module, optimizer: Any, scheduler: Any = None
+) -> dict[str, Any]:
+    """Inverse of `training_state` read from `path`: loads model, optimizer, scheduler and RNGs; returns the
+    counters that were saved with them."""
+    from .seed import restore_rng_state
+
+    state = load_resume_state(path)
+    model.load_state_dict(state.pop("model"))
+    optimizer.load_state_dict(state.pop("optimizer"))
+    if scheduler is not None:
+        scheduler.load_state_dict(state.pop("scheduler"))
+    restore_rng_state(state.pop("rng"))
+    return state

@@ -38,17 +38,18 @@ from dlshared.checkpoint import (
     RESUME_NAME,
     WEIGHTS_NAME,
     load_json,
-    load_resume_state,
     load_weights,
+    restore_training_state,
     save_json,
     save_resume_state,
     save_weights,
+    training_state,
 )
 from dlshared.cli import UserError
 from dlshared.device import pick_device
 from dlshared.monitor import RunLogger, Throughput
 from dlshared.runs import config_to_dict
-from dlshared.seed import capture_rng_state, restore_rng_state, seed_everything
+from dlshared.seed import seed_everything
 
 from .config import SegmentationConfig
 from .data import collate
@@ -265,12 +266,8 @@ def train_segmentation(cfg: SegmentationConfig, splits, run_dir: str | Path) -> 
 
     start_epoch, step, history = 0, 0, []
     if cfg.resume:
-        state = load_resume_state(run_dir / RESUME_NAME)
-        unwrapped.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, step, history = state["epoch"], state["step"], state["history"]
-        restore_rng_state(state["rng"])
+        progress = restore_training_state(run_dir / RESUME_NAME, unwrapped, optimizer, scheduler)
+        start_epoch, step, history = progress["epoch"], progress["step"], progress["history"]
         log.print(f"resumed {run_dir} at epoch {start_epoch}")
     if accelerator.is_main_process:
         save_json(config_to_dict(cfg), run_dir / "config.json")
@@ -330,9 +327,8 @@ def train_segmentation(cfg: SegmentationConfig, splits, run_dir: str | Path) -> 
                   f"{val['miou']:.4f}  foreground {val['miou_foreground'] or 0:.4f}  {meter.rate:.0f} img/s")  # fmt: skip
         if accelerator.is_main_process:
             save_weights(unwrapped, run_dir / WEIGHTS_NAME, metadata={"epoch": str(epoch + 1)})
-            save_resume_state({"model": unwrapped.state_dict(), "optimizer": optimizer.state_dict(),
-                               "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "step": step,
-                               "history": history, "rng": capture_rng_state()}, run_dir / RESUME_NAME)  # fmt: skip
+            save_resume_state(training_state(unwrapped, optimizer, scheduler, epoch=epoch + 1, step=step,
+                                             history=history), run_dir / RESUME_NAME)  # fmt: skip
         accelerator.wait_for_everyone()
 
     test = evaluate(splits.test)

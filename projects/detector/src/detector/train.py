@@ -21,16 +21,17 @@ from tqdm.auto import tqdm
 from dlshared.checkpoint import (
     RESUME_NAME,
     WEIGHTS_NAME,
-    load_resume_state,
+    restore_training_state,
     save_json,
     save_resume_state,
     save_weights,
+    training_state,
 )
 from dlshared.cli import UserError
 from dlshared.device import pick_device
 from dlshared.monitor import RunLogger, Throughput
 from dlshared.runs import config_to_dict, resolve_run_dir
-from dlshared.seed import capture_rng_state, restore_rng_state, seed_everything
+from dlshared.seed import seed_everything
 
 from .boxes import detection_loss, encode
 from .config import PROJECT, TrainConfig
@@ -92,12 +93,8 @@ def train(cfg: TrainConfig) -> dict:
 
     start_epoch, step, history = 0, 0, []
     if cfg.resume:
-        state = load_resume_state(run_dir / RESUME_NAME)
-        unwrapped.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, step, history = state["epoch"], state["step"], state["history"]
-        restore_rng_state(state["rng"])
+        progress = restore_training_state(run_dir / RESUME_NAME, unwrapped, optimizer, scheduler)
+        start_epoch, step, history = progress["epoch"], progress["step"], progress["history"]
         log.print(f"resumed {run_dir} at epoch {start_epoch}")
     if accelerator.is_main_process:
         save_json(config_to_dict(cfg), run_dir / "config.json")
@@ -152,9 +149,8 @@ def train(cfg: TrainConfig) -> dict:
                   f"{val['map']:.4f}  mAP@.5 {val['map_50']:.4f}  {meter.rate:.0f} img/s")  # fmt: skip
         if accelerator.is_main_process:
             save_weights(unwrapped, run_dir / WEIGHTS_NAME, metadata={"epoch": str(epoch + 1)})
-            save_resume_state({"model": unwrapped.state_dict(), "optimizer": optimizer.state_dict(),
-                               "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "step": step,
-                               "history": history, "rng": capture_rng_state()}, run_dir / RESUME_NAME)  # fmt: skip
+            save_resume_state(training_state(unwrapped, optimizer, scheduler, epoch=epoch + 1, step=step,
+                                             history=history), run_dir / RESUME_NAME)  # fmt: skip
         accelerator.wait_for_everyone()
 
     test = evaluate(splits.test)

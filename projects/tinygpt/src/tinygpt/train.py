@@ -18,12 +18,18 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 from tqdm.auto import tqdm
 
-from dlshared.checkpoint import RESUME_NAME, load_resume_state, save_json, save_resume_state
+from dlshared.checkpoint import (
+    RESUME_NAME,
+    restore_training_state,
+    save_json,
+    save_resume_state,
+    training_state,
+)
 from dlshared.cli import UserError
 from dlshared.device import pick_device
 from dlshared.monitor import RunLogger, Throughput, mfu
 from dlshared.runs import config_to_dict, resolve_run_dir
-from dlshared.seed import capture_rng_state, restore_rng_state, seed_everything
+from dlshared.seed import seed_everything
 
 from .artifacts import save_model
 from .config import PROJECT, TrainConfig
@@ -103,12 +109,9 @@ def train(cfg: TrainConfig, warmup_steps: int | None = None) -> dict:
 
     it, history = 0, []
     if cfg.resume:
-        state = load_resume_state(run_dir / RESUME_NAME)
-        raw_model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        it, history = state["iter"], state["history"]
-        batches.load_state(state["batches"][accelerator.process_index])
-        restore_rng_state(state["rng"])
+        progress = restore_training_state(run_dir / RESUME_NAME, raw_model, optimizer)
+        it, history = progress["iter"], progress["history"]
+        batches.load_state(progress["batches"][accelerator.process_index])
         log.print(f"resumed {run_dir} at step {it}")
     if accelerator.is_main_process:
         save_json(config_to_dict(cfg), run_dir / "config.json")
@@ -127,9 +130,8 @@ def train(cfg: TrainConfig, warmup_steps: int | None = None) -> dict:
         batch_states = accelerator.gather(batches.state()[None].to(accelerator.device)).cpu()  # every rank's
         if accelerator.is_main_process:
             save_model(raw_model, data.tokenizer, run_dir, metadata={"iter": str(it)})
-            save_resume_state({"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(), "iter": it,
-                               "history": history, "batches": list(batch_states), "rng": capture_rng_state()},
-                              run_dir / RESUME_NAME)  # fmt: skip
+            save_resume_state(training_state(raw_model, optimizer, iter=it, history=history,
+                                             batches=list(batch_states)), run_dir / RESUME_NAME)  # fmt: skip
         accelerator.wait_for_everyone()
 
     meter = Throughput(warmup=warmup_steps if warmup_steps is not None else 10 if cfg.compile else 3)
