@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,6 +52,7 @@ from dlshared.seed import seed_everything
 
 from .config import SegmentationConfig
 from .data import collate
+from .train import warmup_cosine
 
 # --------------------------------------------------------------------------------------------------- model
 
@@ -258,9 +258,7 @@ def train_segmentation(cfg: SegmentationConfig, splits, run_dir: str | Path) -> 
     model, train_loader = accelerator.prepare(model, train_loader)
     total_steps = cfg.epochs * len(train_loader)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warmup = max(1, round(0.05 * total_steps))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warmup, 0.5 * (
-        1 + math.cos(math.pi * min(1.0, (s - warmup) / max(1, total_steps - warmup))))))  # fmt: skip
+    scheduler = warmup_cosine(optimizer, total_steps, warmup_fraction=0.05)
     optimizer = accelerator.prepare(optimizer)
     unwrapped = accelerator.unwrap_model(model)
 

@@ -52,6 +52,17 @@ def flip_horizontally(images: torch.Tensor, targets: list[dict], flip: torch.Ten
     return images
 
 
+def warmup_cosine(optimizer, total_steps: int, warmup_fraction: float) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over the first `warmup_fraction` of the steps, then cosine decay to 0 (stepped per batch)."""
+    warmup = max(1, round(warmup_fraction * total_steps))
+
+    def factor(step: int) -> float:
+        cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total_steps - warmup))))
+        return min((step + 1) / warmup, cosine)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 def train(cfg: TrainConfig) -> dict:
     """Train the detector as `cfg` says; returns the final metrics (also written to RUN/metrics.json)."""
     try:
@@ -84,9 +95,7 @@ def train(cfg: TrainConfig) -> dict:
     model, train_loader = accelerator.prepare(model, train_loader)
     total_steps = cfg.epochs * len(train_loader)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warmup = max(1, round(cfg.warmup_fraction * total_steps))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warmup, 0.5 * (
-        1 + math.cos(math.pi * min(1.0, (s - warmup) / max(1, total_steps - warmup))))))  # fmt: skip
+    scheduler = warmup_cosine(optimizer, total_steps, cfg.warmup_fraction)
     optimizer = accelerator.prepare(optimizer)
     unwrapped = accelerator.unwrap_model(model)
     out_size = cfg.image_size // model_cfg.stride
