@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 from pathlib import Path
 
 from dlshared.cli import Command, UserError, run_cli
@@ -56,15 +55,14 @@ def generate_command(args: GenerateArgs) -> str:
     from .serve import stream_completion
 
     loaded = load_model(resolve_checkpoint(args.ckpt, args.runs), args.device)
-    pieces = []
+    completion = ""
     print(args.prompt, end="", flush=True)
-    for text in stream_completion(loaded, args.prompt, args.max_new_tokens, args.temperature, args.top_k,
-                                  args.top_p, args.seed, use_cache=not args.no_cache):  # fmt: skip
-        sys.stdout.write(text[len("".join(pieces)) :])
-        sys.stdout.flush()
-        pieces = [text]
+    for completion_so_far in stream_completion(loaded, args.prompt, args.max_new_tokens, args.temperature,
+                                               args.top_k, args.top_p, args.seed, use_cache=not args.no_cache):  # fmt: skip
+        print(completion_so_far[len(completion) :], end="", flush=True)  # only what is new
+        completion = completion_so_far
     print()
-    return "".join(pieces)
+    return completion
 
 
 def export_command(args: ExportArgs) -> dict:
