@@ -1,4 +1,5 @@
-"""A trained detector on disk: RUN/model.safetensors + card.json (classes, image size, architecture).
+"""A trained detector on disk: RUN/model.safetensors + card.json (classes, image size, architecture: the
+CenterNet or one of torchvision's R-CNNs).
 
 Loading reads safetensors and JSON only: no pickle, so a downloaded run folder cannot run code.
 """
@@ -17,11 +18,14 @@ from dlshared.runs import latest_run
 
 from .config import PROJECT
 from .model import CenterNet, DetectorConfig
+from .rcnn import build_rcnn
 
 
 @dataclass
 class LoadedDetector:
-    model: CenterNet
+    model: torch.nn.Module
+    """CenterNet or a torchvision R-CNN: evaluate.detect runs either."""
+    arch: str
     classes: list[str]
     image_size: int
     run_dir: Path
@@ -48,6 +52,12 @@ def load_detector(run_dir: Path, device: str = "auto") -> LoadedDetector:
     except ValueError as err:
         raise UserError(str(err)) from None
     card = load_json(run_dir / "card.json")
-    cfg = DetectorConfig(**{**card["model"], "widths": tuple(card["model"]["widths"])})
-    model = load_weights(CenterNet(cfg), run_dir / WEIGHTS_NAME).to(target).eval()
-    return LoadedDetector(model, card["classes"], card["image_size"], run_dir, target)
+    arch = card.get("arch", "centernet")
+    if arch == "centernet":
+        model = CenterNet(
+            DetectorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in card["model"].items()})
+        )
+    else:  # the architecture only: the weights come from the run folder, never from the internet
+        model = build_rcnn(arch, card["model"]["num_classes"], card["image_size"], pretrained=False)
+    model = load_weights(model, run_dir / WEIGHTS_NAME).to(target).eval()
+    return LoadedDetector(model, arch, card["classes"], card["image_size"], run_dir, target)

@@ -43,7 +43,10 @@ def bench(args: BenchArgs) -> dict:
     images, targets = next(iter(DataLoader(splits.train, args.batch_size, collate_fn=collate)))
     torch.manual_seed(0)
     model_cfg = DetectorConfig(
-        num_classes=len(splits.classes), widths=tuple(cfg.widths), fpn_width=cfg.fpn_width
+        num_classes=len(splits.classes),
+        widths=tuple(cfg.widths),
+        depths=tuple(cfg.depths),
+        fpn_width=cfg.fpn_width,
     )
     model = CenterNet(model_cfg)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)

@@ -1,4 +1,4 @@
-"""The `detector` command: train, eval, export, bench, demo, segment (see `detector <verb> --help`)."""
+"""The `detector` command: train, eval, export, bench, demo, segment, convert-pennfudan (`VERB --help`)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from .config import (
     PRESETS,
     SEGMENT_PRESETS,
     BenchArgs,
+    ConvertArgs,
     DemoArgs,
     EvalArgs,
     ExportArgs,
@@ -35,7 +36,7 @@ def eval_command(args: EvalArgs) -> dict:
 
     from .artifacts import load_detector, resolve_checkpoint
     from .data import CocoDetection, collate, load_splits
-    from .evaluate import box_map, predict
+    from .evaluate import coco_map, predict
 
     run_dir = resolve_checkpoint(args.ckpt, args.runs)
     loaded = load_detector(run_dir, args.device)
@@ -48,7 +49,7 @@ def eval_command(args: EvalArgs) -> dict:
     if len(dataset) == 0:
         raise UserError("no images to evaluate")
     loader = DataLoader(dataset, args.batch_size, collate_fn=collate)
-    metrics = box_map(predict(loaded.model, loader, loaded.device, loaded.model.cfg.stride))
+    metrics = coco_map(predict(loaded.model, loader, loaded.device))
     metrics["run_dir"] = str(run_dir)
     print(json.dumps(metrics))
     return metrics
@@ -109,12 +110,22 @@ def segment_command(args: SegmentArgs) -> dict:
     return metrics
 
 
+def convert_pennfudan_command(args: ConvertArgs) -> dict:
+    from .pennfudan import convert_pennfudan
+
+    result = convert_pennfudan(args.src, args.out)
+    print(json.dumps(result))
+    return result
+
+
 COMMANDS = {
     "train": Command(
         train_command, TrainConfig, "Train the detector; writes runs/detector/NAME.", PRESETS, "quick"
     ),
     "eval": Command(
-        eval_command, EvalArgs, "COCO box mAP of a run on its test split or on a COCO folder (JSON)."
+        eval_command,
+        EvalArgs,
+        "COCO box (and mask) mAP of a run on its test split or on a COCO folder (JSON).",
     ),
     "export": Command(
         export_command, ExportArgs, "ONNX of the detector (decoding stays outside the graph) + parity check."
@@ -131,6 +142,11 @@ COMMANDS = {
         "Train a U-Net for semantic segmentation (mIoU); runs/detector-unet/NAME.",
         SEGMENT_PRESETS,
         "quick",
+    ),
+    "convert-pennfudan": Command(
+        convert_pennfudan_command,
+        ConvertArgs,
+        "Convert the Penn-Fudan pedestrians (PennFudanPed.zip, unzipped) to a COCO folder (JSON counts).",
     ),
 }
 

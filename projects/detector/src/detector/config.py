@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+
+import tyro
 
 PROJECT = "detector"
 """Name of the run folder family: runs/detector/<name>/."""
@@ -27,17 +29,28 @@ class TrainConfig:
     val_fraction: float = 0.15
     """Share of a single COCO folder held out for validation (and as much again for test)."""
     split_seed: int = 0
-    augment: bool = True
-    """Random horizontal flips (boxes flipped with the image)."""
+    augment: Literal["auto", "none", "flip", "dihedral"] = "auto"
+    """Geometric augmentation (augment.py): flip = random horizontal mirror; dihedral = any mirror or quarter
+    turn, for data without an up. auto: dihedral for the synthetic shapes, flip for --data."""
+    shuffle_channels: bool | None = None
+    """Randomly permute the RGB channels, for data whose colours carry no class (default: on for the shapes)."""
     num_workers: int = 0
 
     # --- model ---
+    model: Literal[
+        "centernet", "fasterrcnn_mobilenet", "maskrcnn_mobilenet", "fasterrcnn_resnet50", "maskrcnn_resnet50"
+    ] = "centernet"
+    """centernet: the project's own detector (model.py). The others: torchvision's R-CNN baselines (rcnn.py)."""
+    pretrained: bool = False
+    """R-CNNs only: start from torchvision's COCO (or ImageNet-backbone) weights; needs the internet once."""
     widths: tuple[int, ...] = (32, 64, 128)
-    """Backbone channels at strides 4, 8, 16."""
+    """CenterNet: backbone channels at strides 4, 8, 16."""
+    depths: tuple[int, ...] = (1, 3, 3)
+    """CenterNet: residual blocks at strides 4, 8, 16."""
     fpn_width: int = 64
 
     # --- optimisation ---
-    epochs: int = 6
+    epochs: int = 7
     batch_size: int = 32
     lr: float = 2e-3
     """Peak AdamW learning rate (linear warm-up, then cosine decay)."""
@@ -68,6 +81,7 @@ PRESETS = {
         epochs=2,
         batch_size=16,
         widths=(16, 16, 32),
+        depths=(1, 1, 1),
         fpn_width=16,
         progress=False,
     ),  # fmt: skip
@@ -166,3 +180,13 @@ class BenchArgs:
     warmup: int = 3
     shapes_root: Path | None = None
     """Where the preset's synthetic shapes are (default: ~/.cache/detector/shapes)."""
+
+
+@dataclass
+class ConvertArgs:
+    """The `convert-pennfudan` verb: Penn-Fudan pedestrians -> a COCO folder `train --data` reads."""
+
+    src: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="SRC")]
+    """The unzipped PennFudanPed folder (PNGImages/ and PedMasks/ inside)."""
+    out: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="OUT")]
+    """Folder to write annotations.json and images/ to; refused if it already holds an annotations.json."""

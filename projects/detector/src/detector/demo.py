@@ -12,8 +12,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from .artifacts import LoadedDetector
-from .boxes import decode
 from .data import resize_and_pad
+from .evaluate import detect as run_detector
 from .shapes import draw_image
 
 MIN_SIDE, MAX_PIXELS = 16, 40_000_000
@@ -52,9 +52,13 @@ def letterbox(image: torch.Tensor, size: int) -> tuple[torch.Tensor, float]:
 def detect(loaded: LoadedDetector, image, threshold: float) -> tuple[Image.Image, list[list]]:
     pixels, rgb = to_tensor(image)
     batch, scale = letterbox(pixels, loaded.image_size)
-    outputs = loaded.model(batch[None].to(loaded.device))
-    found = decode(outputs, loaded.model.cfg.stride, score_threshold=threshold)[0]
+    found = run_detector(loaded.model, batch[None].to(loaded.device), score_threshold=threshold)[0]
     drawn = rgb.copy()
+    if "masks" in found and len(found["masks"]):  # Mask R-CNN: each instance's pixels in its class colour
+        class_map = torch.zeros(found["masks"].shape[-2:], dtype=torch.long)
+        for mask, label in zip(found["masks"].cpu().flip(0), found["labels"].flip(0).tolist(), strict=True):
+            class_map[mask] = label  # drawn lowest score first, so the most confident instance ends on top
+        drawn = overlay(drawn, class_map, pixels.shape[-2:], scale)
     pen = ImageDraw.Draw(drawn)
     rows = []
     for box, score, label in zip(found["boxes"] / scale, found["scores"], found["labels"], strict=True):
@@ -72,9 +76,15 @@ def segment(segmenter, card: dict, image) -> Image.Image:
 
     pixels, rgb = to_tensor(image)
     batch, scale = letterbox(pixels, card["image_size"])
-    mask = predict_mask(segmenter, batch)  # (S, S) class indices
-    h, w = round(pixels.shape[1] * scale), round(pixels.shape[2] * scale)
-    mask = Image.fromarray(mask[:h, :w].numpy().astype(np.uint8)).resize(rgb.size, Image.Resampling.NEAREST)
+    return overlay(rgb, predict_mask(segmenter, batch), pixels.shape[-2:], scale)
+
+
+def overlay(rgb: Image.Image, class_map: torch.Tensor, original_hw, scale: float) -> Image.Image:
+    """Class indices (S, S) of the letterboxed image, 0 = nothing, painted half-transparent over the original."""
+    h, w = round(original_hw[0] * scale), round(original_hw[1] * scale)
+    mask = Image.fromarray(class_map[:h, :w].numpy().astype(np.uint8)).resize(
+        rgb.size, Image.Resampling.NEAREST
+    )
     palette = np.array([(0, 0, 0), *COLOURS], dtype=np.uint8)
     colours = Image.fromarray(palette[np.asarray(mask) % len(palette)])
     alpha = Image.fromarray(((np.asarray(mask) > 0) * 128).astype(np.uint8))
@@ -106,7 +116,7 @@ def build_demo(loaded: LoadedDetector, segmenter=None, segmenter_card: dict | No
             return None, f"⚠️ {err}"
 
     with gr.Blocks(title="detector") as demo:
-        gr.Markdown(f"# detector\nCenterNet-style detector ({loaded.run_dir.name}), classes: "
+        gr.Markdown(f"# detector\n{loaded.arch} ({loaded.run_dir.name}), classes: "
                     f"{', '.join(loaded.classes)}. Upload an image or make an example.")  # fmt: skip
         with gr.Row():
             image = gr.Image(type="pil", label="Image")

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from dlshared.checkpoint import save_json
+from dlshared.cli import UserError
 
 from .artifacts import load_detector, resolve_checkpoint
 from .boxes import decode
@@ -73,6 +74,9 @@ class OnnxDetector:
 def export(args: ExportArgs) -> dict:
     """Write the ONNX file and its card, then check ORT against PyTorch on random images."""
     loaded = load_detector(resolve_checkpoint(args.ckpt, args.runs), "cpu")
+    if loaded.arch != "centernet":
+        raise UserError(f"{loaded.run_dir} holds a torchvision {loaded.arch}; `export` writes the project's own "
+                        "CenterNet (torchvision's R-CNNs have their own ONNX recipe in the torchvision docs)")  # fmt: skip
     path = export_onnx(loaded.model, loaded.image_size, Path(args.out))
     save_json({"classes": loaded.classes, "image_size": loaded.image_size, "stride": loaded.model.cfg.stride,
                "outputs": list(OUTPUTS), "decoding": "boxes.decode (outside the graph)"},

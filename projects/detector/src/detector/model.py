@@ -25,6 +25,9 @@ class DetectorConfig:
     num_classes: int = 3
     widths: tuple[int, ...] = (32, 64, 128)
     """Channels at strides 4, 8 and 16."""
+    depths: tuple[int, ...] = (1, 3, 3)
+    """Residual blocks at strides 4, 8 and 16. Depth goes where it is cheap (the coarse maps): (1, 2, 2) confused
+    small circles and squares; the heads on the stride-4 map cost more than the whole backbone anyway."""
     fpn_width: int = 64
     """Channels of the merged stride-4 map the heads read."""
     stride: int = 4
@@ -60,10 +63,12 @@ class CenterNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         w4, w8, w16 = cfg.widths
-        self.stem = nn.Sequential(conv_bn(3, w4 // 2, 2), conv_bn(w4 // 2, w4, 2))  # stride 4
-        self.stage4 = Residual(w4, w4, 1)
-        self.stage8 = nn.Sequential(Residual(w4, w8, 2), Residual(w8, w8, 1))
-        self.stage16 = nn.Sequential(Residual(w8, w16, 2), Residual(w16, w16, 1))
+        d4, d8, d16 = cfg.depths
+        # stride 4; the extra convolution at stride 2 keeps the corners of 10-pixel shapes through the downsampling
+        self.stem = nn.Sequential(conv_bn(3, w4 // 2, 2), conv_bn(w4 // 2, w4 // 2), conv_bn(w4 // 2, w4, 2))
+        self.stage4 = nn.Sequential(*(Residual(w4, w4, 1) for _ in range(d4)))
+        self.stage8 = nn.Sequential(Residual(w4, w8, 2), *(Residual(w8, w8, 1) for _ in range(d8 - 1)))
+        self.stage16 = nn.Sequential(Residual(w8, w16, 2), *(Residual(w16, w16, 1) for _ in range(d16 - 1)))
         f = cfg.fpn_width
         self.lateral = nn.ModuleList(nn.Conv2d(w, f, 1) for w in (w4, w8, w16))
         self.smooth = conv_bn(f, f)

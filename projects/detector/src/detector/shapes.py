@@ -63,10 +63,10 @@ def write_shapes(
         name = f"{i:06d}.png"
         buffer = BytesIO()
         Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
-        _write_atomic(out_dir / "images" / name, buffer.getvalue())
+        write_atomic(out_dir / "images" / name, buffer.getvalue())
         images.append({"id": i, "file_name": name, "width": image_size, "height": image_size})
         for category, mask in objects:
-            annotations.append(_annotation(len(annotations) + 1, i, category, mask))
+            annotations.append(coco_annotation(len(annotations) + 1, i, category, mask))
     coco = {
         "info": {"description": "synthetic shapes (detector.shapes)", "generator": params},
         "images": images,
@@ -75,7 +75,7 @@ def write_shapes(
         ],
         "annotations": annotations,
     }
-    _write_atomic(out_dir / "annotations.json", json.dumps(coco).encode())
+    write_atomic(out_dir / "annotations.json", json.dumps(coco).encode())
     return out_dir
 
 
@@ -204,7 +204,7 @@ def _linear_upsample(n: int, size: int) -> np.ndarray:
     return np.maximum(0, 1 - np.abs(position[:, None] - np.arange(n)[None]))
 
 
-def _annotation(ann_id: int, image_id: int, category: int, mask: np.ndarray) -> dict:
+def coco_annotation(ann_id: int, image_id: int, category: int, mask: np.ndarray) -> dict:
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
     ys, xs = np.nonzero(mask)
     x0, y0 = int(xs.min()), int(ys.min())
@@ -246,7 +246,7 @@ def _is_generated(out: Path, params: dict) -> bool:
         return False
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     """Write to a temporary sibling, then rename: readers see the old file or the new one, never half of one."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)

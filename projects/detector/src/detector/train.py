@@ -33,23 +33,13 @@ from dlshared.monitor import RunLogger, Throughput
 from dlshared.runs import config_to_dict, resolve_run_dir
 from dlshared.seed import seed_everything
 
+from .augment import augment_batch
 from .boxes import detection_loss, encode
 from .config import PROJECT, TrainConfig
 from .data import collate, load_splits
-from .evaluate import box_map, predict
+from .evaluate import coco_map, predict
 from .model import CenterNet, DetectorConfig
-
-
-def flip_horizontally(images: torch.Tensor, targets: list[dict], flip: torch.Tensor) -> torch.Tensor:
-    """Mirror the images where `flip` (B,) is true, and their boxes with them: x -> width - x."""
-    width = images.shape[-1]
-    images = torch.where(flip[:, None, None, None], images.flip(-1), images)
-    for target, mirrored in zip(targets, flip.tolist(), strict=True):
-        if mirrored and len(target["boxes"]):
-            boxes = target["boxes"].clone()
-            boxes[:, [0, 2]] = width - target["boxes"][:, [2, 0]]
-            target["boxes"] = boxes
-    return images
+from .rcnn import build_rcnn, rcnn_losses
 
 
 def warmup_cosine(optimizer, total_steps: int, warmup_fraction: float) -> torch.optim.lr_scheduler.LambdaLR:
@@ -83,12 +73,18 @@ def train(cfg: TrainConfig) -> dict:
         splits = load_splits(cfg)
     classes = splits.classes
     seed_everything(cfg.seed)
-    model_cfg = DetectorConfig(num_classes=len(classes), widths=tuple(cfg.widths), fpn_width=cfg.fpn_width)
-    model = CenterNet(model_cfg)
-    card = {"classes": classes, "image_size": cfg.image_size, "model": dataclasses.asdict(model_cfg),
+    model_cfg = DetectorConfig(num_classes=len(classes), widths=tuple(cfg.widths), depths=tuple(cfg.depths),
+                               fpn_width=cfg.fpn_width)  # fmt: skip
+    centernet = cfg.model == "centernet"
+    if cfg.pretrained and centernet:
+        raise UserError("--pretrained applies to the torchvision R-CNNs; the CenterNet trains from scratch")
+    model = CenterNet(model_cfg) if centernet else build_rcnn(cfg.model, len(classes) + 1, cfg.image_size,
+                                                               cfg.pretrained)  # fmt: skip
+    card = {"classes": classes, "image_size": cfg.image_size, "arch": cfg.model, "pretrained": cfg.pretrained,
+            "model": dataclasses.asdict(model_cfg) if centernet else {"num_classes": len(classes) + 1},
             "source": splits.source, "parameters": sum(p.numel() for p in model.parameters())}  # fmt: skip
     log.print(f"data: {splits.source}: {len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test "
-              f"images, classes {classes}; model: CenterNet, {card['parameters']:,} parameters")  # fmt: skip
+              f"images, classes {classes}; model: {cfg.model}, {card['parameters']:,} parameters")  # fmt: skip
 
     train_loader = DataLoader(splits.train, cfg.batch_size, shuffle=True, collate_fn=collate,
                               num_workers=cfg.num_workers, drop_last=len(splits.train) > cfg.batch_size)  # fmt: skip
@@ -114,31 +110,38 @@ def train(cfg: TrainConfig) -> dict:
         result = [None]
         if accelerator.is_main_process:
             loader = DataLoader(dataset, cfg.batch_size, collate_fn=collate, num_workers=cfg.num_workers)
-            pairs = predict(unwrapped, loader, accelerator.device, model_cfg.stride, cfg.score_threshold,
-                            cfg.max_detections, accelerator.autocast)  # fmt: skip
-            result = [box_map(pairs)]
+            pairs = predict(unwrapped, loader, accelerator.device, cfg.score_threshold, cfg.max_detections,
+                            accelerator.autocast)  # fmt: skip
+            result = [coco_map(pairs)]
         broadcast_object_list(result)
         return result[0]
 
+    # dihedral + channel shuffle for the synthetic shapes (no up, random colours); mirrors only for real data
+    augment = cfg.augment if cfg.augment != "auto" else ("flip" if cfg.data else "dihedral")
+    shuffle_channels = cfg.shuffle_channels if cfg.shuffle_channels is not None else cfg.data is None
     meter = Throughput(warmup=2)
     started = time.perf_counter()
     for epoch in range(start_epoch, cfg.epochs):
         train_loader.set_epoch(epoch)
+        # augmentation draws depend on (seed, epoch, rank) only, so a resumed run sees what an unbroken one did
+        generator = torch.Generator().manual_seed(
+            cfg.seed * 1_000_003 + epoch * 1_009 + accelerator.process_index
+        )
         model.train()
         meter.reset()
         loss_sum, batches = 0.0, 0
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                    disable=not (cfg.progress and accelerator.is_main_process))  # fmt: skip
         for images, targets in bar:
-            if cfg.augment:
-                flip = torch.rand(len(targets)) < 0.5
-                images = flip_horizontally(images, targets, flip.to(images.device))
-            maps = {
-                k: v.to(accelerator.device)
-                for k, v in encode(targets, len(classes), out_size, model_cfg.stride).items()
-            }
+            images = augment_batch(images, targets, augment, shuffle_channels, generator)
             with accelerator.autocast():
-                losses = detection_loss(model(images), maps)
+                if centernet:
+                    maps = encode(targets, len(classes), out_size, model_cfg.stride)
+                    losses = detection_loss(
+                        model(images), {k: v.to(accelerator.device) for k, v in maps.items()}
+                    )
+                else:  # torchvision's R-CNNs take the targets and return their losses
+                    losses = rcnn_losses(model, images, targets)
             accelerator.backward(losses["loss"])
             optimizer.step()
             scheduler.step()
@@ -162,15 +165,16 @@ def train(cfg: TrainConfig) -> dict:
                                              history=history), run_dir / RESUME_NAME)  # fmt: skip
         accelerator.wait_for_everyone()
 
-    test = evaluate(splits.test)
-    metrics = {"test_map": test["map"], "test_map_50": test["map_50"], "test_map_75": test["map_75"],
+    test = evaluate(splits.test)  # map, map_50, map_75, and mask_map... for Mask R-CNN
+    metrics = {f"test_{k}": v for k, v in test.items() if k != "images"} | {
                "val_map": history[-1]["map"] if history else None, "epochs": cfg.epochs, "steps": step,
                "train_seconds": round(time.perf_counter() - started, 1), "train_images_per_s": round(meter.rate, 1),
                "parameters": card["parameters"], "processes": accelerator.num_processes, "run_dir": str(run_dir),
                "history": history}  # fmt: skip
     if accelerator.is_main_process:
         save_json(metrics, run_dir / "metrics.json")
-    log.print(f"done: test mAP {test['map']:.4f}, mAP@.5 {test['map_50']:.4f} ({test['images']} images), "
+    masks = f", mask mAP {test['mask_map']:.4f}" if "mask_map" in test else ""
+    log.print(f"done: test mAP {test['map']:.4f}, mAP@.5 {test['map_50']:.4f}{masks} ({test['images']} images), "
               f"{metrics['train_seconds']} s, run folder {run_dir}")  # fmt: skip
     log.close()
     accelerator.end_training()
