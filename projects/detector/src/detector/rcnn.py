@@ -76,7 +76,7 @@ def build_rcnn(arch: str, num_classes: int, image_size: int, pretrained: bool = 
                 _replace_class_heads(model, num_classes)
             else:
                 model = builder(weights=None, weights_backbone=None, num_classes=num_classes, **sizes)
-    except (OSError, RuntimeError) as err:  # urllib's URLError is an OSError
+    except OSError as err:  # a failed download: urllib's URLError and socket errors are OSErrors
         raise UserError(f"cannot download the pretrained weights of {arch} ({err}); train without --pretrained "
                         "offline") from None  # fmt: skip
     _scale_anchors(model.rpn.anchor_generator, image_size / 512)
