@@ -6,12 +6,16 @@ SFT, one example a line:        {"prompt": "...", "completion": "..."}
 
 Each reader returns a list of dicts with just those keys (ready for `datasets.Dataset.from_list`). A line that
 does not fit raises `UserError` naming the file, the line and what is wrong; blank lines are skipped.
+`read_any` tells the two kinds apart by the first line's keys; `load_task_data` turns a file (or, without one,
+the synthetic task of task.py) into what the stages need: SFT rows, training pairs, held-out pairs.
 """
 
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +92,85 @@ def _messages(obj: dict[str, Any], where: str) -> dict[str, list[dict[str, str]]
 
 def _empty(path: str | Path) -> list:
     raise UserError(f"{path}: empty file, expected one JSON object per line")
+
+
+def read_any(path: str | Path) -> tuple[str, list[dict[str, Any]]]:
+    """("preferences", rows) when the first line has a "chosen" key, else ("sft", rows)."""
+    first = next(_objects(path), None)
+    if first is None:
+        _empty(path)
+    if "chosen" in first[1] or "rejected" in first[1]:
+        return "preferences", read_preferences(path)
+    return "sft", read_sft(path)
+
+
+def plain_chat(messages: list[dict[str, str]]) -> str:
+    """Messages as plain text, "User: ...\nAssistant: ..." (task.PROMPT_TEMPLATE's layout), for tokenizers
+    without a chat template."""
+    return "".join(f"{m['role'].capitalize()}: {m['content']}\n" for m in messages)
+
+
+def to_prompt_completion(rows: list[dict[str, Any]], tokenizer) -> list[dict[str, str]]:
+    """Chat rows -> prompt/completion: the last assistant message is the completion, everything before it the
+    prompt, rendered with the tokenizer's chat template when it has one, else `plain_chat`."""
+    out = []
+    for row in rows:
+        if "messages" not in row:
+            out.append(row)
+            continue
+        messages = row["messages"]
+        if messages[-1]["role"] != "assistant":
+            raise UserError(
+                f"a messages example must end with an assistant message, got {messages[-1]['role']!r}"
+            )
+        if getattr(tokenizer, "chat_template", None):
+            prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
+            full = tokenizer.apply_chat_template(messages, tokenize=False)
+            completion = full[len(prompt) :] if full.startswith(prompt) else messages[-1]["content"]
+        else:
+            prompt, completion = plain_chat(messages[:-1]) + "Assistant:", " " + messages[-1]["content"]
+        out.append({"prompt": prompt, "completion": completion})
+    return out
+
+
+@dataclass
+class TaskData:
+    """What the stages and the evaluation use, from the synthetic task or a user's file."""
+
+    source: str
+    template: str  # how a user's question becomes a prompt (the demo uses it)
+    sft_rows: list[dict[str, Any]]
+    train_pairs: list[dict[str, str]] = field(default_factory=list)
+    heldout_pairs: list[dict[str, str]] = field(default_factory=list)
+    eval_items: list[tuple[str, int]] = field(default_factory=list)  # synthetic only: (prompt, expected sum)
+
+
+def load_task_data(cfg) -> TaskData:
+    """The synthetic task (cfg.data unset) or the user's JSONL file, split into train and held-out parts."""
+    from . import task
+
+    if cfg.data is None:
+        spec = task.TaskSpec(
+            cfg.max_number, cfg.heldout_fraction, tuple(cfg.format_fractions), cfg.wrong_fraction, cfg.seed
+        )
+        train, heldout = task.split_pairs(spec)
+        return TaskData(
+            source="synthetic addition", template=task.PROMPT_TEMPLATE,
+            sft_rows=task.sft_rows(train, cfg.sft_examples, spec, cfg.seed + 1),
+            train_pairs=task.dpo_pairs(train, cfg.dpo_pairs, spec, cfg.seed + 2),
+            heldout_pairs=task.dpo_pairs(heldout, cfg.eval_prompts, spec, cfg.seed + 3),
+            eval_items=task.eval_prompts(heldout, cfg.eval_prompts, cfg.seed + 4),
+        )  # fmt: skip
+    kind, rows = read_any(cfg.data)
+    if kind == "sft":
+        return TaskData(source=str(cfg.data), template="{prompt}", sft_rows=rows)
+    if len(rows) < 2:
+        raise UserError(f"{cfg.data}: {len(rows)} preference pair; need at least 2 (one is held out)")
+    order = list(range(len(rows)))
+    random.Random(cfg.seed).shuffle(order)
+    cut = min(len(rows) - 1, max(1, round(len(rows) * cfg.heldout_fraction)))
+    heldout, train = [rows[i] for i in order[:cut]], [rows[i] for i in order[cut:]]
+    return TaskData(
+        source=str(cfg.data), template="{prompt}", train_pairs=train, heldout_pairs=heldout,
+        sft_rows=[{"prompt": p["prompt"], "completion": p["chosen"]} for p in train],  # SFT on chosen answers
+    )  # fmt: skip

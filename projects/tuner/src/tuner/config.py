@@ -1,0 +1,152 @@
+"""Typed configuration of every verb, and the presets of `train`.
+
+tiny             seconds: a 2-layer Llama, a few steps per stage (tests)
+quick (default)  minutes on a 2-core CPU: pretraining, SFT and DPO reach the quality the README states
+full             the same pipeline sized for one GPU (bigger base, more steps, bf16)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+PROJECT = "tuner"
+"""Name of the run folder family: runs/tuner/<name>/."""
+
+
+@dataclass
+class TrainConfig:
+    # --- what to train ---
+    base: str | None = None
+    """A Hugging Face causal LM: Hub id or local folder (e.g. a `tinygpt export`). Unset: build the embedded
+    Llama and pretrain it on the synthetic arithmetic corpus first (stage pretrain)."""
+    data: Path | None = None
+    """JSONL. {"prompt","chosen","rejected"} lines: SFT on prompt+chosen, then DPO on the pairs.
+    {"prompt","completion"} or {"messages": [...]} lines: SFT only. Unset: the synthetic addition task."""
+    stage: Literal["all", "pretrain", "sft", "dpo"] = "all"
+    """all = pretrain (only without --base) -> sft -> dpo. A single stage continues the run --name."""
+
+    # --- embedded base model (a LlamaConfig; ignored with --base) ---
+    n_layer: int = 4
+    n_head: int = 4
+    hidden: int = 128
+    intermediate: int = 384
+    """SwiGLU width."""
+    max_positions: int = 64
+    """Context length in tokens (characters: the embedded tokenizer is character level)."""
+
+    # --- stage pretrain: plain next-token prediction on raw arithmetic text, all weights ---
+    pretrain_steps: int = 3000
+    pretrain_batch: int = 32
+    """Windows of max_positions tokens per step."""
+    pretrain_lr: float = 3e-3
+    pretrain_docs: int = 200_000
+    """Statements in the generated corpus."""
+
+    # --- synthetic task (see task.py) ---
+    max_number: int = 49
+    heldout_fraction: float = 0.1
+    """Share of number pairs (or of the --data file's lines) held out for evaluation."""
+    format_fractions: tuple[float, float, float, float] = (1.0, 0.6, 0.3, 0.1)
+    """Share of SFT answers in the required format ("The answer is N.") for each question phrasing of task.py
+    ("What is a plus b?", "What is a + b?", "How much is a plus b?", "Add a and b.")."""
+    wrong_fraction: float = 0.2
+    """Share of DPO pairs whose rejected answer is a wrong number (the rest: right number, wrong format)."""
+    sft_examples: int = 4000
+    dpo_pairs: int = 1000
+    eval_prompts: int = 200
+    """Held-out prompts for the task metric and held-out pairs for preference accuracy."""
+
+    # --- LoRA (peft) ---
+    lora_r: int = 4
+    lora_alpha: int = 8
+    lora_dropout: float = 0.0
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    """Linear layers that get adapters; "all-linear" for every one but the LM head."""
+    quantize: Literal["none", "4bit"] = "none"
+    """4bit = QLoRA: the frozen base in 4-bit NF4 (bitsandbytes, CUDA only), adapters in bf16."""
+
+    # --- stage sft (trl SFTTrainer, LoRA) ---
+    sft_steps: int = 500
+    sft_batch: int = 16
+    sft_lr: float = 2e-3
+
+    # --- stage dpo (trl DPOTrainer on the SFT adapter; the reference is the SFT model) ---
+    dpo_steps: int = 100
+    dpo_batch: int = 16
+    dpo_lr: float = 2e-4
+    beta: float = 0.1
+    """DPO temperature: how far the policy may move from the reference (small = far)."""
+    dpo_sft_weight: float = 1.0
+    """Weight of an SFT (NLL) term on the chosen answers added to the DPO loss (trl loss_type "sft", RPO: Pang
+    et al. 2024). Pure DPO (0) lowers the chosen answers' likelihood too, and greedy answers drift (measured:
+    "The ansrer is 56."); 0 = plain DPO."""
+
+    # --- run ---
+    bf16: bool = False
+    """bf16 autocast (CPUs with AMX/AVX-512 and GPUs); off = float32."""
+    seed: int = 0
+    out: Path = Path("runs")
+    """Runs go to OUT/tuner/NAME."""
+    name: str | None = None
+    """Run folder name (default: a timestamp)."""
+    resume: bool = False
+    """Reuse the run --name (or the newest run) and skip the stages it has finished."""
+    progress: bool = True
+    """Show progress bars."""
+
+
+# fmt: off
+PRESETS = {
+    "quick": TrainConfig(),
+    "tiny": TrainConfig(
+        n_layer=2, n_head=2, hidden=32, intermediate=64, pretrain_steps=30, pretrain_batch=8,
+        pretrain_docs=2000, sft_examples=64, sft_steps=4, sft_batch=8, dpo_pairs=32, dpo_steps=4, dpo_batch=8,
+        eval_prompts=8, lora_r=4, lora_alpha=8, progress=False,
+    ),
+    "full": TrainConfig(
+        n_layer=8, n_head=8, hidden=512, intermediate=1376, pretrain_steps=6000, pretrain_batch=128,
+        pretrain_lr=1e-3, pretrain_docs=1_000_000, sft_examples=20000, sft_steps=1500, sft_batch=64,
+        sft_lr=1e-3, dpo_pairs=5000, dpo_steps=500, dpo_batch=64, dpo_lr=2e-4, eval_prompts=1000, lora_r=16,
+        lora_alpha=32, bf16=True,
+    ),
+}
+# fmt: on
+
+
+def replace(cfg: TrainConfig, **changes) -> TrainConfig:
+    return dataclasses.replace(cfg, **changes)
+
+
+@dataclass
+class RunArgs:
+    ckpt: Path | None = None
+    """Run folder (runs/tuner/NAME). Default: the newest finished run under --runs."""
+    runs: Path = Path("runs")
+
+
+@dataclass
+class EvalArgs(RunArgs):
+    data: Path | None = None
+    """A {"prompt","chosen","rejected"} JSONL file: preference accuracy on all of it. Default: the run's own
+    held-out prompts and pairs."""
+    eval_prompts: int | None = None
+    """Held-out prompts to score (default: as in training)."""
+
+
+@dataclass
+class ExportArgs(RunArgs):
+    out: Path = Path("export")
+    """Folder to write: a plain Hugging Face model (adapter merged in) + tokenizer."""
+    stage: Literal["dpo", "sft"] = "dpo"
+    """Which adapter to merge."""
+
+
+@dataclass
+class DemoArgs(RunArgs):
+    host: str = "127.0.0.1"
+    """Interface to serve on; 0.0.0.0 exposes the demo to the network."""
+    port: int = 7860
+    max_new_tokens: int = 32

@@ -1,0 +1,66 @@
+"""Merge a LoRA adapter into its base: a plain Hugging Face folder that transformers loads without peft.
+
+merge_and_unload computes W + (alpha / r) * B A once per adapted layer and drops the adapter modules, so the
+merged model is the base architecture again (LlamaForCausalLM for the embedded base), with no extra latency
+and no peft at inference. The export is checked: the folder is loaded back with AutoModelForCausalLM alone and
+its logits compared with the adapter model's on the run's held-out prompts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from dlshared.cli import UserError
+
+from .artifacts import load_stage, resolve_run, run_config
+from .config import ExportArgs
+from .data import load_task_data
+
+
+def merged_model(run_dir: Path, stage: str = "dpo"):
+    """(merged transformers model, tokenizer, the adapter model's logits on a probe batch, probe batch)."""
+    cfg = dataclasses.replace(run_config(run_dir), quantize="none")  # merge into full-precision weights
+    model, tokenizer = load_stage(run_dir, stage, cfg)
+    probe = probe_batch(cfg, tokenizer)
+    with torch.no_grad():
+        adapter_logits = model(**probe).logits
+    merged = model.merge_and_unload()  # a plain PreTrainedModel again
+    return merged.eval(), tokenizer, adapter_logits, probe
+
+
+def probe_batch(cfg, tokenizer) -> dict:
+    """A few held-out prompts with their chosen answers, right-padded: the inputs the parity check runs on."""
+    data = load_task_data(dataclasses.replace(cfg, eval_prompts=min(cfg.eval_prompts, 8)))
+    pairs = data.heldout_pairs or [{"prompt": r.get("prompt", ""), "chosen": r.get("completion", "")}
+                                   for r in data.sft_rows[:8]]  # fmt: skip
+    texts = [p["prompt"] + p["chosen"] for p in pairs[:8]]
+    side, tokenizer.padding_side = tokenizer.padding_side, "right"
+    try:
+        return dict(tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False))
+    finally:
+        tokenizer.padding_side = side
+
+
+def export_merged(args: ExportArgs) -> dict:
+    from transformers import AutoModelForCausalLM
+
+    run_dir = resolve_run(args.ckpt, args.runs)
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not (out / "config.json").is_file():
+        raise UserError(f"{out}: exists and is not a model folder; choose an empty or new --out")
+    merged, tokenizer, adapter_logits, probe = merged_model(run_dir, args.stage)
+    merged.generation_config.eos_token_id = tokenizer.eos_token_id
+    merged.generation_config.pad_token_id = tokenizer.pad_token_id
+    out.mkdir(parents=True, exist_ok=True)
+    merged.save_pretrained(out)  # config.json + model.safetensors
+    tokenizer.save_pretrained(out)
+    reloaded = AutoModelForCausalLM.from_pretrained(out).eval()  # transformers alone: no peft involved
+    with torch.no_grad():
+        logits = reloaded(**probe).logits
+    mask = probe["attention_mask"].bool()
+    diff = (logits - adapter_logits)[mask].abs().max().item()  # padding positions do not count
+    return {"out": str(out), "architecture": type(reloaded).__name__, "stage": args.stage,
+            "max_abs_logit_diff": diff, "run_dir": str(run_dir)}  # fmt: skip

@@ -1,0 +1,94 @@
+"""LoRA adapters (peft) and the QLoRA option: course day 29.
+
+LoRA (Hu et al. 2021, https://arxiv.org/abs/2106.09685) freezes the base weight W and learns a low-rank
+update, W x + (alpha / r) * B A x with A: (r, in), B: (out, r), B = 0 at the start so training starts from the
+base model exactly. Only A and B train: a few percent of the weights or less, and the adapter file is small.
+QLoRA (Dettmers et al. 2023, https://arxiv.org/abs/2305.14314) also stores the frozen base in 4-bit NF4
+(bitsandbytes); it needs a CUDA GPU, so here it is an option with a clear message where it cannot run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+
+from dlshared.cli import UserError
+
+from .config import TrainConfig
+
+
+def lora_config(cfg: TrainConfig):
+    from peft import LoraConfig
+
+    if cfg.lora_r < 1 or cfg.lora_alpha <= 0 or not 0 <= cfg.lora_dropout < 1:
+        raise UserError(
+            f"LoRA needs --lora-r >= 1, --lora-alpha > 0 and 0 <= --lora-dropout < 1 "
+            f"(got {cfg.lora_r}, {cfg.lora_alpha}, {cfg.lora_dropout})"
+        )
+    targets = cfg.target_modules
+    targets = "all-linear" if targets == ("all-linear",) else list(targets)
+    return LoraConfig(
+        r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=targets,
+        bias="none", task_type="CAUSAL_LM",
+    )  # fmt: skip
+
+
+def check_targets(model, cfg: TrainConfig) -> None:
+    """A target module name the model lacks is a user error (peft's own message is a long traceback)."""
+    if cfg.target_modules == ("all-linear",):
+        return
+    names = {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    missing = [t for t in cfg.target_modules if t not in names]
+    if missing:
+        raise UserError(
+            f"--target-modules {missing} not in this model; its linear layers: {', '.join(sorted(names))}"
+        )
+
+
+def trainable_report(model) -> dict:
+    """Trainable parameters (adapters) against the frozen base model's parameters."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    base = sum(p.numel() for n, p in model.named_parameters() if "lora_" not in n and ".ref." not in n)
+    return {
+        "trainable_params": trainable,
+        "base_params": base,
+        "trainable_percent": round(100 * trainable / base, 3),
+    }
+
+
+def quantization_config(cfg: TrainConfig):
+    """None, or the 4-bit NF4 config of QLoRA; a machine that cannot run it gets a one-line reason."""
+    if cfg.quantize == "none":
+        return None
+    if not torch.cuda.is_available():
+        raise UserError(
+            "--quantize 4bit (QLoRA) needs a CUDA GPU (bitsandbytes 4-bit kernels); this machine has none. "
+            "Use --quantize none: LoRA on the full-precision base."
+        )
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise UserError("--quantize 4bit needs bitsandbytes: `uv pip install bitsandbytes`, then run again")
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )  # fmt: skip
+
+
+def load_policy(base: str | Path, adapter: Path | None, cfg: TrainConfig, trainable: bool):
+    """(model, tokenizer): the base, with the adapter at `adapter` on top when given (peft PeftModel)."""
+    from .base import load_base
+
+    quant = quantization_config(cfg)
+    model, tokenizer = load_base(base, quantization_config=quant)
+    if quant is not None:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
+    return model, tokenizer

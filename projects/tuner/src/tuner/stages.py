@@ -1,0 +1,111 @@
+"""The two fine-tuning stages, each one trl trainer on a LoRA model (course days 29-30).
+
+sft  SFTTrainer on prompt/completion rows: next-token loss on the completion only (trl's default for this
+     format), a fresh LoRA adapter on the frozen base. Saves the adapter (adapter_config.json +
+     adapter_model.safetensors, a few hundred KB).
+dpo  DPOTrainer on preference pairs, starting from the SFT adapter. With a PeftModel and no ref_model, trl
+     copies the adapter into a frozen "ref" adapter, so the reference is exactly the SFT model and no second
+     model is loaded. The "ref" copy is deleted before saving (the notes: otherwise it is saved too).
+Both run through Accelerate inside the Trainer: the same code on CPU, one GPU or `accelerate launch`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from .config import TrainConfig
+from .lora import check_targets, load_policy, lora_config, trainable_report
+
+MAX_LENGTH = 512
+"""Longest prompt + answer in tokens; longer examples are cut (trl's keep_start)."""
+
+
+def trainer_args(config_cls, cfg: TrainConfig, logs: Path, steps: int, batch: int, lr: float, **extra):
+    """Arguments both trainers share. Defaults of trl that do not suit small CPU runs are set explicitly."""
+    return config_cls(
+        output_dir=str(logs), max_steps=steps, per_device_train_batch_size=batch, learning_rate=lr,
+        lr_scheduler_type="cosine", warmup_steps=max(1, steps // 10), weight_decay=0.0,
+        logging_steps=max(1, steps // 20), save_strategy="no", report_to=["tensorboard"],
+        use_cpu=not torch.cuda.is_available(),  # trl refuses a CPU run unless told
+        bf16=cfg.bf16 or cfg.quantize != "none",  # trl's default is bf16=True; a CPU run in fp32 is exact
+        activation_checkpointing=False,  # trl turns it on by default: memory the small models do not need
+        seed=cfg.seed, data_seed=cfg.seed, disable_tqdm=not cfg.progress, max_length=MAX_LENGTH,
+        dataloader_num_workers=0, **extra,
+    )  # fmt: skip
+
+
+def _last(history: list[dict], key: str) -> float | None:
+    values = [h[key] for h in history if key in h]
+    return round(values[-1], 4) if values else None
+
+
+def sft(cfg: TrainConfig, base: str | Path, rows: list[dict], out_dir: Path, logs: Path) -> dict:
+    """LoRA SFT of `base` on prompt/completion `rows`; the adapter goes to `out_dir`."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    model, tokenizer = load_policy(base, None, cfg, trainable=True)
+    check_targets(model, cfg)
+    args = trainer_args(SFTConfig, cfg, logs, cfg.sft_steps, cfg.sft_batch, cfg.sft_lr)
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+        peft_config=lora_config(cfg),
+    )  # fmt: skip
+    report = trainable_report(trainer.model)
+    print(f"sft: LoRA r={cfg.lora_r} on {list(cfg.target_modules)}: {report['trainable_params']:,} trainable "
+          f"parameters, {report['trainable_percent']}% of the base's {report['base_params']:,}")  # fmt: skip
+    started = time.perf_counter()
+    trainer.train()
+    trainer.model.save_pretrained(out_dir)
+    history = trainer.state.log_history
+    losses = [h["loss"] for h in history if "loss" in h]
+    return {
+        **{f"lora_{k}": v for k, v in report.items()},
+        "sft_loss_first": round(losses[0], 4) if losses else None,
+        "sft_loss_last": round(losses[-1], 4) if losses else None,
+        "sft_token_accuracy": _last(history, "mean_token_accuracy"),
+        "sft_seconds": round(time.perf_counter() - started, 1),
+        "sft_samples_per_s": _last(history, "train_samples_per_second"),
+    }
+
+
+def dpo(cfg: TrainConfig, base: str | Path, adapter: Path | None, pairs: list[dict], out_dir: Path,
+        logs: Path) -> dict:  # fmt: skip
+    """DPO on `pairs`, from the SFT adapter (or a fresh one on the base when `adapter` is None)."""
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    model, tokenizer = load_policy(base, adapter, cfg, trainable=True)
+    if adapter is None:
+        check_targets(model, cfg)
+    # the sigmoid loss of dpo.py, plus (RPO) an NLL term on the chosen answers that keeps them likely
+    losses = {"loss_type": ["sigmoid"]}
+    if cfg.dpo_sft_weight > 0:
+        losses = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, cfg.dpo_sft_weight]}
+    args = trainer_args(
+        DPOConfig, cfg, logs, cfg.dpo_steps, cfg.dpo_batch, cfg.dpo_lr, beta=cfg.beta, **losses
+    )
+    trainer = DPOTrainer(
+        model=model, ref_model=None, args=args, train_dataset=Dataset.from_list(pairs),
+        processing_class=tokenizer, peft_config=lora_config(cfg) if adapter is None else None,
+    )  # fmt: skip
+    report = trainable_report(trainer.model) if adapter is None else {}  # a fresh adapter: report its size
+    started = time.perf_counter()
+    trainer.train()
+    policy = trainer.model
+    if "ref" in policy.peft_config:  # the frozen copy trl made to serve as the reference
+        policy.delete_adapter("ref")
+    policy.save_pretrained(out_dir)
+    history = trainer.state.log_history
+    return {
+        **{f"lora_{k}": v for k, v in report.items()},
+        "dpo_loss_first": _last(history[:1], "loss"),
+        "dpo_loss_last": _last(history, "loss"),
+        "dpo_train_reward_acc": _last(history, "rewards/accuracies"),
+        "dpo_train_margin": _last(history, "rewards/margins"),
+        "dpo_seconds": round(time.perf_counter() - started, 1),
+        "dpo_samples_per_s": _last(history, "train_samples_per_second"),
+    }

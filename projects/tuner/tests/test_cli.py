@@ -1,0 +1,94 @@
+"""Errors a user can cause end in one line on stderr and exit code 2, with what to do about them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tuner.cli import main
+
+pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--data", "/no/such/file.jsonl"], "no such file"),
+        (["train", "--preset", "huge"], "unknown preset"),
+        (["train", "--preset", "tiny", "--sft-steps", "0"], "at least 1"),
+        (["train", "--preset", "tiny", "--beta", "0"], "beta must be positive"),
+        (["train", "--preset", "tiny", "--heldout-fraction", "1.5"], "heldout-fraction"),
+        (["train", "--preset", "tiny", "--stage", "pretrain", "--base", "x"], "already trained"),
+        (["train", "--preset", "tiny", "--base", "/no/such/model"], "cannot load base model"),
+        (["train", "--preset", "tiny", "--stage", "sft", "--name", "fresh"], "no base model"),
+        (["train", "--preset", "tiny", "--resume", "--name", "nothing"], "--resume"),
+        (["eval", "--ckpt", "/no/such/run"], "not a tuner run folder"),
+        (["export", "--ckpt", "/no/such/run"], "not a tuner run folder"),
+        (["demo", "--ckpt", "/no/such/run"], "not a tuner run folder"),
+    ],
+)
+def test_user_errors_end_in_one_line_and_exit_code_2(argv, message, capsys, tmp_path):
+    if argv[0] == "train":
+        argv = [*argv, "--out", str(tmp_path)]
+    elif argv[0] == "eval":
+        argv = [*argv, "--runs", str(tmp_path)]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_no_run_yet_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["eval", "--runs", str(tmp_path)])
+    assert "no finished tuner run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (['{"prompt": "a", "chosen": "b"}'], "missing key 'rejected'"),
+        (['{"prompt": "a", "chosen": "b", "rejected": "c"}'], "need at least 2"),
+        (["not json"], "invalid JSON"),
+        (['{"messages": [{"role": "user", "content": "hi"}]}'], "must end with an assistant message"),
+    ],
+)
+def test_bad_data_files(tiny_run, tmp_path, capsys, lines, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    base = f"{tiny_run['run_dir']}/base"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--preset", "tiny", "--data", str(path), "--base", base, "--out", str(tmp_path)])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_bad_lora_settings_and_qlora_without_a_gpu(tiny_run, tmp_path, capsys):
+    import torch
+
+    base = f"{tiny_run['run_dir']}/base"
+    common = ["train", "--preset", "tiny", "--base", base, "--out", str(tmp_path)]
+    with pytest.raises(SystemExit):
+        main([*common, "--target-modules", "c_attn"])
+    assert "not in this model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*common, "--lora-r", "0"])
+    assert "--lora-r >= 1" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit):
+            main([*common, "--quantize", "4bit"])
+        assert "needs a CUDA GPU" in capsys.readouterr().err
+
+
+def test_help_lists_every_verb_and_field(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert all(verb in out for verb in ("train", "eval", "export", "demo"))
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "--lora-r" in out and "--target-modules" in out and "--quantize" in out and "tiny" in out
+    json.dumps(out)  # plain text
