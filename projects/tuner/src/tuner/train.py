@@ -25,7 +25,7 @@ from dlshared.monitor import RunLogger
 from dlshared.runs import config_to_dict, resolve_run_dir
 from dlshared.seed import seed_everything
 
-from .artifacts import DONE, base_path, has_stage
+from .artifacts import base_path, has_stage
 from .config import PROJECT, TrainConfig
 from .data import TaskData, load_task_data, to_prompt_completion
 
@@ -72,7 +72,7 @@ def stages_to_run(cfg: TrainConfig, run_dir: Path, data: TaskData) -> list[str]:
     todo += ["sft"] + (["dpo"] if data.train_pairs else [])
     if cfg.resume:  # skip what this run has finished
         folder = {"pretrain": "base", "sft": "sft", "dpo": "dpo"}
-        todo = [s for s in todo if not (run_dir / folder[s] / DONE[folder[s]]).is_file()]
+        todo = [s for s in todo if not has_stage(run_dir, cfg, folder[s])]
     return todo
 
 
