@@ -1,0 +1,146 @@
+"""Images and labels in memory, pixels in [-1, 1] (what diffusion models expect): scikit-learn's digits (the
+embedded default), any ImageFolder tree, or CIFAR-10 (downloaded through torchvision, for users who are online).
+
+The held-out split never trains anything: it is the FID/KID reference and the test set of the judge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dlshared.cli import UserError
+
+from .config import DataConfig
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+
+
+@dataclass
+class DataBundle:
+    train_images: torch.Tensor
+    """[N, C, H, W] float in [-1, 1]."""
+    train_labels: torch.Tensor
+    """[N] int64 in [0, len(classes))."""
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    classes: list[str]
+    source: str
+
+
+def to_pixels(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] model space -> [0, 1] pixels."""
+    return ((images + 1) / 2).clamp(0, 1)
+
+
+def digits_to_images(values: np.ndarray, size: int) -> torch.Tensor:
+    """scikit-learn digits rows (64 values in 0..16) -> [N, 1, size, size] in [-1, 1], bilinearly upscaled."""
+    x = torch.as_tensor(values, dtype=torch.float32).reshape(-1, 1, 8, 8) / 16.0
+    if size != 8:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return x.clamp(0, 1) * 2 - 1
+
+
+def split_indices(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A stratified split: every class keeps the same share in both parts."""
+    from sklearn.model_selection import train_test_split
+
+    if not 0 < test_fraction < 1:
+        raise UserError(f"--test-fraction must be between 0 and 1, got {test_fraction}")
+    index = np.arange(len(labels))
+    train, test = train_test_split(index, test_size=test_fraction, random_state=seed, stratify=labels)
+    return np.sort(train), np.sort(test)
+
+
+def load_digits_bundle(cfg: DataConfig) -> DataBundle:
+    from sklearn.datasets import load_digits
+
+    if cfg.channels != 1:
+        raise UserError("the digits are grayscale: use --channels 1")
+    digits = load_digits()
+    images, labels = digits_to_images(digits.data, cfg.image_size), torch.as_tensor(digits.target)
+    train, test = split_indices(digits.target, cfg.test_fraction, cfg.split_seed)
+    return DataBundle(images[train], labels[train], images[test], labels[test], [str(d) for d in range(10)],
+                      f"scikit-learn digits (8x8 -> {cfg.image_size}x{cfg.image_size})")  # fmt: skip
+
+
+def read_image(path: Path, size: int, channels: int) -> torch.Tensor:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image = image.convert("RGB" if channels == 3 else "L").resize(
+                (size, size), Image.Resampling.BICUBIC
+            )
+            array = np.asarray(image, dtype=np.float32) / 127.5 - 1
+    except (UnidentifiedImageError, OSError) as err:
+        raise UserError(f"{path}: not an image PIL can read ({err})") from None
+    return torch.from_numpy(array.reshape(size, size, channels)).permute(2, 0, 1)
+
+
+def read_class_folders(root: Path, size: int, channels: int, classes: list[str] | None = None):
+    found = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    classes = classes or found
+    if not found:
+        raise UserError(f"{root}: expected one folder per class (ImageFolder layout: {root}/<class>/<image>)")
+    if found != classes:
+        raise UserError(f"{root} has classes {found}; expected {classes}")
+    images, labels = [], []
+    for label, name in enumerate(classes):
+        files = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        images += [read_image(p, size, channels) for p in files]
+        labels += [label] * len(files)
+    if not images:
+        raise UserError(f"{root}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in its class folders")
+    return torch.stack(images), torch.tensor(labels), classes
+
+
+def load_image_folder(cfg: DataConfig) -> DataBundle:
+    root = cfg.data
+    if root is None or not root.is_dir():
+        raise UserError(f"--data {root}: no such folder")
+    source = f"ImageFolder {root} ({cfg.image_size}px, {cfg.channels} channel(s))"
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        train_x, train_y, classes = read_class_folders(root / "train", cfg.image_size, cfg.channels)
+        test_x, test_y, _ = read_class_folders(root / "test", cfg.image_size, cfg.channels, classes)
+        return DataBundle(train_x, train_y, test_x, test_y, classes, source)
+    images, labels, classes = read_class_folders(root, cfg.image_size, cfg.channels)
+    if min(np.bincount(labels.numpy())) < 2:
+        raise UserError(f"{root}: every class needs at least 2 images (one to train on, one to hold out)")
+    train, test = split_indices(labels.numpy(), cfg.test_fraction, cfg.split_seed)
+    return DataBundle(images[train], labels[train], images[test], labels[test], classes, source)
+
+
+def load_cifar10(cfg: DataConfig) -> DataBundle:  # pragma: no cover - needs the network once
+    from torchvision.datasets import CIFAR10
+
+    root = cfg.data or Path("data/cifar10")
+    try:
+        parts = [CIFAR10(str(root), train=t, download=True) for t in (True, False)]
+    except OSError as err:
+        raise UserError(f"could not download CIFAR-10 to {root} ({err}); are you online?") from None
+    out = []
+    for part in parts:
+        x = torch.from_numpy(part.data).permute(0, 3, 1, 2).float() / 127.5 - 1
+        if cfg.image_size != 32:
+            x = F.interpolate(
+                x, size=(cfg.image_size,) * 2, mode="bilinear", antialias=True, align_corners=False
+            )
+        if cfg.channels == 1:
+            x = x.mean(1, keepdim=True)
+        out += [x, torch.tensor(part.targets)]
+    return DataBundle(*out, list(parts[0].classes), f"CIFAR-10 ({cfg.image_size}px)")
+
+
+def load_data(cfg: DataConfig) -> DataBundle:
+    dataset = cfg.dataset if cfg.dataset != "auto" else ("imagefolder" if cfg.data is not None else "digits")
+    if cfg.image_size < 8 or cfg.image_size % 4:
+        raise UserError(f"--image-size must be a multiple of 4 and at least 8, got {cfg.image_size}")
+    if cfg.channels not in (1, 3):
+        raise UserError(f"--channels must be 1 or 3, got {cfg.channels}")
+    loaders = {"digits": load_digits_bundle, "imagefolder": load_image_folder, "cifar10": load_cifar10}
+    return loaders[dataset](cfg)
