@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+
+import tyro
 
 PROJECT = "diffusion"
 """Name of the run folder family: runs/diffusion/<name>/."""
@@ -112,3 +114,73 @@ def config_from_dict(values: dict) -> TrainConfig:
         if kwargs.get(key) is not None:
             kwargs[key] = Path(kwargs[key])
     return TrainConfig(**kwargs)
+
+
+Scheduler = Literal["ddpm", "ddim", "dpm"]
+
+
+@dataclass
+class SamplingArgs:
+    ckpt: Path | None = None
+    """Run folder or pipeline folder (unset: the newest diffusion run under --runs)."""
+    scheduler: Scheduler = "ddim"
+    """ddpm (ancestral, needs many steps), ddim (deterministic), dpm (DPM-Solver++ multistep, few steps)."""
+    steps: int = 50
+    """Denoising steps (the model was trained with 1000)."""
+    guidance: float = 2.0
+    """Classifier-free guidance scale: 1 = conditional model alone, higher = more typical, less varied samples."""
+    seed: int = 0
+    device: str = "cpu"
+    runs: Path = Path("runs")
+
+
+@dataclass
+class SampleArgs(SamplingArgs):
+    n: int = 16
+    """Number of samples."""
+    digit: Annotated[int | None, tyro.conf.arg(name="class")] = None
+    """Class to draw (its index; for digits the digit itself). Unset: the classes in turn."""
+    out: Path = Path("samples")
+    """Folder for <class>_<index>.png (one per sample) and grid.png."""
+
+
+@dataclass
+class EvalArgs(SamplingArgs):
+    n: int = 500
+    """Samples to generate and judge (the classes in turn). Diffusion, VAE and GAN runs are all accepted."""
+
+
+@dataclass
+class ExportArgs:
+    ckpt: Path | None = None
+    """Run folder to export (unset: the newest diffusion run)."""
+    out: Path | None = None
+    """Output folder (default: CKPT/export): a diffusers pipeline folder + card.json, loadable with
+    ClassConditionalPipeline.from_pretrained or UNet2DModel.from_pretrained(out, subfolder="unet")."""
+    runs: Path = Path("runs")
+
+
+@dataclass
+class BenchArgs:
+    ckpt: Path | None = None
+    """Run folder whose model to time (unset: the newest run; a fresh quick-preset U-Net when there is none)."""
+    batch_size: int = 64
+    """Samples per sampling call (guidance doubles the U-Net batch)."""
+    configs: tuple[str, ...] = ("ddpm:1000", "ddim:50", "ddim:20", "dpm:20", "dpm:10")
+    """scheduler:steps pairs to time."""
+    guidance: float = 2.0
+    train_steps: int = 20
+    """Timed training steps of the quick preset's batch (after 3 warm-up steps); 0 = skip."""
+    runs: Path = Path("runs")
+
+
+@dataclass
+class DemoArgs:
+    ckpt: Path | None = None
+    """Run folder to serve (unset: the newest run, trained with the quick preset first if there is none)."""
+    vae: Path | None = None
+    """VAE run folder for the interpolation tab (unset: the newest VAE run; the tab explains when there is none)."""
+    host: str = "127.0.0.1"
+    """Interface to bind; 0.0.0.0 exposes the demo to your network."""
+    port: int = 7860
+    runs: Path = Path("runs")

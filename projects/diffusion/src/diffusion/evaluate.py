@@ -47,8 +47,9 @@ def jitter(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return padded[..., dy : dy + size, dx : dx + size]
 
 
-def train_judge(data: DataBundle, epochs: int = JUDGE_EPOCHS, seed: int = 0) -> tuple[Judge, float]:
+def train_judge(data: DataBundle, epochs: int | None = None, seed: int = 0) -> tuple[Judge, float]:
     """A small CNN on the real training split; returns it (eval mode) and its accuracy on the held-out split."""
+    epochs = epochs or JUDGE_EPOCHS  # read at call time: tests shorten it
     seed_everything(seed)
     judge = Judge(len(data.classes), data.train_images.shape[1])
     optimizer = torch.optim.AdamW(judge.parameters(), lr=3e-3, weight_decay=1e-4)
@@ -129,7 +130,9 @@ def score_samples(
             metric.update(batch, real=True)
         for batch in samples.split(500):
             metric.update(batch, real=False)
-    kid_mean, kid_std = kid.compute()
+    with torch.random.fork_rng():  # KID draws its subsets from the global RNG: the same samples, the same KID
+        torch.manual_seed(0)
+        kid_mean, kid_std = kid.compute()
     metrics.update({"fid": fid.compute().item(), "kid": kid_mean.item(), "kid_std": kid_std.item()})
     return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in metrics.items()}
 

@@ -1,0 +1,80 @@
+"""The `sample` verb: draw samples of chosen classes with a chosen sampler and write them as PNG files."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from dlshared.cli import UserError
+
+from .artifacts import find_run, load_card, load_pipeline
+from .config import SampleArgs, SamplingArgs
+
+MAX_SAMPLES = 10_000
+
+
+def check_sampling_args(args: SamplingArgs, num_classes: int, digit: int | None = None, n: int = 1) -> None:
+    """Every value a user can get wrong, as one clear sentence (the CLI and the demo share these checks)."""
+    if digit is not None and not 0 <= digit < num_classes:
+        raise UserError(f"--class must be between 0 and {num_classes - 1}, got {digit}")
+    if args.steps < 1:
+        raise UserError(f"--steps must be at least 1, got {args.steps}")
+    if args.steps > 1000:
+        raise UserError(f"--steps must be at most 1000 (the number of training timesteps), got {args.steps}")
+    if not 0 <= args.guidance <= 50:
+        raise UserError(f"--guidance must be between 0 and 50, got {args.guidance}")
+    if not 1 <= n <= MAX_SAMPLES:
+        raise UserError(f"--n must be between 1 and {MAX_SAMPLES}, got {n}")
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """[B, C, H, W] in [0, 1] -> [B, H, W] (grayscale) or [B, H, W, 3] uint8."""
+    array = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return array[..., 0] if array.shape[-1] == 1 else array
+
+
+def make_grid(images: torch.Tensor, columns: int | None = None, scale: int = 4, pad: int = 1) -> np.ndarray:
+    """[B, C, H, W] in [0, 1] -> one uint8 image, tiles upscaled `scale` times (nearest: the pixels stay pixels)."""
+    columns = columns or math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / columns)
+    b, c, h, w = images.shape
+    tiles = torch.ones(rows * columns, c, h, w)  # empty cells stay white
+    tiles[:b] = images.cpu().float()
+    tiles = F.pad(tiles, (pad,) * 4, value=1.0)
+    h, w = h + 2 * pad, w + 2 * pad
+    grid = tiles.reshape(rows, columns, c, h, w).permute(2, 0, 3, 1, 4).reshape(1, c, rows * h, columns * w)
+    grid = F.interpolate(grid, scale_factor=scale, mode="nearest")
+    return to_uint8(grid)[0]
+
+
+def generate(args: SamplingArgs, labels: torch.Tensor, pipe=None, trajectory_points: int = 0):
+    pipe = pipe or load_pipeline(find_run(args.ckpt, args.runs), args.scheduler, args.device)
+    generator = torch.Generator(args.device).manual_seed(args.seed)
+    return pipe(labels, args.steps, args.guidance, generator, trajectory_points=trajectory_points)
+
+
+def sample_command(args: SampleArgs) -> dict:
+    run = find_run(args.ckpt, args.runs)
+    if not run.exists():
+        raise UserError(f"--ckpt {run}: no such folder")
+    classes = load_card(run)["classes"]
+    check_sampling_args(args, len(classes), args.digit, args.n)
+    labels = (
+        torch.full((args.n,), args.digit) if args.digit is not None else torch.arange(args.n) % len(classes)
+    )
+    images = generate(args, labels, load_pipeline(run, args.scheduler, args.device)).images
+    args.out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for index, (image, label) in enumerate(zip(to_uint8(images), labels.tolist(), strict=True)):
+        path = args.out / f"{classes[label]}_{index}.png"
+        Image.fromarray(image).save(path)
+        files.append(path.name)
+    columns = len(classes) if args.digit is None and args.n >= len(classes) else None
+    Image.fromarray(make_grid(images, columns)).save(args.out / "grid.png")
+    return {"out": str(args.out), "files": len(files), "grid": str(Path(args.out) / "grid.png"),
+            "scheduler": args.scheduler, "steps": args.steps, "guidance": args.guidance, "seed": args.seed}  # fmt: skip

@@ -1,0 +1,112 @@
+"""The `diffusion` verbs as a user types them: sample files, eval JSON, export, bench, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from diffusion.cli import main
+from diffusion.pipeline import ClassConditionalPipeline
+
+
+def run(argv: list[str], capsys) -> dict:
+    main(argv)
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_sample_writes_one_png_per_sample_and_a_grid(tiny_run, tmp_path, capsys):
+    out = tmp_path / "samples"
+    result = run(["sample", "--ckpt", tiny_run["run_dir"], "--n", "5", "--class", "7", "--steps", "3",
+                  "--scheduler", "dpm", "--guidance", "3", "--seed", "1", "--out", str(out)], capsys)  # fmt: skip
+    assert result["files"] == 5
+    assert sorted(p.name for p in out.iterdir()) == [
+        "7_0.png",
+        "7_1.png",
+        "7_2.png",
+        "7_3.png",
+        "7_4.png",
+        "grid.png",
+    ]
+    assert Image.open(out / "7_0.png").size == (16, 16)
+    assert Image.open(out / "grid.png").size[0] > 16
+
+
+def test_sample_without_a_class_goes_through_the_classes(tiny_run, tmp_path, capsys):
+    out = tmp_path / "all"
+    run(["sample", "--ckpt", tiny_run["run_dir"], "--n", "12", "--steps", "2", "--out", str(out)], capsys)
+    names = {p.name for p in out.iterdir()}
+    assert {"0_0.png", "9_9.png", "0_10.png", "1_11.png", "grid.png"} <= names and len(names) == 13
+
+
+def test_same_seed_same_files(tiny_run, tmp_path, capsys):
+    for name in ("a", "b"):
+        run(["sample", "--ckpt", tiny_run["run_dir"], "--n", "2", "--class", "3", "--steps", "3",
+             "--out", str(tmp_path / name)], capsys)  # fmt: skip
+    assert (tmp_path / "a/3_1.png").read_bytes() == (tmp_path / "b/3_1.png").read_bytes()
+
+
+def test_eval_prints_judged_metrics(tiny_run, runs_root, capsys):
+    metrics = run(["eval", "--ckpt", tiny_run["run_dir"], "--n", "20", "--steps", "3", "--scheduler", "ddim",
+                   "--runs", str(runs_root)], capsys)  # fmt: skip
+    assert metrics["model"] == "diffusion" and metrics["samples"] == 20
+    assert {"accuracy", "fid", "kid", "samples_per_s"} <= set(metrics)
+
+
+def test_export_writes_a_diffusers_folder_that_loads(tiny_run, tmp_path, capsys):
+    result = run(["export", "--ckpt", tiny_run["run_dir"], "--out", str(tmp_path / "export")], capsys)
+    assert "unet/diffusion_pytorch_model.safetensors" in result["files"] and "card.json" in result["files"]
+    pipe = ClassConditionalPipeline.from_pretrained(tmp_path / "export")
+    assert pipe.num_classes == 10
+
+
+def test_bench_reports_samples_per_second(tiny_run, capsys):
+    result = run(["bench", "--ckpt", tiny_run["run_dir"], "--batch-size", "4", "--configs", "ddim:3", "dpm:2",
+                  "--train-steps", "0"], capsys)  # fmt: skip
+    assert set(result["sampling"]) == {"ddim:3", "dpm:2"}
+    assert all(v["samples_per_s"] > 0 for v in result["sampling"].values())
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--class", "10"], "--class must be between 0 and 9"),
+        (["--class", "-1"], "--class must be between 0 and 9"),
+        (["--steps", "0"], "--steps must be at least 1"),
+        (["--steps", "5000"], "at most 1000"),
+        (["--n", "0"], "--n must be between 1"),
+        (["--guidance", "-2"], "--guidance must be between 0 and 50"),
+    ],
+)
+def test_bad_sampling_values_end_in_one_line(tiny_run, tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sample", "--ckpt", tiny_run["run_dir"], "--out", str(tmp_path / "x"), *argv])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()  # nothing half-written
+
+
+def test_missing_run_and_bad_scheduler(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["sample", "--ckpt", str(tmp_path / "nowhere")])
+    assert "no such folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["sample", "--runs", str(tmp_path)])
+    assert "no trained diffusion model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["bench", "--configs", "euler:10", "--runs", str(tmp_path)])
+    assert "is not scheduler:steps" in capsys.readouterr().err
+
+
+def test_pipeline_refuses_bad_labels_directly(tiny_run):
+    from diffusion.artifacts import load_pipeline
+
+    pipe = load_pipeline(Path(tiny_run["run_dir"]))
+    with pytest.raises(ValueError, match=r"class labels must be in \[0, 9\]"):
+        pipe([10], 2, 1.0, torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="at least 1"):
+        pipe([1], 0)
