@@ -107,12 +107,14 @@ def test_resume_without_a_checkpoint_is_a_clear_error(runs_root):
         train(tiny_config(runs_root, name="never-trained", resume=True))
 
 
-def test_v_prediction_trains_too(runs_root):
+def test_epsilon_prediction_trains_too(runs_root, tiny_run):
     from diffusion.train import train
 
-    metrics = train(tiny_config(runs_root, name="vpred", prediction_type="v_prediction", eval_samples=0))
+    default = load_pipeline(Path(tiny_run["run_dir"])).scheduler.config.prediction_type
+    assert default == "v_prediction"
+    metrics = train(tiny_config(runs_root, name="eps", prediction_type="epsilon", eval_samples=0))
     assert metrics["history"][-1]["loss"] < metrics["history"][0]["loss"]
-    assert load_pipeline(Path(metrics["run_dir"])).scheduler.config.prediction_type == "v_prediction"
+    assert load_pipeline(Path(metrics["run_dir"])).scheduler.config.prediction_type == "epsilon"
 
 
 def test_tiny_preset_trains_under_two_process_ddp(tmp_path):

@@ -1,7 +1,7 @@
 """The diffusion training loop, written out: Accelerate supplies device, DDP and mixed precision; the noising and
 the objective come from schedule.py (the hand-written lesson); diffusers supplies the U-Net, EMA and samplers.
 
-    uv run diffusion train                                   # quick preset: digits, ~9 min on 2 CPU cores
+    uv run diffusion train                                   # quick preset: digits, ~8 min on 2 CPU cores
     uv run accelerate launch --num-processes 2 -m diffusion.cli train --preset full   # data-parallel
 """
 
