@@ -34,3 +34,14 @@ def tiny_run(runs_root) -> dict:
     from diffusion.train import train
 
     return train(tiny_config(runs_root, name="tiny"))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Nets this small gain nothing from a second thread, and lose much when another job holds the cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -11,8 +11,6 @@ from safetensors.torch import load_file
 
 from diffusion import gan
 from diffusion.baselines_config import GAN_PRESETS
-from diffusion.data import load_data
-from diffusion.evaluate import judge_folder, train_judge
 from diffusion.gan import (
     DISCRIMINATOR_WEIGHTS,
     GENERATOR_WEIGHTS,
@@ -24,29 +22,19 @@ from diffusion.gan import (
     sample_gan,
     train_gan,
 )  # fmt: skip
-from dlshared.checkpoint import load_json, save_weights
+from dlshared.checkpoint import load_json
 from dlshared.cli import UserError
 
-pytestmark = pytest.mark.filterwarnings("ignore:Metric `Kernel Inception Distance`")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Nets this small gain nothing from a second thread, and lose much when another job holds the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Metric `Kernel Inception Distance`"),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 
 @pytest.fixture(scope="module")
 def runs_root(tmp_path_factory):
-    """A runs root whose judge cache holds a 1-epoch judge already: no test pays for the real one (~25 s)."""
-    root = tmp_path_factory.mktemp("runs")
-    cfg = GAN_PRESETS["tiny"]
-    judge, _ = train_judge(load_data(cfg), epochs=1)
-    save_weights(judge, judge_folder(cfg, root) / "judge.safetensors")
-    return root
+    """This module's own runs root (the VAE and GAN tests name their runs alike); the judge is conftest's short one."""
+    return tmp_path_factory.mktemp("runs")
 
 
 @pytest.fixture(scope="module")
