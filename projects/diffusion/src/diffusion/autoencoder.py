@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -27,7 +26,6 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from dlshared.checkpoint import (
-    load_json,
     load_weights,
     restore_training_state,
     save_json,
@@ -35,16 +33,11 @@ from dlshared.checkpoint import (
     save_weights,
     training_state,
 )
-from dlshared.cli import UserError
 from dlshared.device import pick_device
-from dlshared.monitor import RunLogger, Throughput
-from dlshared.runs import config_to_dict, resolve_run_dir
-from dlshared.seed import seed_everything
+from dlshared.monitor import Throughput
 
-from .baselines_config import BaselineRunConfig, VAEConfig, baseline_config_from_dict
-from .config import PROJECT
-from .data import DataBundle, load_data
-from .evaluate import balanced_labels, load_or_train_judge, score_samples
+from .baselines import batch_indices, load_config_and_card, open_run, score_generator
+from .baselines_config import VAEConfig
 
 VAE_WEIGHTS, VAE_RESUME = "vae.safetensors", "vae_resume.pt"  # own names: never mistaken for a diffusion run
 
@@ -164,56 +157,6 @@ def interpolate(vae: CVAE, image_a: torch.Tensor, image_b: torch.Tensor, label_a
     mu, _ = vae.encode(pair, y)  # [2, latent]
     t = torch.linspace(0, 1, steps, device=device)[:, None]  # [steps, 1]
     return to_images(vae.decode((1 - t) * mu[0] + t * mu[1], (1 - t) * y[0] + t * y[1])).cpu()
-
-
-# --- run plumbing, shared with gan.py -------------------------------------------------------------------
-
-
-def batch_indices(step: int, n: int, batch_size: int, seed: int) -> torch.Tensor:
-    """The rows of batch `step`: a fresh permutation per epoch, a function of (seed, epoch) only, so a resumed
-    run sees exactly the batches the uninterrupted one would have seen."""
-    per_epoch = n // batch_size  # the ragged tail of each epoch is dropped: every step sees a full batch
-    epoch, position = divmod(step, per_epoch)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-    return order[position * batch_size : (position + 1) * batch_size]
-
-
-def open_run(cfg: BaselineRunConfig, model: str, resume_name: str) -> tuple[Path, DataBundle, RunLogger]:
-    """Seed, load the data, pick the run folder (<model>-<timestamp> unless --name) and start logging."""
-    if cfg.steps < 1 or cfg.batch_size < 1:
-        raise UserError(f"--steps and --batch-size must be positive, got {cfg.steps} and {cfg.batch_size}")
-    seed_everything(cfg.seed)
-    data = load_data(cfg)
-    if cfg.batch_size > len(data.train_images):
-        raise UserError(f"--batch-size {cfg.batch_size} exceeds the {len(data.train_images)} training images")
-    name = cfg.name if cfg.name or cfg.resume else f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir = resolve_run_dir(PROJECT, cfg.out, name, cfg.resume, required=resume_name)
-    log = RunLogger(run_dir)
-    log.print(f"config: {json.dumps(config_to_dict(cfg))}")
-    log.print(f"data: {data.source}: {len(data.train_images)} train / {len(data.test_images)} test images")
-    save_json({**config_to_dict(cfg), "model": model}, run_dir / "config.json")
-    save_json({"model": model, "classes": data.classes, "source": data.source}, run_dir / "card.json")
-    return run_dir, data, log
-
-
-def score_generator(cfg: BaselineRunConfig, data: DataBundle, sample: Callable) -> dict:
-    """The project's metric for `cfg.eval_samples` samples of balanced classes: judge accuracy, FID, KID."""
-    if cfg.eval_samples <= 0:
-        return {}
-    requested = balanced_labels(cfg.eval_samples, len(data.classes))
-    generator = torch.Generator().manual_seed(cfg.seed)  # the same noise for every evaluation of a run
-    samples = torch.cat([sample(labels, generator) for labels in requested.split(500)])
-    judge = load_or_train_judge(cfg, data, cfg.out)
-    return score_samples(judge, samples, requested, data.test_images)
-
-
-def load_config_and_card(run_dir: Path, cls: type) -> tuple:
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file() or not (run_dir / "card.json").is_file():
-        raise UserError(f"{run_dir}: not a baseline run folder (no config.json / card.json)")
-    return baseline_config_from_dict(cls, load_json(run_dir / "config.json")), load_json(
-        run_dir / "card.json"
-    )
 
 
 # --- training ---------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from dlshared.checkpoint import (
 from dlshared.device import pick_device
 from dlshared.monitor import Throughput
 
-from .autoencoder import batch_indices, load_config_and_card, open_run, score_generator
+from .baselines import batch_indices, load_config_and_card, open_run, score_generator
 from .baselines_config import GANConfig
 
 GENERATOR_WEIGHTS, DISCRIMINATOR_WEIGHTS = "generator.safetensors", "discriminator.safetensors"
