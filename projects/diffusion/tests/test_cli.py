@@ -110,3 +110,31 @@ def test_pipeline_refuses_bad_labels_directly(tiny_run):
         pipe([10], 2, 1.0, torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="at least 1"):
         pipe([1], 0)
+
+
+def test_train_and_sample_on_an_rgb_image_folder(tmp_path, capsys):
+    from .test_data import write_tree
+
+    write_tree(tmp_path / "tree", classes=("cats", "dogs", "owls"), per_class=8)
+    summary = run(["train", "--preset", "tiny", "--data", str(tmp_path / "tree"), "--image-size", "8",
+                   "--channels", "3", "--steps", "6", "--out", str(tmp_path / "runs"), "--name", "rgb"], capsys)  # fmt: skip
+    assert summary["eval"]["samples"] == 20 and 0 <= summary["eval"]["accuracy"] <= 1
+    out = tmp_path / "samples"
+    run(
+        [
+            "sample",
+            "--ckpt",
+            summary["run_dir"],
+            "--n",
+            "2",
+            "--class",
+            "2",
+            "--steps",
+            "2",
+            "--out",
+            str(out),
+        ],
+        capsys,
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["grid.png", "owls_0.png", "owls_1.png"]
+    assert Image.open(out / "owls_0.png").mode == "RGB" and Image.open(out / "owls_0.png").size == (8, 8)

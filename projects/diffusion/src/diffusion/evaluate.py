@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -131,7 +132,9 @@ def score_samples(
     features = JudgeFeatures(judge)
     fid = FrechetInceptionDistance(feature=features, normalize=True)
     subset = min(100, len(samples), len(reference))
-    kid = KernelInceptionDistance(feature=features, normalize=True, subset_size=subset, subsets=50)
+    with warnings.catch_warnings():  # "will save all extracted features": a few hundred 128-d vectors here
+        warnings.filterwarnings("ignore", message=".*will save all extracted features")
+        kid = KernelInceptionDistance(feature=features, normalize=True, subset_size=subset, subsets=50)
     for metric in (fid, kid):
         for batch in reference.split(500):
             metric.update(batch, real=True)
