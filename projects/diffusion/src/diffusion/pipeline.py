@@ -24,6 +24,8 @@ from diffusers import (
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from .schedule import guided
+
 SCHEDULER_CLASSES = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler}
 
 
@@ -122,7 +124,7 @@ class ClassConditionalPipeline(DiffusionPipeline):
             output = unet(model_input, t, class_labels=labels).sample
             if guide:
                 cond, uncond = output.chunk(2)
-                output = uncond + guidance_scale * (cond - uncond)  # = schedule.guided
+                output = guided(uncond, cond, guidance_scale)
             step = scheduler.step(output, t, x, generator=generator, **self._step_options)
             x = step.prev_sample
             if i in keep:
