@@ -20,9 +20,7 @@ def _fail(cfg: Cfg) -> None:
 
 
 COMMANDS = {
-    "train": Command(
-        lambda c: c, Cfg, "Train a model.", {"tiny": Cfg(steps=1), "quick": Cfg(steps=100)}, "quick"
-    ),
+    "train": Command(lambda c: c, Cfg, "Train a model.", {"tiny": Cfg(steps=1), "quick": Cfg(steps=100)}, "quick"),
     "eval": Command(_fail, Cfg, "Evaluate a model."),
 }
 
@@ -40,9 +38,7 @@ def exit_code(*argv):
 def test_presets_and_overrides():
     assert run("train") == Cfg(steps=100)  # the default preset
     assert run("train", "--preset", "tiny") == Cfg(steps=1)
-    assert run("train", "--lr", "0.5", "--preset=tiny") == Cfg(
-        lr=0.5, steps=1
-    )  # flags override preset fields
+    assert run("train", "--lr", "0.5", "--preset=tiny") == Cfg(lr=0.5, steps=1)  # flags override preset fields
 
 
 def test_unknown_verb_and_preset(capsys):
@@ -69,3 +65,26 @@ def test_help(capsys):
     assert exit_code("train", "--help") == 0
     out = capsys.readouterr().out
     assert "--lr" in out and "Learning rate of the optimiser." in out and "tiny" in out
+
+
+def test_checks_declared_with_the_fields_refuse_bad_values():
+    from dlshared.cli import Fraction, Positive, field_checks, validate
+
+    @dataclasses.dataclass
+    class Checked:
+        epochs: Positive = 3
+        widths: tuple[Positive, ...] = (8, 16)
+        val_fraction: Fraction = 0.1
+        limit: Positive | None = None
+        name: str = "x"
+
+    assert set(field_checks(Checked)) == {"epochs", "widths", "val_fraction", "limit"}
+    assert validate(Checked()) == Checked()
+    for bad, message in [
+        (Checked(epochs=0), "--epochs 0: must be at least 1"),
+        (Checked(widths=(8, 0)), "--widths (8, 0): must be at least 1"),
+        (Checked(val_fraction=1.5), "--val-fraction 1.5: must be between 0 and 1"),
+        (Checked(limit=-2), "--limit -2: must be at least 1"),
+    ]:
+        with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            validate(bad)

@@ -35,9 +35,7 @@ def workspace(tmp_path):
     for folder in ("src/toy/__pycache__", "tests", "runs/toy/1", ".venv"):
         (toy / folder).mkdir(parents=True)
     (root / "shared" / "src" / "dlshared").mkdir(parents=True)
-    (root / "pyproject.toml").write_text(
-        '[tool.uv]\npackage = false\n\n[tool.uv.workspace]\nmembers = ["shared"]\n'
-    )
+    (root / "pyproject.toml").write_text('[tool.uv]\npackage = false\n\n[tool.uv.workspace]\nmembers = ["shared"]\n')
     (root / "uv.lock").write_text("version = 1\n")
     (root / "conftest.py").write_text('pytest_plugins = ("dlshared.testing",)\n')
     (root / ".gitignore").write_text("# exports\n*.onnx\n/src/anchored\n")
@@ -68,16 +66,30 @@ def test_fork_layout_skips_outputs(workspace, tmp_path, fake_uv):
     files = sorted(str(p.relative_to(dest)) for p in dest.rglob("*"))
     # no runs/, .venv, __pycache__, nor the *.onnx that .gitignore names
     assert files == [
-        ".gitignore", "conftest.py", "pyproject.toml",
-        "shared", "shared/pyproject.toml", "shared/src", "shared/src/dlshared",
-        "src", "src/toy", "src/toy/__init__.py", "tests", "uv.lock",
-    ]  # fmt: skip
+        ".gitignore",
+        "conftest.py",
+        "pyproject.toml",
+        "shared",
+        "shared/pyproject.toml",
+        "shared/src",
+        "shared/src/dlshared",
+        "src",
+        "src/toy",
+        "src/toy/__init__.py",
+        "tests",
+        "uv.lock",
+    ]
     assert fake_uv == [(["uv", "lock", "--offline"], dest)]
 
 
 def test_fork_errors(workspace, tmp_path, fake_uv, monkeypatch):
     with pytest.raises(UserError, match="unknown project 'nope'.*choose one of: toy"):
         fork("nope", tmp_path / "out", workspace)
+    for path_like in ("../shared", str(workspace / "shared"), "toy/../../shared", ""):
+        with pytest.raises(UserError, match="unknown project"):
+            fork(path_like, tmp_path / "out", workspace)
+    with pytest.raises(UserError, match="inside a folder being copied"):
+        fork("toy", tmp_path, workspace)  # the workspace itself is inside tmp_path
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("mine")
     with pytest.raises(UserError, match="not empty"):
@@ -174,8 +186,16 @@ def _versions(lock: Path) -> dict[str, set[str]]:
 @needs_classifier
 def test_fork_classifier_locks(tmp_path):
     dest = fork("classifier", tmp_path / "my-classifier", ROOT, offline=True)
-    for path in ("src/classifier/__init__.py", "tests", "README.md", "conftest.py", "uv.lock",
-                 "shared/src/dlshared/__init__.py", "shared/tests", "shared/pyproject.toml"):  # fmt: skip
+    for path in (
+        "src/classifier/__init__.py",
+        "tests",
+        "README.md",
+        "conftest.py",
+        "uv.lock",
+        "shared/src/dlshared/__init__.py",
+        "shared/tests",
+        "shared/pyproject.toml",
+    ):
         assert (dest / path).exists(), path
     assert not list(dest.rglob("__pycache__")) and not (dest / "runs").exists()
     config = tomllib.loads((dest / "pyproject.toml").read_text())

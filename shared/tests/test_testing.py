@@ -2,11 +2,10 @@
 
 import os
 import socket
-import threading
 
 import pytest
 
-from dlshared.testing import NetworkBlocked, allreduce_selftest, run_distributed
+from dlshared.testing import NetworkBlocked, allreduce_selftest, network_selftest, run_distributed
 
 
 def test_offline_env():
@@ -17,32 +16,36 @@ def test_offline_env():
 def test_network_is_refused(address):
     with pytest.raises(NetworkBlocked):
         socket.create_connection(address, timeout=1)
-    with pytest.raises(OSError):  # what offline-aware code catches
+    with pytest.raises(NetworkBlocked):  # an OSError: what offline-aware code catches
         socket.getaddrinfo(address[0], address[1])
 
 
 def test_raw_socket_to_public_ip_is_refused():
     with socket.socket() as s, pytest.raises(NetworkBlocked):
         s.connect(("8.8.8.8", 53))
+    with socket.socket() as s, pytest.raises(NetworkBlocked):
+        s.connect_ex(("8.8.8.8", 53))
 
 
-def test_loopback_works():
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen(1)
-        port = server.getsockname()[1]
+def test_udp_and_the_low_level_socket_module_are_refused_too():
+    import _socket
 
-        def echo():
-            conn, _ = server.accept()
-            with conn:
-                conn.sendall(conn.recv(16))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s, pytest.raises(NetworkBlocked):
+        s.sendto(b"x", ("8.8.8.8", 53))
+    raw = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+    try:
+        with pytest.raises(NetworkBlocked):
+            raw.connect(("1.1.1.1", 443))
+    finally:
+        raw.close()
+    with pytest.raises(NetworkBlocked):
+        _socket.getaddrinfo("example.com", 443)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:  # loopback datagrams still work
+        s.sendto(b"x", ("127.0.0.1", 9))
 
-        thread = threading.Thread(target=echo)
-        thread.start()
-        with socket.create_connection(("localhost", port), timeout=5) as client:
-            client.sendall(b"ping")
-            assert client.recv(16) == b"ping"
-        thread.join(timeout=5)
+
+def test_distributed_workers_are_offline_too():
+    assert run_distributed(network_selftest, nprocs=1) == ["blocked"]
 
 
 def test_run_distributed_all_reduce():

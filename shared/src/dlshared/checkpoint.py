@@ -68,9 +68,7 @@ def load_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text())
 
 
-def save_weights(
-    model: torch.nn.Module, path: str | os.PathLike, metadata: dict[str, str] | None = None
-) -> None:
+def save_weights(model: torch.nn.Module, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
     """Save a module's state dict as safetensors (tensors made contiguous, shared storage cloned)."""
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
@@ -97,9 +95,7 @@ def load_resume_state(path: str | os.PathLike, map_location: str | torch.device 
     return torch.load(path, map_location=map_location, weights_only=True)
 
 
-def training_state(
-    model: torch.nn.Module, optimizer: Any, scheduler: Any = None, **progress: Any
-) -> dict[str, Any]:
+def training_state(model: torch.nn.Module, optimizer: Any, scheduler: Any = None, **progress: Any) -> dict[str, Any]:
     """What resuming needs, as one dict for `save_resume_state`: model, optimizer and scheduler state, every RNG,
     and the loop's counters (`progress`: epoch, step, history, ...)."""
     from .seed import capture_rng_state

@@ -27,6 +27,7 @@ import tomlkit
 import tyro
 
 from .cli import Command, UserError, run_cli
+from .outputs import MARKER, staged_output
 
 # Outputs, environments and caches are never part of a template; the root .gitignore's simple patterns add to these.
 SKIP = ("runs", ".venv", "__pycache__", "*.pyc", "*.egg-info", ".*_cache", ".gradio", "dist", "build")
@@ -60,28 +61,27 @@ def fork(project: str, dest: str | os.PathLike, root: str | os.PathLike, offline
     """Write `project` of the workspace at `root` as a standalone uv project at `dest`; return `dest`."""
     root, dest = Path(root).resolve(), Path(dest).resolve()
     src = root / "projects" / project
-    if not project or not (src / "pyproject.toml").is_file():
-        known = sorted(p.parent.name for p in root.glob("projects/*/pyproject.toml"))
-        raise UserError(
-            f"unknown project {project!r} in {root}; choose one of: {', '.join(known) or '(none)'}"
-        )
+    known = sorted(p.parent.name for p in root.glob("projects/*/pyproject.toml"))
+    if project not in known:  # also refuses "../shared", "/abs" and other names that are paths
+        raise UserError(f"unknown project {project!r} in {root}; choose one of: {', '.join(known) or '(none)'}")
+    if dest.is_relative_to(src) or dest.is_relative_to(root / "shared") or root.is_relative_to(dest):
+        raise UserError(f"{dest} is inside a folder being copied; choose a folder elsewhere")
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise UserError(f"{dest} already exists and is not empty; choose a new folder")
-    if dest.is_relative_to(src) or dest.is_relative_to(root / "shared"):
-        raise UserError(f"{dest} is inside a folder being copied; choose a folder elsewhere")
     uv = os.environ.get("UV") or shutil.which("uv")  # `uv run` tells its children where uv is
     if uv is None:
         raise UserError("uv is not installed; see https://docs.astral.sh/uv/getting-started/installation/")
 
     skip = shutil.ignore_patterns(*SKIP, *_gitignore_names(root / ".gitignore"))
-    shutil.copytree(src, dest, ignore=skip, dirs_exist_ok=True)
-    shutil.copytree(root / "shared", dest / "shared", ignore=skip)
-    for name in ("conftest.py", ".gitignore", "uv.lock"):
-        if (root / name).is_file():
-            shutil.copy2(root / name, dest / name)
-    (dest / "pyproject.toml").write_text(
-        fork_pyproject((root / "pyproject.toml").read_text(), src.joinpath("pyproject.toml").read_text())
-    )
+    with staged_output(dest) as stage:  # copied beside dest, renamed into place once complete
+        shutil.copytree(src, stage, ignore=skip, dirs_exist_ok=True)
+        shutil.copytree(root / "shared", stage / "shared", ignore=skip)
+        for name in ("conftest.py", ".gitignore", "uv.lock"):
+            if (root / name).is_file():
+                shutil.copy2(root / name, stage / name)
+        root_pyproject, project_pyproject = (root / "pyproject.toml").read_text(), (src / "pyproject.toml").read_text()
+        (stage / "pyproject.toml").write_text(fork_pyproject(root_pyproject, project_pyproject))
+    (dest / MARKER).unlink()  # the fork is the user's project now, not an output of ours
 
     # Re-locking with the old lock in place keeps every version it pins; only the workspace's shape changes.
     if subprocess.run([uv, "lock", *(["--offline"] if offline else [])], cwd=dest).returncode != 0:
@@ -151,7 +151,10 @@ def _fork_command(cfg: ForkConfig) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from .sweep import SweepConfig
+
     commands = {
-        "fork": Command(_fork_command, ForkConfig, "Copy a project and shared/ into a standalone uv project.")
+        "fork": Command(_fork_command, ForkConfig, "Copy a project and shared/ into a standalone uv project."),
+        "sweep": Command("dlshared.sweep:sweep", SweepConfig, "Train one preset with several seeds: mean ± std."),
     }
     run_cli("capstones", commands, argv)

@@ -12,9 +12,11 @@ import multiprocessing as mp
 import os
 import queue
 import socket
+import sys
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -51,33 +53,103 @@ def _is_loopback(host: Any) -> bool:
         return False
 
 
-def _guarded_connect(original: Callable) -> Callable:
-    def connect(self: socket.socket, address: Any, *args: Any) -> Any:
-        if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address[0]):
-            raise NetworkBlocked(f"tests are offline: connection to {address!r} refused")
-        return original(self, address, *args)
-
-    return connect
+_guard = {"installed": False, "on": False}
+_ADDRESS_EVENTS = ("socket.connect", "socket.sendto", "socket.sendmsg")  # TCP connects and UDP datagrams
+_NAME_EVENTS = ("socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyname_ex", "socket.gethostbyaddr")
 
 
-def _guarded_getaddrinfo(original: Callable) -> Callable:
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if not _is_loopback(host):
-            raise NetworkBlocked(f"tests are offline: name lookup of {host!r} refused")
-        return original(host, *args, **kwargs)
+def _audit(event: str, args: tuple) -> None:
+    if not _guard["on"]:
+        return
+    if event in _ADDRESS_EVENTS:
+        sock, address = args[0], args[1]
+        inet = sock.family in (socket.AF_INET, socket.AF_INET6)
+        if inet and isinstance(address, tuple) and address and not _is_loopback(address[0]):
+            raise NetworkBlocked(f"tests are offline: {event.removeprefix('socket.')} to {address!r} refused")
+    elif event in _NAME_EVENTS and not _is_loopback(args[0]):
+        raise NetworkBlocked(f"tests are offline: name lookup of {args[0]!r} refused")
 
-    return getaddrinfo
+
+def install_network_guard() -> None:
+    """Refuse every non-loopback connection, datagram and name lookup in this process from now on.
+
+    An audit hook (PEP 578) sees the C-level socket calls, so code that uses `_socket` directly, UDP, and
+    libraries with their own socket subclasses are all covered; it stays for the life of the process.
+    """
+    if not _guard["installed"]:
+        sys.addaudithook(_audit)
+        _guard["installed"] = True
+    _guard["on"] = True
 
 
 @pytest.fixture(autouse=True, scope="session")
 def block_network() -> Any:
     """Refuse every non-loopback connection for the whole session."""
-    saved = socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
-    socket.socket.connect = _guarded_connect(saved[0])
-    socket.socket.connect_ex = _guarded_connect(saved[1])
-    socket.getaddrinfo = _guarded_getaddrinfo(saved[2])
+    install_network_guard()
     yield
-    socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = saved
+    _guard["on"] = False
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_writes_into_runs(request: pytest.FixtureRequest) -> Any:
+    """Tests write into temporary folders, never into the checkout's own runs/ (a user's trained models)."""
+    runs = Path(request.config.rootpath) / "runs"
+    before = {str(p) for p in runs.rglob("*")} if runs.is_dir() else set()
+    yield
+    added = sorted({str(p) for p in runs.rglob("*")} - before) if runs.is_dir() else []
+    if added:
+        pytest.fail(f"tests wrote into {runs}: {added[:5]}", pytrace=False)
+
+
+def reset_accelerate() -> None:
+    """Forget Accelerate's process-wide settings (precision, accumulation) so that the next `Accelerator(...)` in
+    this process may differ: for tests that train twice in one process. The process group is kept.
+
+    Accelerate keeps that state in singletons on purpose (one job per process); resetting it uses a private API,
+    which is why it lives here, in the test plugin, and not in any training loop.
+    """
+    if "accelerate.state" not in sys.modules:  # nothing to forget; do not pay for the import
+        return
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state()
+    GradientState._reset_state()
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state() -> Any:
+    """Every test starts without a previous test's Accelerate settings."""
+    reset_accelerate()
+    yield
+
+
+def bad_flag_cases(config_type: type) -> list[tuple[str, str]]:
+    """(flag, value) pairs a CLI must refuse for `config_type`: every declared Check's bad examples, and a word
+    where a number goes. For table-driven tests: each case must end in one line on stderr and exit code 2."""
+    import dataclasses
+    import typing
+
+    from .cli import field_checks
+
+    cases = []
+    for name, check in field_checks(config_type).items():
+        cases += [(f"--{name.replace('_', '-')}", str(value)) for value in check.bad_examples]
+    hints = typing.get_type_hints(config_type)
+    for field in dataclasses.fields(config_type):
+        kinds = set(typing.get_args(hints[field.name])) - {type(None)} or {hints[field.name]}
+        if kinds <= {int, float}:
+            cases.append((f"--{field.name.replace('_', '-')}", "many"))
+    return cases
+
+
+def assert_one_line_error(main: Callable[[list[str]], Any], argv: list[str], capsys: Any) -> str:
+    """Run a CLI's `main(argv)`; assert it exits with code 2 and one line on stderr, no traceback; return the line."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2, f"{argv}: exit code {exit_info.value.code}, stderr: {err[-500:]}"
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, f"{argv}: not one line:\n{err[-2000:]}"
+    return err
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -121,13 +193,9 @@ def run_distributed(fn: Callable[..., Any], *args: Any, nprocs: int = 2, timeout
                 rank, ok, value = results.get(timeout=1.0)
             except queue.Empty:
                 # A rank killed outright (segfault, OOM) never reports: notice it now rather than at the deadline.
-                dead = [
-                    r for r, proc in enumerate(procs) if r not in outputs and proc.exitcode not in (None, 0)
-                ]
+                dead = [r for r, proc in enumerate(procs) if r not in outputs and proc.exitcode not in (None, 0)]
                 if dead:
-                    raise RuntimeError(
-                        f"rank {dead[0]} died with exit code {procs[dead[0]].exitcode}"
-                    ) from None
+                    raise RuntimeError(f"rank {dead[0]} died with exit code {procs[dead[0]].exitcode}") from None
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"run_distributed: no result after {timeout:.0f}s") from None
                 continue
@@ -145,9 +213,15 @@ def run_distributed(fn: Callable[..., Any], *args: Any, nprocs: int = 2, timeout
 def _worker(rank: int, world: int, port: int, fn: Callable, args: tuple, results: Any) -> None:
     os.environ.update(OFFLINE_ENV)
     os.environ.update(
-        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1",
-    )  # fmt: skip
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_WORLD_SIZE=str(world),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        OMP_NUM_THREADS="1",
+    )
+    install_network_guard()  # the spawned process is offline too
     try:
         import torch
 
@@ -177,6 +251,17 @@ def allreduce_selftest(value: float) -> tuple[int, int, float]:
     return dist.get_rank(), dist.get_world_size(), total.item()
 
 
+def network_selftest() -> str:
+    """What a connection to a public address does in this process: "blocked" where the guard is on."""
+    try:
+        socket.create_connection(("8.8.8.8", 53), timeout=1)
+    except NetworkBlocked:
+        return "blocked"
+    except OSError as err:
+        return f"other OSError: {err}"
+    return "connected"
+
+
 def in_process_group(fn: Callable[..., Any], *args: Any) -> Any:
     """Join the gloo group `run_distributed` prepared, then call `fn(*args)`: for code that expects a process
     group to exist already (as it does under Accelerate or torchrun), e.g. `run_distributed(in_process_group, f)`."""
@@ -184,3 +269,40 @@ def in_process_group(fn: Callable[..., Any], *args: Any) -> Any:
 
     dist.init_process_group("gloo", init_method="env://")
     return fn(*args)
+
+
+def resume_rng_selftest(out: str | os.PathLike) -> tuple[float, float]:
+    """Under `run_distributed`: each rank seeds its own stream, checkpoints through `dlshared.training`, draws a
+    number; then resumes and draws again. Equal pairs mean every rank got its own RNG state back."""
+    import dataclasses
+
+    import torch
+
+    from .training import start_run
+
+    @dataclasses.dataclass
+    class Options:
+        out: Path
+        name: str = "ddp"
+        resume: bool = False
+        overwrite: bool = False
+        device: str = "cpu"
+        mixed_precision: str = "no"
+        progress: bool = False
+
+    run = start_run("proj", Options(Path(out)))
+    rank = run.accelerator.process_index
+    torch.manual_seed(100 + rank)
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    run.checkpoint(model, optimizer, step=1, per_rank={"position": 10 + rank})
+    after_save = torch.rand(()).item()
+    run.finish({}, "done")
+    reset_accelerate()
+    resumed = start_run("proj", Options(Path(out), resume=True))
+    state = resumed.resume(model, optimizer)
+    after_resume = torch.rand(()).item()
+    resumed.finish({}, "done")
+    if state["per_rank"] != {"position": 10 + rank}:
+        raise AssertionError(f"rank {rank} got {state['per_rank']}")
+    return after_save, after_resume

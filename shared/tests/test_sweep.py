@@ -1,0 +1,68 @@
+"""`capstones sweep`: one training process per seed, the metrics summarised as mean ± std, resumable."""
+
+import json
+import statistics
+
+import pytest
+
+from dlshared.cli import UserError
+from dlshared.sweep import SweepConfig, lookup, sweep
+
+TOY_CLI = """
+import json, sys
+from pathlib import Path
+args = sys.argv[1:]
+get = lambda flag: args[args.index(flag) + 1]
+seed, run = int(get("--seed")), Path(get("--out")) / "toyproj" / get("--name")
+run.mkdir(parents=True)
+epochs = int(get("--epochs")) if "--epochs" in args else 1
+metrics = {"accuracy": 0.9 + seed / 100, "eval": {"fid": 1.0 + seed}, "epochs": epochs, "run_dir": str(run)}
+(run / "metrics.json").write_text(json.dumps(metrics))
+"""
+
+
+@pytest.fixture
+def toy_project(tmp_path, monkeypatch):
+    package = tmp_path / "src" / "toyproj"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "cli.py").write_text(TOY_CLI)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "src"))
+    return tmp_path / "runs"
+
+
+def test_sweep_runs_each_seed_and_reports_mean_and_std(toy_project):
+    cfg = SweepConfig(
+        "toyproj", seeds=(0, 1, 2), metrics=("accuracy", "eval.fid"), train_args="--epochs 3", out=toy_project
+    )
+    result = sweep(cfg)
+    accuracy = result["metrics"]["accuracy"]
+    assert accuracy["values"] == [0.9, 0.91, 0.92]
+    assert accuracy["mean"] == pytest.approx(0.91) and accuracy["std"] == pytest.approx(
+        statistics.stdev([0.9, 0.91, 0.92])
+    )
+    assert result["metrics"]["eval.fid"]["mean"] == pytest.approx(2.0)
+    assert json.loads((toy_project / "toyproj" / "sweep.sweep.json").read_text()) == result
+    for seed in (0, 1, 2):
+        assert json.loads((toy_project / "toyproj" / f"sweep-seed{seed}" / "metrics.json").read_text())["epochs"] == 3
+
+
+def test_a_finished_seed_is_read_not_retrained(toy_project):
+    finished = toy_project / "toyproj" / "sweep-seed5"
+    finished.mkdir(parents=True)
+    (finished / "metrics.json").write_text(json.dumps({"accuracy": 0.5}))
+    result = sweep(SweepConfig("toyproj", seeds=(5,), metrics=("accuracy",), out=toy_project))
+    assert result["metrics"]["accuracy"]["values"] == [0.5] and "wall_seconds_per_run" not in result
+
+
+def test_bad_sweeps_are_one_line_errors(toy_project):
+    with pytest.raises(UserError, match="must not set --seed"):
+        sweep(SweepConfig("toyproj", train_args="--seed 3", out=toy_project))
+    with pytest.raises(UserError, match="not a number"):
+        sweep(SweepConfig("toyproj", seeds=(0,), metrics=("run_dir",), out=toy_project))
+    with pytest.raises(UserError, match="one folder, no path"):
+        sweep(SweepConfig("../toyproj", out=toy_project))
+
+
+def test_lookup_reads_nested_keys():
+    assert lookup({"a": {"b": 2}}, "a.b") == 2 and lookup({"a": 1}, "a.b") is None
