@@ -59,16 +59,16 @@ def test_interview_has_exactly_20_answered_questions(path):
 @pytest.mark.parametrize("day", DAYS)
 def test_each_day_has_three_parts_that_link_to_the_capstones(day):
     files = [p for p in LESSONS if p.name.startswith(f"day{day:02d}_")]
-    kinds = sorted("interview" if p.stem.endswith("_interview") else "part1" if p.stem.endswith("_part1") else "core"
-                   for p in files)  # fmt: skip
+    kinds = sorted(
+        "interview" if p.stem.endswith("_interview") else "part1" if p.stem.endswith("_part1") else "core"
+        for p in files
+    )
     assert kinds == ["core", "interview", "part1"], [p.name for p in files]
     core = next(p for p in files if not re.search(r"_(part1|interview)$", p.stem))
     assert any(t.startswith(("../projects/", "../shared/")) for t in relative_links(core.read_text())), (
         f"{core.name} should link to the capstone code that applies its idea"
     )
-    assert f"]({core.name})" in (COURSE_DIR / "README.md").read_text(), (
-        f"course/README.md should list {core.name}"
-    )
+    assert f"]({core.name})" in (COURSE_DIR / "README.md").read_text(), f"course/README.md should list {core.name}"
 
 
 def test_the_snippet_runner_sees_gpu_marks_and_skips_nothing_else():

@@ -29,8 +29,9 @@ def trained_run(tmp_path_factory) -> dict:
     """A model good enough for accuracy comparisons (export, int8, demo): the quick preset cut to 5 epochs."""
     from classifier.train import train
 
-    cfg = dataclasses.replace(PRESETS["quick"], out=tmp_path_factory.mktemp("runs"), name="trained", epochs=5,
-                              progress=False)  # fmt: skip
+    cfg = dataclasses.replace(
+        PRESETS["quick"], out=tmp_path_factory.mktemp("runs"), name="trained", epochs=5, progress=False
+    )
     return train(cfg)
 
 

@@ -44,11 +44,10 @@ def test_an_uploaded_test_digit_is_recognised(client, trained_run, tmp_path):
     test = load_data(predictor.config).test
     image, label = test[0]
     # the demo sees what a user uploads: an 8-bit picture, bigger than the model's input
-    big = Image.fromarray((image[0].numpy() * 255).astype(np.uint8)).resize(
-        (128, 128), Image.Resampling.BILINEAR
+    big = Image.fromarray((image[0].numpy() * 255).astype(np.uint8)).resize((128, 128), Image.Resampling.BILINEAR)
+    labels, seen, message = client.predict(
+        handle_file(_save(np.asarray(big), tmp_path / "digit.png")), api_name="/classify_upload"
     )
-    labels, seen, message = client.predict(handle_file(_save(np.asarray(big), tmp_path / "digit.png")),
-                                           api_name="/classify_upload")  # fmt: skip
     assert message == ""
     assert labels["label"] == str(label)
     assert len(labels["confidences"]) == 5
@@ -58,9 +57,7 @@ def test_an_uploaded_test_digit_is_recognised(client, trained_run, tmp_path):
 def test_a_drawn_digit_through_the_sketchpad(client, tmp_path):
     from gradio_client import handle_file
 
-    canvas = np.zeros(
-        (280, 280, 4), np.uint8
-    )  # transparent background, black strokes: what the sketchpad sends
+    canvas = np.zeros((280, 280, 4), np.uint8)  # transparent background, black strokes: what the sketchpad sends
     canvas[40:240, 130:150] = (0, 0, 0, 255)  # a "1"
     value = {"background": None, "layers": [], "composite": handle_file(_save(canvas, tmp_path / "one.png"))}
     labels, _, message = client.predict(value, api_name="/classify_sketch")
@@ -79,9 +76,7 @@ def test_a_drawn_digit_through_the_sketchpad(client, tmp_path):
 def test_bad_uploads_get_a_message(client, tmp_path, make, expected):
     from gradio_client import handle_file
 
-    labels, seen, message = client.predict(
-        handle_file(str(make(tmp_path / "upload.txt"))), api_name="/classify_upload"
-    )
+    labels, seen, message = client.predict(handle_file(str(make(tmp_path / "upload.txt"))), api_name="/classify_upload")
     assert expected in message and seen is None
 
 
@@ -98,9 +93,7 @@ def test_grayscale_and_rgba_uploads_work(client, tmp_path):
     rgba = np.zeros((64, 64, 4), np.uint8)
     rgba[10:54, 28:36] = (0, 0, 0, 255)
     for array, name in ((gray, "gray.png"), (rgba, "rgba.png")):
-        labels, _, message = client.predict(
-            handle_file(_save(array, tmp_path / name)), api_name="/classify_upload"
-        )
+        labels, _, message = client.predict(handle_file(_save(array, tmp_path / name)), api_name="/classify_upload")
         assert message == "" and labels["label"] == "1", name
 
 

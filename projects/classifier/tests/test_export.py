@@ -32,10 +32,7 @@ def test_onnx_matches_pytorch_on_the_test_split(trained_run, exported):
     onnx_logits, _ = predict(onnx, DataLoader(test, 128))
     torch.testing.assert_close(onnx_logits, torch_logits, atol=1e-4, rtol=0)
     assert (onnx_logits.argmax(1) == torch_logits.argmax(1)).all()
-    assert (
-        classification_metrics(onnx_logits, labels, card["classes"])["accuracy"]
-        == trained_run["test_accuracy"]
-    )
+    assert classification_metrics(onnx_logits, labels, card["classes"])["accuracy"] == trained_run["test_accuracy"]
 
 
 def test_batch_dimension_is_dynamic(exported):

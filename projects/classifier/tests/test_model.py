@@ -11,9 +11,7 @@ from classifier.model import ImageClassifier, ResidualBlock, SmallResNet
 def test_shapes_and_parameter_count():
     model = SmallResNet(in_channels=1, num_classes=10)
     assert model(torch.rand(4, 1, 32, 32)).shape == (4, 10)
-    assert (
-        sum(p.numel() for p in model.parameters()) == 308_074
-    )  # the quick preset's model, as the README says
+    assert sum(p.numel() for p in model.parameters()) == 308_074  # the quick preset's model, as the README says
     rgb = SmallResNet(in_channels=3, num_classes=7, widths=(8, 16, 32, 64), blocks=(2, 1, 1, 1))
     assert rgb(torch.rand(2, 3, 48, 40)).shape == (2, 7)  # any input size: global pooling
 
@@ -22,9 +20,7 @@ def test_residual_block_matches_torchvision_basic_block():
     """Same weights -> same output as torchvision's BasicBlock (with its usual 1x1-conv + BN downsample)."""
     torch.manual_seed(0)
     ours = ResidualBlock(16, 32, stride=2).eval()
-    downsample = torch.nn.Sequential(
-        torch.nn.Conv2d(16, 32, 1, stride=2, bias=False), torch.nn.BatchNorm2d(32)
-    )
+    downsample = torch.nn.Sequential(torch.nn.Conv2d(16, 32, 1, stride=2, bias=False), torch.nn.BatchNorm2d(32))
     reference = BasicBlock(16, 32, stride=2, downsample=downsample).eval()
     for module in ours.modules():  # non-trivial BN statistics so the check covers them
         if isinstance(module, torch.nn.BatchNorm2d):
@@ -75,3 +71,27 @@ def test_layer_probe_reports_activations_and_gradients_of_every_layer():
         for stat in ("act_mean", "act_std", "output_grad_norm", "weight_grad_norm"):
             assert f"{name}/{stat}" in probe.stats, f"{name}/{stat}"
     assert probe.stats["fc/weight_grad_norm"] == model.fc.weight.grad.norm().item()
+
+
+def test_layer_probe_in_a_loop_records_only_the_inspected_steps():
+    from classifier.probes import LayerProbe
+
+    class Recorder:
+        def __init__(self):
+            self.steps = []
+
+        def scalars(self, values, step):
+            self.steps.append(step)
+            assert "fc/weight_grad_norm" in {k.removeprefix("layers/") for k in values}
+
+        def histogram(self, tag, values, step):
+            pass
+
+    torch.manual_seed(0)
+    model, log = SmallResNet(1, 10, widths=(4,), blocks=(1,)), Recorder()
+    probe = LayerProbe(model, log, every=3, first_step=2)  # a resumed run: step 2 is the next one
+    for step in range(2, 10):
+        model(torch.rand(2, 1, 8, 8)).sum().backward()
+        probe.log_step(step)
+        model.zero_grad()
+    assert log.steps == [3, 6, 9]

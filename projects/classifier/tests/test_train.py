@@ -32,8 +32,15 @@ def test_tiny_run_writes_a_loadable_checkpoint_and_the_loss_falls(tiny_run):
 
     events = EventAccumulator(str(run_dir)).Reload()
     tags = set(events.Tags()["scalars"])
-    for tag in ("train/loss", "train/lr", "train/images_per_s", "val/accuracy", "test/accuracy",
-                "layers/backbone.fc/weight_grad_norm", "layers/backbone.stem.0/act_std"):  # fmt: skip
+    for tag in (
+        "train/loss",
+        "train/lr",
+        "train/images_per_s",
+        "val/accuracy",
+        "test/accuracy",
+        "layers/backbone.fc/weight_grad_norm",
+        "layers/backbone.stem.0/act_std",
+    ):
         assert tag in tags, tag
     assert "val/confusion_matrix" in events.Tags()["images"] and events.Tags()["histograms"]
     losses = [h["train_loss"] for h in tiny_run["history"]]
@@ -57,8 +64,12 @@ def test_eval_reproduces_the_saved_metrics(tiny_run, capsys):
 def test_resume_after_a_kill_ends_like_an_uninterrupted_run(tmp_path):
     args = ["train", "--preset", "tiny", "--epochs", "6", "--out", str(tmp_path)]
     env = {**os.environ, **OFFLINE_ENV}
-    proc = subprocess.Popen([sys.executable, "-m", "classifier.cli", *args, "--name", "killed"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "classifier.cli", *args, "--name", "killed"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     resume_file = tmp_path / "classifier" / "killed" / "resume.pt"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
@@ -82,8 +93,23 @@ def test_resume_after_a_kill_ends_like_an_uninterrupted_run(tmp_path):
 
 def test_train_and_eval_on_an_image_folder_tree(tmp_path, make_image_folder, capsys):
     root = make_image_folder(tmp_path / "shapes", per_class=30)
-    main(["train", "--preset", "tiny", "--data", str(root), "--image-size", "20", "--out", str(tmp_path),
-          "--name", "shapes", "--epochs", "4"])  # fmt: skip
+    main(
+        [
+            "train",
+            "--preset",
+            "tiny",
+            "--data",
+            str(root),
+            "--image-size",
+            "20",
+            "--out",
+            str(tmp_path),
+            "--name",
+            "shapes",
+            "--epochs",
+            "4",
+        ]
+    )
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     run_dir = Path(metrics["run_dir"])
     assert json.loads((run_dir / "card.json").read_text())["classes"] == ["circle", "square"]

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 
-from classifier.config import PRESETS
-from classifier.transfer import build_model, parameter_groups, set_backbone_trainable
+from classifier.model import build_model
+from classifier.transfer import parameter_groups, set_backbone_trainable
 from dlshared.cli import UserError
 
 
-@pytest.mark.parametrize("backbone, head", [("resnet18", "backbone.fc"), ("mobilenet_v3_small", "backbone.classifier.3"),
-                                            ("timm/resnet10t", "backbone.fc")])  # fmt: skip
+@pytest.mark.parametrize(
+    "backbone, head",
+    [("resnet18", "backbone.fc"), ("mobilenet_v3_small", "backbone.classifier.3"), ("timm/resnet10t", "backbone.fc")],
+)
 def test_named_backbones_get_a_new_head_and_freeze(backbone, head):
-    cfg = dataclasses.replace(PRESETS["quick"], backbone=backbone)
-    model = build_model(cfg, num_classes=4, in_channels=1, mean=(0.5,), std=(0.25,))
-    assert model.head_names == [head]
+    model = build_model(backbone, num_classes=4, in_channels=1, mean=(0.5,), std=(0.25,))
+    assert model.head == head
     assert model(torch.rand(2, 1, 32, 32)).shape == (2, 4)  # grayscale is fed to RGB backbones
     set_backbone_trainable(model, False)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
@@ -27,9 +26,7 @@ def test_named_backbones_get_a_new_head_and_freeze(backbone, head):
 
 
 def test_discriminative_learning_rates_and_no_decay_on_norms():
-    model = build_model(
-        dataclasses.replace(PRESETS["quick"], backbone="resnet18"), 4, 3, (0.5,) * 3, (0.25,) * 3
-    )
+    model = build_model("resnet18", 4, 3, (0.5,) * 3, (0.25,) * 3)
     groups = parameter_groups(model, lr=1e-2, backbone_lr_scale=0.1, weight_decay=0.05)
     head_ids = {id(p) for p in model.backbone.fc.parameters()}
     for group in groups:
@@ -40,6 +37,5 @@ def test_discriminative_learning_rates_and_no_decay_on_norms():
 
 
 def test_pretrained_weights_offline_give_a_clear_error():
-    cfg = dataclasses.replace(PRESETS["quick"], backbone="resnet18", pretrained=True)
     with pytest.raises(UserError, match="--no-pretrained"):
-        build_model(cfg, 4, 3, (0.5,) * 3, (0.25,) * 3)
+        build_model("resnet18", 4, 3, (0.5,) * 3, (0.25,) * 3, pretrained=True)

@@ -16,7 +16,7 @@ from dlshared.device import pick_device
 from dlshared.runs import latest_run
 
 from .config import PROJECT, TrainConfig, config_from_dict
-from .transfer import build_model
+from .model import build_model
 
 
 @dataclass
@@ -49,10 +49,10 @@ def load_torch_model(run_dir: Path, device: str = "cpu") -> tuple[torch.nn.Modul
         if not (run_dir / name).is_file():
             raise UserError(f"{run_dir} is not a classifier run folder (no {name})")
     cfg = config_from_dict(load_json(run_dir / "config.json"))
-    cfg.pretrained = False  # the weights come from the run, not from the internet
     card = load_json(run_dir / "card.json")
     mean = std = (0.0,) * card["in_channels"]  # placeholders: the real mean/std are buffers in the weights
-    model = build_model(cfg, len(card["classes"]), card["in_channels"], mean, std)
+    # pretrained=False: the weights come from the run, not from the internet
+    model = build_model(cfg.backbone, len(card["classes"]), card["in_channels"], mean, std, cfg.widths, cfg.blocks)
     load_weights(model, run_dir / WEIGHTS_NAME)
     return model.to(pick_device(device)).eval(), cfg, card
 
@@ -81,9 +81,7 @@ def load_onnx_predictor(path: Path) -> Predictor:
         raise UserError(f"--ckpt {path}: no such ONNX file")
     folder = path.parent
     if not (folder / "card.json").is_file() or not (folder / "config.json").is_file():
-        raise UserError(
-            f"{path}: expected card.json and config.json beside it (written by `classifier export`)"
-        )
+        raise UserError(f"{path}: expected card.json and config.json beside it (written by `classifier export`)")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
 

@@ -16,7 +16,7 @@ from dlshared.runs import latest_run
 from .artifacts import load_torch_model
 from .config import PRESETS, BenchArgs
 from .export import calibration_batches, export_onnx, quantize_int8
-from .transfer import build_model
+from .model import build_model
 
 WARMUP = 5
 
@@ -37,11 +37,15 @@ def bench(args: BenchArgs) -> dict:
     else:  # no run yet: time a freshly initialised quick-preset model on digits-shaped input
         cfg = PRESETS["quick"]
         card = {"image_size": cfg.image_size, "in_channels": 1, "classes": [str(i) for i in range(10)]}
-        model = build_model(cfg, 10, 1, (0.5,), (0.25,)).eval()
+        model = build_model(cfg.backbone, 10, 1, (0.5,), (0.25,), cfg.widths, cfg.blocks).eval()
     b, size, k = args.batch_size, card["image_size"], len(card["classes"])
     images, labels = torch.rand(b, card["in_channels"], size, size), torch.randint(0, k, (b,))
-    result = {"batch_size": b, "threads": torch.get_num_threads(), "run": str(run_dir) if run_dir else None,
-              "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default")}  # fmt: skip
+    result = {
+        "batch_size": b,
+        "threads": torch.get_num_threads(),
+        "run": str(run_dir) if run_dir else None,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+    }
 
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)

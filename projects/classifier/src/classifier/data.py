@@ -38,6 +38,15 @@ class DataBundle:
     source: str
 
 
+@dataclass(frozen=True)
+class Split:
+    """How a source without its own val/test folders is divided: stratified, the same for the same seed."""
+
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    seed: int = 0
+
+
 class TensorImages(Dataset):
     """Images held in memory as a [N, C, H, W] float tensor in [0, 1], with an optional per-sample transform."""
 
@@ -78,31 +87,32 @@ def limit(indices, n: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).permutation(indices)[:n])
 
 
-def load_digits_data(cfg: TrainConfig) -> DataBundle:
+def load_digits_data(
+    image_size: int = 32, split: Split = Split(), max_train_samples: int | None = None, augment: bool = True
+) -> DataBundle:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    images = digits_to_images(digits.data, cfg.image_size)
+    images = digits_to_images(digits.data, image_size)
     labels = torch.as_tensor(digits.target)
-    train, val, test = split_indices(digits.target, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
-    train = limit(train, cfg.max_train_samples, cfg.split_seed)
-    # digits are centred and upright: small shifts, rotations and scalings are the natural variation; no flips
-    augment = (
-        v2.RandomAffine(
-            degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1), interpolation=v2.InterpolationMode.BILINEAR
-        )
-        if cfg.augment
-        else None
-    )  # bilinear: nearest-neighbour rotation makes jagged strokes the test images never have
+    train, val, test = split_indices(digits.target, split.val_fraction, split.test_fraction, split.seed)
+    train = limit(train, max_train_samples, split.seed)
+    # digits are centred and upright: small shifts, rotations and scalings are the natural variation; no flips.
+    # Bilinear: nearest-neighbour rotation makes jagged strokes the test images never have.
+    bilinear = v2.InterpolationMode.BILINEAR
+    jitter = v2.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1), interpolation=bilinear)
     mean, std = images[train].mean().item(), images[train].std().item()
     return DataBundle(
-        train=TensorImages(images[train], labels[train], augment),
+        train=TensorImages(images[train], labels[train], jitter if augment else None),
         val=TensorImages(images[val], labels[val]),
         test=TensorImages(images[test], labels[test]),
         classes=[str(c) for c in digits.target_names],
-        in_channels=1, mean=(mean,), std=(std,), style="digits",
-        source=f"scikit-learn digits (8x8 -> {cfg.image_size}px), split seed {cfg.split_seed}",
-    )  # fmt: skip
+        in_channels=1,
+        mean=(mean,),
+        std=(std,),
+        style="digits",
+        source=f"scikit-learn digits (8x8 -> {image_size}px), split seed {split.seed}",
+    )
 
 
 def photo_transforms(size: int, train: bool, augment: bool) -> v2.Compose:
@@ -117,65 +127,70 @@ def image_folder(root: Path, transform) -> datasets.ImageFolder:
     try:
         return datasets.ImageFolder(root, transform=transform)
     except (FileNotFoundError, RuntimeError) as err:  # torchvision raises these for empty or class-less trees
-        raise UserError(
-            f"{root} is not an ImageFolder tree (one sub-folder of images per class): {err}"
-        ) from None
+        raise UserError(f"{root} is not an ImageFolder tree (one sub-folder of images per class): {err}") from None
 
 
-def load_image_folder(cfg: TrainConfig, root: Path) -> DataBundle:
+def load_image_folder(
+    root: Path, image_size: int = 32, split: Split = Split(), max_train_samples: int | None = None, augment: bool = True
+) -> DataBundle:
     """`root/train` + `root/val` (+ `root/test`) when present, else one class-per-folder tree split by seed."""
     if not root.is_dir():
         raise UserError(f"--data {root}: no such folder")
-    train_tf = photo_transforms(cfg.image_size, train=True, augment=cfg.augment)
-    eval_tf = photo_transforms(cfg.image_size, train=False, augment=False)
+    train_tf = photo_transforms(image_size, train=True, augment=augment)
+    eval_tf = photo_transforms(image_size, train=False, augment=False)
     if (root / "train").is_dir() and (root / "val").is_dir():
         train = image_folder(root / "train", train_tf)
         val = image_folder(root / "val", eval_tf)
         test = image_folder(root / "test", eval_tf) if (root / "test").is_dir() else val
-        for name, split in (("val", val), ("test", test)):
-            if split.classes != train.classes:
-                raise UserError(
-                    f"{root}: classes of {name}/ {split.classes} differ from train/ {train.classes}"
-                )
+        for name, part in (("val", val), ("test", test)):
+            if part.classes != train.classes:
+                raise UserError(f"{root}: classes of {name}/ {part.classes} differ from train/ {train.classes}")
         classes, source = train.classes, f"ImageFolder {root} (train/val{'/test' if test is not val else ''})"
-        if cfg.max_train_samples:
-            train = Subset(train, limit(range(len(train)), cfg.max_train_samples, cfg.split_seed))
+        if max_train_samples:
+            train = Subset(train, limit(range(len(train)), max_train_samples, split.seed))
     else:
         full_train, full_eval = image_folder(root, train_tf), image_folder(root, eval_tf)
-        tr, va, te = split_indices(full_train.targets, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
-        train = Subset(full_train, limit(tr, cfg.max_train_samples, cfg.split_seed))
+        tr, va, te = split_indices(full_train.targets, split.val_fraction, split.test_fraction, split.seed)
+        train = Subset(full_train, limit(tr, max_train_samples, split.seed))
         val, test = Subset(full_eval, va), Subset(full_eval, te)
-        classes, source = full_train.classes, f"ImageFolder {root}, split seed {cfg.split_seed}"
+        classes, source = full_train.classes, f"ImageFolder {root}, split seed {split.seed}"
     return DataBundle(train, val, test, classes, 3, IMAGENET_MEAN, IMAGENET_STD, "photo", source)
 
 
-def load_cifar10(cfg: TrainConfig) -> DataBundle:
+def load_cifar10(
+    root: Path | None, image_size: int, split: Split, max_train_samples: int | None, augment: bool
+) -> DataBundle:
     """CIFAR-10 via torchvision's downloader (checksummed, cached in --data or ~/.cache/capstones/cifar10)."""
-    root = cfg.data or Path.home() / ".cache" / "capstones" / "cifar10"
-    train_tf = photo_transforms(cfg.image_size, train=True, augment=cfg.augment)
-    eval_tf = photo_transforms(cfg.image_size, train=False, augment=False)
+    root = root or Path.home() / ".cache" / "capstones" / "cifar10"
+    train_tf = photo_transforms(image_size, train=True, augment=augment)
+    eval_tf = photo_transforms(image_size, train=False, augment=False)
     try:
         full_train = datasets.CIFAR10(root, train=True, download=True, transform=train_tf)
         full_eval = datasets.CIFAR10(root, train=True, download=False, transform=eval_tf)
         test = datasets.CIFAR10(root, train=False, download=True, transform=eval_tf)
     except Exception as err:  # URLError, socket errors, checksum failures: all mean "could not get the data"
-        raise UserError(
-            f"could not download CIFAR-10 to {root} ({err}); offline, use --data with an ImageFolder"
-        ) from None
-    tr, va = train_test_split(np.arange(len(full_train)), test_size=cfg.val_fraction,
-                              stratify=full_train.targets, random_state=cfg.split_seed)  # fmt: skip
-    return DataBundle(
-        Subset(full_train, limit(tr, cfg.max_train_samples, cfg.split_seed)), Subset(full_eval, np.sort(va)), test,
-        list(full_train.classes), 3, IMAGENET_MEAN, IMAGENET_STD, "photo", f"CIFAR-10 ({root})",
-    )  # fmt: skip
+        message = f"could not download CIFAR-10 to {root} ({err}); offline, use --data with an ImageFolder"
+        raise UserError(message) from None
+    indices = np.arange(len(full_train))
+    tr, va = train_test_split(
+        indices, test_size=split.val_fraction, stratify=full_train.targets, random_state=split.seed
+    )
+    train = Subset(full_train, limit(tr, max_train_samples, split.seed))
+    val = Subset(full_eval, np.sort(va))
+    classes = list(full_train.classes)
+    return DataBundle(train, val, test, classes, 3, IMAGENET_MEAN, IMAGENET_STD, "photo", f"CIFAR-10 ({root})")
 
 
 def load_data(cfg: TrainConfig) -> DataBundle:
+    """The data a run's config names: the one place where config fields become loader arguments (train, eval,
+    export and the demo all rebuild a run's splits through it)."""
+    split = Split(cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+    options = (cfg.image_size, split, cfg.max_train_samples, cfg.augment)
     dataset = cfg.resolved_dataset()
     if dataset == "digits":
-        return load_digits_data(cfg)
+        return load_digits_data(*options)
     if dataset == "cifar10":
-        return load_cifar10(cfg)
+        return load_cifar10(cfg.data, *options)
     if cfg.data is None:
         raise UserError("--dataset imagefolder needs --data PATH")
-    return load_image_folder(cfg, Path(cfg.data))
+    return load_image_folder(Path(cfg.data), *options)

@@ -54,9 +54,7 @@ def digits_style(image: Image.Image, size: int) -> torch.Tensor:
 
 def photo_style(image: Image.Image, size: int, channels: int) -> torch.Tensor:
     image = (
-        flatten_alpha(image)
-        .convert("RGB" if channels == 3 else "L")
-        .resize((size, size), Image.Resampling.BILINEAR)
+        flatten_alpha(image).convert("RGB" if channels == 3 else "L").resize((size, size), Image.Resampling.BILINEAR)
     )
     array = np.asarray(image, dtype=np.float32) / 255.0
     return torch.from_numpy(array.reshape(size, size, channels)).permute(2, 0, 1).unsqueeze(0)
@@ -67,9 +65,7 @@ def to_model_input(image: Image.Image, card: dict) -> torch.Tensor:
     if min(w, h) < MIN_SIDE:
         raise BadImage(f"The image is {w}x{h} pixels; it needs at least {MIN_SIDE}x{MIN_SIDE}.")
     if w * h > MAX_PIXELS:
-        raise BadImage(
-            f"The image is {w}x{h} pixels; please upload one under {MAX_PIXELS // 1_000_000} megapixels."
-        )
+        raise BadImage(f"The image is {w}x{h} pixels; please upload one under {MAX_PIXELS // 1_000_000} megapixels.")
     image = ImageOps.exif_transpose(image)
     if card["style"] == "digits":
         return digits_style(image, card["image_size"])
@@ -82,13 +78,9 @@ def open_image(path: str | None) -> Image.Image:
     try:
         image = Image.open(path)  # lazy: reads the header only, so the size check runs before decoding
     except (UnidentifiedImageError, OSError):
-        raise BadImage(
-            f"{Path(path).name} is not an image file PIL can read (PNG, JPEG, BMP, WebP, ...)."
-        ) from None
+        raise BadImage(f"{Path(path).name} is not an image file PIL can read (PNG, JPEG, BMP, WebP, ...).") from None
     if image.size[0] * image.size[1] > MAX_PIXELS:
-        raise BadImage(
-            f"The image is {image.size[0]}x{image.size[1]} pixels; please upload one under 50 megapixels."
-        )
+        raise BadImage(f"The image is {image.size[0]}x{image.size[1]} pixels; please upload one under 50 megapixels.")
     image.load()
     return image
 
@@ -104,13 +96,13 @@ def classify(predictor: Predictor, image: Image.Image) -> tuple[dict, np.ndarray
 
 def model_card_markdown(predictor: Predictor) -> str:
     card, metrics = predictor.card, predictor.metrics or {}
-    accuracy = (
-        f"{metrics['test_accuracy']:.2%} on {metrics['test']['samples']} test images" if metrics else "n/a"
+    accuracy = f"{metrics['test_accuracy']:.2%} on {metrics['test']['samples']} test images" if metrics else "n/a"
+    return (
+        f"**Model** {card['backbone']}, {card['parameters']:,} parameters ({predictor.kind})  \n"
+        f"**Data** {card['source']}  \n**Classes** {', '.join(card['classes'])}  \n"
+        f"**Test accuracy** {accuracy}  \n**Input** {card['image_size']}x{card['image_size']}, "
+        f"{card['in_channels']} channel(s), [0, 1] pixels"
     )
-    return (f"**Model** {card['backbone']}, {card['parameters']:,} parameters ({predictor.kind})  \n"
-            f"**Data** {card['source']}  \n**Classes** {', '.join(card['classes'])}  \n"
-            f"**Test accuracy** {accuracy}  \n**Input** {card['image_size']}x{card['image_size']}, "
-            f"{card['in_channels']} channel(s), [0, 1] pixels")  # fmt: skip
 
 
 def example_images(predictor: Predictor, n: int = 6) -> list[str]:
@@ -123,9 +115,7 @@ def example_images(predictor: Predictor, n: int = 6) -> list[str]:
     paths = []
     for i in np.linspace(0, len(test) - 1, n).astype(int):
         image, label = test[int(i)]
-        array = (
-            (image.permute(1, 2, 0).numpy() * 255).astype(np.uint8).squeeze(-1 if image.shape[0] == 1 else ())
-        )
+        array = (image.permute(1, 2, 0).numpy() * 255).astype(np.uint8).squeeze(-1 if image.shape[0] == 1 else ())
         path = folder / f"{predictor.card['classes'][label]}_{i}.png"
         Image.fromarray(array).resize((128, 128), Image.Resampling.NEAREST).save(path)
         paths.append(str(path))
@@ -153,9 +143,7 @@ def build_demo(predictor: Predictor) -> gr.Blocks:
         return run(load)
 
     with gr.Blocks(title="classifier") as demo:
-        gr.Markdown(
-            "# Image classifier\nDraw or upload an image; the model returns its five most likely classes."
-        )
+        gr.Markdown("# Image classifier\nDraw or upload an image; the model returns its five most likely classes.")
         with gr.Row():
             with gr.Column():
                 with gr.Tab("Draw"):

@@ -66,8 +66,6 @@ def confusion_figure(matrix: list[list[int]], classes: list[str]):
     ax.set_yticklabels(classes)
     if len(classes) <= 20:
         for (i, j), v in np.ndenumerate(cm):
-            ax.text(
-                j, i, v, ha="center", va="center", color="white" if v > cm.max() / 2 else "black", fontsize=8
-            )
+            ax.text(j, i, v, ha="center", va="center", color="white" if v > cm.max() / 2 else "black", fontsize=8)
     fig.tight_layout()
     return fig

@@ -12,6 +12,7 @@ is the wrong tool for CNNs: ORT's ConvInteger path measured 5-10x slower than fp
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 from pathlib import Path
@@ -23,6 +24,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch.utils.data import DataLoader
 
 from dlshared.checkpoint import load_json, save_json
+from dlshared.outputs import staged_output
 
 from .artifacts import find_run, load_torch_model
 from .config import ExportArgs
@@ -35,9 +37,14 @@ def export_onnx(model: torch.nn.Module, card: dict, path: Path) -> Path:
     example = torch.rand(2, channels, size, size)
     batch = torch.export.Dim("batch", min=1, max=4096)
     program = torch.onnx.export(
-        model.cpu().eval(), (example,), dynamo=True, input_names=["images"], output_names=["logits"],
-        dynamic_shapes={"images": {0: batch}}, verbose=False,
-    )  # fmt: skip
+        model.cpu().eval(),
+        (example,),
+        dynamo=True,
+        input_names=["images"],
+        output_names=["logits"],
+        dynamic_shapes={"images": {0: batch}},
+        verbose=False,
+    )
     program.save(str(path), external_data=False)
     return path
 
@@ -58,15 +65,19 @@ def quantize_int8(fp32_path: Path, path: Path, batches: list[np.ndarray]) -> Pat
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)  # folds BN, infers shapes
         quantize_static(
-            str(prepared), str(path), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-        )  # fmt: skip
+            str(prepared),
+            str(path),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
     return path
 
 
 def calibration_batches(run_cfg, n_batches: int, batch_size: int = 32) -> list[np.ndarray]:
-    run_cfg.augment = False  # calibrate on clean images
-    data = load_data(run_cfg)
+    data = load_data(dataclasses.replace(run_cfg, augment=False))  # calibrate on clean images
     loader = DataLoader(data.train, batch_size, shuffle=True, generator=torch.Generator().manual_seed(0))
     batches = []
     for images, _ in loader:
@@ -77,27 +88,24 @@ def calibration_batches(run_cfg, n_batches: int, batch_size: int = 32) -> list[n
 
 
 def export(args: ExportArgs) -> dict:
+    """ONNX (and int8 ONNX) of a run, written into a staging folder that becomes --out when complete."""
     run_dir = find_run(args.ckpt)
     model, cfg, card = load_torch_model(run_dir, "cpu")
-    out = Path(args.out or run_dir / "export")
-    out.mkdir(parents=True, exist_ok=True)
-    for name in ("config.json", "card.json"):  # eval/demo of an .onnx file read these beside it
-        shutil.copyfile(run_dir / name, out / name)
-    result: dict = {"out": str(out)}
-    fp32 = export_onnx(model, card, out / "model.onnx")
-    result["onnx"] = str(fp32)
-    result["onnx_bytes"] = fp32.stat().st_size
-    if args.format in ("int8", "all"):
-        int8 = quantize_int8(
-            fp32, out / "model.int8.onnx", calibration_batches(cfg, args.calibration_batches)
-        )
-        result["int8"] = str(int8)
-        result["int8_bytes"] = int8.stat().st_size
-        result["compression"] = round(result["onnx_bytes"] / result["int8_bytes"], 2)
+    out = Path(args.out or run_dir / "export").resolve()
+    with staged_output(out, args.overwrite, sources=(run_dir,)) as stage:
+        for name in ("config.json", "card.json"):  # eval/demo of an .onnx file read these beside it
+            shutil.copyfile(run_dir / name, stage / name)
+        fp32 = export_onnx(model, card, stage / "model.onnx")
+        sizes = {"onnx_bytes": fp32.stat().st_size}
+        if args.format in ("int8", "all"):
+            batches = calibration_batches(cfg, args.calibration_batches)
+            sizes["int8_bytes"] = quantize_int8(fp32, stage / "model.int8.onnx", batches).stat().st_size
+            sizes["compression"] = round(sizes["onnx_bytes"] / sizes["int8_bytes"], 2)
         if args.format == "int8":
             fp32.unlink()
-            result.pop("onnx")
-    save_json({**result, "source_run": str(run_dir), "metrics": _metrics(run_dir)}, out / "export.json")
+        files = {"onnx": out / "model.onnx", "int8": out / "model.int8.onnx"}
+        result = {"out": str(out), **{k: str(f) for k, f in files.items() if (stage / f.name).exists()}, **sizes}
+        save_json({**result, "source_run": str(run_dir), "metrics": _metrics(run_dir)}, stage / "export.json")
     return result
 
 

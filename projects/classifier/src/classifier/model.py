@@ -77,11 +77,15 @@ class SmallResNet(nn.Module):
 
 class ImageClassifier(nn.Module):
     """Any backbone behind input normalisation: it takes [0, 1] pixels, so exports and the demo need no
-    preprocessing constants. Grayscale input is repeated to 3 channels for backbones built for RGB."""
+    preprocessing constants. Grayscale input is repeated to 3 channels for backbones built for RGB.
 
-    def __init__(self, backbone: nn.Module, mean, std, expand_to_rgb: bool = False):
+    `head` names the backbone's classification layer (transfer learning trains it apart from the rest).
+    """
+
+    def __init__(self, backbone: nn.Module, mean, std, head: str = "fc", expand_to_rgb: bool = False):
         super().__init__()
         self.backbone = backbone
+        self.head = f"backbone.{head}"  # the prefix of the head's parameter names
         self.expand_to_rgb = expand_to_rgb
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
@@ -91,3 +95,23 @@ class ImageClassifier(nn.Module):
         if self.expand_to_rgb:
             x = x.expand(-1, 3, -1, -1)
         return self.backbone(x)  # [B, num_classes]
+
+
+def build_model(
+    backbone: str,
+    num_classes: int,
+    in_channels: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    widths: tuple[int, ...] = (32, 64, 128),
+    blocks: tuple[int, ...] = (1, 1, 1),
+    pretrained: bool = False,
+) -> ImageClassifier:
+    """The model a run names: "resnet-small" (the ResNet above), or a torchvision / timm backbone with a new
+    classification layer (transfer.py, day 13)."""
+    if backbone == "resnet-small":
+        return ImageClassifier(SmallResNet(in_channels, num_classes, widths, blocks), mean, std, head="fc")
+    from .transfer import load_backbone  # torchvision / timm, imported only when a run asks for them
+
+    net, head, expand_to_rgb = load_backbone(backbone, num_classes, in_channels, pretrained)
+    return ImageClassifier(net, mean, std, head=head, expand_to_rgb=expand_to_rgb)

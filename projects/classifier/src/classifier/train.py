@@ -1,205 +1,171 @@
-"""The training loop, written out: Accelerate supplies the device, DDP, mixed precision and accumulation,
-the loop itself stays here to be read.
+"""The training loop, written out (day 5). Accelerate supplies the device, DDP and mixed precision; `dlshared`
+the run folder, logs and resume file; the loop itself is `train()` below, to be read top to bottom.
 
-    uv run classifier train                      # quick preset: digits, ~1 min on 2 CPU cores
-    uv run torchrun --nproc-per-node 2 -m classifier.cli train   # the same, data-parallel over 2 processes
+    uv run classifier train                                        # quick preset: digits, ~1 min on 2 CPU cores
+    uv run torchrun --nproc-per-node 2 -m classifier.cli train     # the same, data-parallel over 2 processes
 """
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from contextlib import nullcontext
+from functools import partial
 
 import torch
 import torch.nn as nn
-from accelerate import Accelerator, DataLoaderConfiguration
-from accelerate.state import AcceleratorState, GradientState
+from accelerate import DataLoaderConfiguration
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
-from dlshared.checkpoint import (
-    RESUME_NAME,
-    WEIGHTS_NAME,
-    restore_training_state,
-    save_json,
-    save_resume_state,
-    save_weights,
-    training_state,
-)
+from dlshared.checkpoint import WEIGHTS_NAME, save_weights
 from dlshared.cli import UserError
-from dlshared.device import pick_device
-from dlshared.monitor import RunLogger, Throughput
-from dlshared.runs import config_to_dict, resolve_run_dir
 from dlshared.seed import seed_everything
+from dlshared.training import start_run
 
 from .config import PROJECT, TrainConfig
-from .data import DataBundle, load_data
+from .data import load_data
 from .evaluate import classification_metrics, confusion_figure, predict
+from .model import build_model
 from .probes import LayerProbe
-from .transfer import build_model, parameter_groups, set_backbone_trainable
+from .transfer import parameter_groups, set_backbone_trainable
 
 
 def build_optimizer(cfg: TrainConfig, model: nn.Module, total_steps: int):
-    scale = (
-        cfg.backbone_lr_scale if cfg.pretrained else 1.0
-    )  # a model trained from scratch learns at one rate
-    groups = parameter_groups(model, cfg.lr, scale, cfg.weight_decay)
+    """AdamW or SGD over parameter groups (transfer.py), and a one-cycle or warm-up + cosine schedule."""
+    # a pretrained backbone learns more slowly than its new head; a model trained from scratch at one rate
+    backbone_lr_scale = cfg.backbone_lr_scale if cfg.pretrained else 1.0
+    groups = parameter_groups(model, cfg.lr, backbone_lr_scale, cfg.weight_decay)
     if cfg.optimizer == "sgd":
         optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
     else:
         optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
-    peak_lrs = [g["lr"] for g in groups]
     warmup = max(2, round(cfg.warmup_fraction * total_steps))
-    if cfg.schedule == "onecycle":
-        if total_steps < warmup + 2:  # OneCycleLR needs a warm-up and an anneal phase of 2+ steps each
-            raise UserError(f"{total_steps} optimizer steps are too few for --schedule onecycle; train longer "
-                            "or use --schedule cosine")  # fmt: skip
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=peak_lrs, total_steps=total_steps, pct_start=warmup / total_steps
+    if cfg.schedule == "cosine":
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_cosine(step, warmup, total_steps)
         )
-    else:
-
-        def warmup_cosine(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine)
-    return optimizer, scheduler
+    if total_steps < warmup + 2:  # OneCycleLR needs a warm-up and an anneal phase of 2+ steps each
+        raise UserError(f"{total_steps} optimizer steps are too few for --schedule onecycle; use --schedule cosine")
+    peak_lrs = [group["lr"] for group in groups]
+    pct_start = warmup / total_steps
+    return optimizer, torch.optim.lr_scheduler.OneCycleLR(optimizer, peak_lrs, total_steps, pct_start=pct_start)
 
 
-def model_card(cfg: TrainConfig, data: DataBundle, model: nn.Module) -> dict:
-    """What anyone using the trained model needs to know: classes, input format, size, where it came from."""
-    return {
-        "classes": data.classes, "in_channels": data.in_channels, "image_size": cfg.image_size,
-        "style": data.style, "backbone": cfg.backbone, "source": data.source,
-        "parameters": sum(p.numel() for p in model.parameters()),
-    }  # fmt: skip
+def warmup_cosine(step: int, warmup: int, total_steps: int) -> float:
+    """Learning-rate factor: linear warm-up to 1, then cosine decay to 0 at `total_steps`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, accelerator, classes: list[str]) -> dict:
+    """Accuracy, loss and confusion matrix (evaluate.py) over a split, gathered from every process."""
+    model.eval()
+    with accelerator.autocast():
+        logits, labels = predict(model, loader, accelerator.device, accelerator.gather_for_metrics)
+    return classification_metrics(logits, labels, classes)
+
+
+def log_epoch(log, val: dict, classes: list[str], where: str, train_loss: float, meter, step: int) -> None:
+    """Validation scalars and confusion matrix to TensorBoard, one summary line to the console."""
+    log.scalars({"val/accuracy": val["accuracy"], "val/loss": val["loss"]}, step)
+    log.figure("val/confusion_matrix", confusion_figure(val["confusion_matrix"], classes), step)
+    log.print(f"{where}  train loss {train_loss:.4f}  val acc {val['accuracy']:.4f}  {meter.rate:.0f} img/s")
 
 
 def train(cfg: TrainConfig) -> dict:
     """Train a classifier as `cfg` says; returns the final metrics (also written to RUN/metrics.json)."""
-    device = pick_device(cfg.device)
-    # Accelerate keeps its settings in a process-wide singleton; forget the previous run's (e.g. its precision)
-    # so that several runs in one process (tests, notebooks) can differ. The process group is kept.
-    AcceleratorState._reset_state()
-    GradientState._reset_state()
-    accelerator = Accelerator(
-        cpu=device.type == "cpu",
-        mixed_precision=cfg.mixed_precision,
-        gradient_accumulation_steps=cfg.grad_accum,
-        # the sampler reseeds from (seed + epoch), so the data order of an epoch survives a resume
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
-    )
+    # --- set-up: processes, run folder, data, model, optimiser; all of it before the first step ---
+    # a seedable sampler draws each epoch's order from (seed, epoch), so an epoch survives a resume
+    data_order = DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed)
+    run = start_run(PROJECT, cfg, dataloader_config=data_order)
+    accelerator, log = run.accelerator, run.log
     seed_everything(cfg.seed)
-    run_dir = resolve_run_dir(PROJECT, cfg.out, cfg.name, cfg.resume)
-    log = RunLogger(run_dir, enabled=accelerator.is_main_process)
-    log.print(f"config: {json.dumps(config_to_dict(cfg))}")
-
     data = load_data(cfg)
-    model = build_model(cfg, len(data.classes), data.in_channels, data.mean, data.std)
-    card = model_card(cfg, data, model)
-    log.print(f"data: {data.source}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test, "
-              f"{len(data.classes)} classes; model: {cfg.backbone}, {card['parameters']:,} parameters")  # fmt: skip
+    model = build_model(
+        cfg.backbone, len(data.classes), data.in_channels, data.mean, data.std, cfg.widths, cfg.blocks, cfg.pretrained
+    )
+    parameters = sum(p.numel() for p in model.parameters())
+    card = {
+        "classes": data.classes,
+        "in_channels": data.in_channels,
+        "image_size": cfg.image_size,
+        "style": data.style,
+        "backbone": cfg.backbone,
+        "source": data.source,
+        "parameters": parameters,
+    }
+    run.save_json(card, "card.json")  # what a user of the weights needs: classes, input format, origin
+    log.print(
+        f"data: {data.source}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test; "
+        f"model: {cfg.backbone}, {parameters:,} parameters"
+    )
 
     train_loader = DataLoader(data.train, cfg.batch_size, shuffle=True, num_workers=cfg.num_workers)
     val_loader = DataLoader(data.val, 256, num_workers=cfg.num_workers)
     test_loader = DataLoader(data.test, 256, num_workers=cfg.num_workers)
-    model, train_loader, val_loader, test_loader = accelerator.prepare(
-        model, train_loader, val_loader, test_loader
-    )
+    model, train_loader, val_loader, test_loader = accelerator.prepare(model, train_loader, val_loader, test_loader)
+    raw_model = accelerator.unwrap_model(model)  # without DDP's wrapper: what is saved, frozen and probed
     steps_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum)
-    optimizer, scheduler = build_optimizer(cfg, accelerator.unwrap_model(model), cfg.epochs * steps_per_epoch)
+    optimizer, scheduler = build_optimizer(cfg, raw_model, cfg.epochs * steps_per_epoch)
     optimizer = accelerator.prepare(optimizer)  # the scheduler is stepped by hand, once per optimizer step
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    progress = run.resume(raw_model, optimizer, scheduler) or {"epoch": 0, "step": 0, "history": []}
+    epoch, step, history = progress["epoch"], progress["step"], progress["history"]
+    meter = run.meter(cfg.epochs * steps_per_epoch, step, every=cfg.log_every, unit="images")
+    probe = LayerProbe(raw_model, log, every=cfg.stats_every, first_step=step)  # day 9: inside the network
 
-    start_epoch, step, history = 0, 0, []
-    if cfg.resume:
-        progress = restore_training_state(
-            run_dir / RESUME_NAME, accelerator.unwrap_model(model), optimizer, scheduler
-        )
-        start_epoch, step, history = progress["epoch"], progress["step"], progress["history"]
-        log.print(f"resumed {run_dir} at epoch {start_epoch}, step {step}")
-    if accelerator.is_main_process:
-        save_json(config_to_dict(cfg), run_dir / "config.json")
-        save_json(card, run_dir / "card.json")
-
-    def evaluate(loader) -> dict:
-        model.eval()
-        with accelerator.autocast():
-            logits, labels = predict(model, loader, accelerator.device, accelerator.gather_for_metrics)
-        return classification_metrics(logits, labels, data.classes)
-
-    meter = Throughput(warmup=2)  # per epoch: the first steps of each pay for warm-up
-    started = time.perf_counter()
-    val = None
-    for epoch in range(start_epoch, cfg.epochs):
+    # --- the loop: an epoch of optimizer steps, then validation and a checkpoint ---
+    while epoch < cfg.epochs:
         train_loader.set_epoch(epoch)
-        set_backbone_trainable(accelerator.unwrap_model(model), epoch >= cfg.freeze_epochs)
+        set_backbone_trainable(raw_model, epoch >= cfg.freeze_epochs)  # transfer: the head alone first
         model.train()
-        meter.reset()
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=not (cfg.progress and accelerator.is_main_process))  # fmt: skip
-        loss_sum, batches = torch.zeros((), device=accelerator.device), 0
-        for images, labels in bar:
-            with accelerator.accumulate(model):
-                # sync_gradients is set by accumulate(): true on the micro-batch that completes an optimizer step
-                inspect = cfg.stats_every > 0 and step % cfg.stats_every == 0 and accelerator.sync_gradients
-                # the probe sees the unwrapped model (tags without DDP's "module.") and closes before zero_grad
-                probe_or_nothing = LayerProbe(accelerator.unwrap_model(model)) if inspect else nullcontext()
-                with probe_or_nothing as probe:
-                    loss = criterion(model(images), labels)
-                    accelerator.backward(loss)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            if inspect:
-                log.scalars({f"layers/{k}": v for k, v in probe.stats.items()}, step)
-                for name, values in probe.activations.items():
-                    log.histogram(f"activations/{name}", values, step)
-            meter.update(len(images) * accelerator.num_processes)
+        loss_sum, step_images = torch.zeros((), device=accelerator.device), 0
+        for i, (images, labels) in enumerate(train_loader, start=1):
+            completes_step = i % cfg.grad_accum == 0 or i == len(train_loader)
+            # DDP averages gradients across processes only on the batch that completes an optimizer step
+            with nullcontext() if completes_step else accelerator.no_sync(model):
+                logits = model(images)  # [B, classes]
+                loss = criterion(logits, labels)
+                accelerator.backward(loss / cfg.grad_accum)
             loss_sum += loss.detach()
-            batches += 1
-            if not accelerator.sync_gradients:
+            step_images += len(images) * accelerator.num_processes
+            if not completes_step:
                 continue
+            probe.log_step(step)  # every stats_every steps: this step's activations and gradients
+            optimizer.step()
             scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
             step += 1
-            if step % cfg.log_every == 0:  # .item() waits for the GPU: only on logging steps
-                log.scalars({"train/loss": loss.item(), "train/lr": scheduler.get_last_lr()[-1],
-                             "train/images_per_s": meter.rate}, step)  # fmt: skip
-                bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{meter.rate:.0f}")
+            meter.step(step, step_images, loss=loss, lr=scheduler.get_last_lr()[-1])
+            step_images = 0
+        epoch += 1
 
-        val = evaluate(val_loader)
-        # the mean of batch means (a short last batch weighs as much as a full one), averaged over processes
-        train_loss = accelerator.reduce(loss_sum, "mean").item() / max(batches, 1)
-        history.append(
-            {"epoch": epoch + 1, "train_loss": round(train_loss, 6), "val_accuracy": val["accuracy"]}
-        )
-        log.scalars({"val/accuracy": val["accuracy"], "val/loss": val["loss"]}, step)
-        log.figure("val/confusion_matrix", confusion_figure(val["confusion_matrix"], data.classes), step)
-        log.print(f"epoch {epoch + 1}/{cfg.epochs}  step {step}  train loss {train_loss:.4f}  "
-                  f"val acc {val['accuracy']:.4f}  {meter.rate:.0f} img/s")  # fmt: skip
-        if accelerator.is_main_process:  # checkpoint every epoch: weights to publish, one file to resume from
-            unwrapped = accelerator.unwrap_model(model)
-            save_weights(unwrapped, run_dir / WEIGHTS_NAME, metadata={"epoch": str(epoch + 1)})
-            save_resume_state(training_state(unwrapped, optimizer, scheduler, epoch=epoch + 1, step=step,
-                                             history=history), run_dir / RESUME_NAME)  # fmt: skip
-        accelerator.wait_for_everyone()
+        with meter.paused():
+            val = evaluate(model, val_loader, accelerator, data.classes)
+            train_loss = accelerator.reduce(loss_sum, "mean").item() / len(train_loader)  # over processes
+            history.append({"epoch": epoch, "train_loss": round(train_loss, 6), "val_accuracy": val["accuracy"]})
+            log_epoch(log, val, data.classes, f"epoch {epoch}/{cfg.epochs}  step {step}", train_loss, meter, step)
+            publish = partial(save_weights, raw_model, run.dir / WEIGHTS_NAME, {"epoch": str(epoch)})
+            run.checkpoint(raw_model, optimizer, scheduler, publish, epoch=epoch, step=step, history=history)
+    meter.close()
 
-    test = evaluate(test_loader)
-    val = val or evaluate(val_loader)
+    # --- finish: the test split, once ---
+    test = evaluate(model, test_loader, accelerator, data.classes)
+    log.scalars({"test/accuracy": test["accuracy"]}, step)
     metrics = {
-        "test_accuracy": test["accuracy"], "test_loss": test["loss"], "val_accuracy": val["accuracy"],
-        "epochs": cfg.epochs, "steps": step, "train_seconds": round(time.perf_counter() - started, 1),
-        "train_images_per_s": round(meter.rate, 1), "processes": accelerator.num_processes,
-        "parameters": card["parameters"], "run_dir": str(run_dir), "history": history, "test": test,
-    }  # fmt: skip
-    if accelerator.is_main_process:
-        save_json(metrics, run_dir / "metrics.json")
-        log.scalars({"test/accuracy": test["accuracy"]}, step)
-    log.print(f"done: test accuracy {test['accuracy']:.4f} ({test['samples']} images), "
-              f"{metrics['train_seconds']} s, run folder {run_dir}")  # fmt: skip
-    log.close()
-    accelerator.end_training()
-    return metrics
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
+        "val_accuracy": history[-1]["val_accuracy"],
+        "epochs": cfg.epochs,
+        "steps": step,
+        "train_seconds": round(meter.seconds, 1),
+        "train_images_per_s": round(meter.rate, 1),
+        "processes": accelerator.num_processes,
+        "parameters": parameters,
+        "run_dir": str(run.dir),
+        "history": history,
+        "test": test,
+    }
+    summary = f"done: test accuracy {test['accuracy']:.4f} ({test['samples']} images), {meter.seconds:.1f} s"
+    return run.finish(metrics, f"{summary}, run folder {run.dir}")

@@ -1,5 +1,5 @@
-"""Building the model a config names, and the transfer-learning tools (day 13): a pretrained torchvision or timm
-backbone with a new head, freezing and unfreezing, and discriminative learning rates."""
+"""The transfer-learning tools (day 13): a pretrained torchvision or timm backbone with a new head, freezing and
+unfreezing, and discriminative learning rates. `model.build_model` calls `load_backbone` for these backbones."""
 
 from __future__ import annotations
 
@@ -7,42 +7,26 @@ import torch.nn as nn
 
 from dlshared.cli import UserError
 
-from .config import TrainConfig
-from .model import ImageClassifier, SmallResNet
+from .model import ImageClassifier
 
 
-def build_model(cfg: TrainConfig, num_classes: int, in_channels: int, mean, std) -> ImageClassifier:
-    """The model for `cfg`; its new classification layer is recorded in `model.head_names`."""
-    if cfg.backbone == "resnet-small":
-        backbone = SmallResNet(in_channels, num_classes, cfg.widths, cfg.blocks)
-        model = ImageClassifier(backbone, mean, std)
-        model.head_names = ["backbone.fc"]
-        return model
-    if cfg.backbone.startswith("timm/"):
-        backbone, head = _timm_backbone(
-            cfg.backbone.removeprefix("timm/"), num_classes, in_channels, cfg.pretrained
-        )
-        model = ImageClassifier(backbone, mean, std)  # timm adapts the stem to in_channels itself
-    else:
-        backbone, head = _torchvision_backbone(cfg.backbone, num_classes, cfg.pretrained)
-        model = ImageClassifier(backbone, mean, std, expand_to_rgb=in_channels == 1)
-    model.head_names = [f"backbone.{head}"]
-    return model
+def load_backbone(name: str, num_classes: int, in_channels: int, pretrained: bool) -> tuple[nn.Module, str, bool]:
+    """(network with a new `num_classes` head, the head's module name, whether grayscale must become RGB) for a
+    torchvision classifier name or timm/<name>; `pretrained` loads ImageNet weights (a download, then cached)."""
+    if name.startswith("timm/"):  # timm adapts the stem to in_channels itself
+        return (*_timm_backbone(name.removeprefix("timm/"), num_classes, in_channels, pretrained), False)
+    return (*_torchvision_backbone(name, num_classes, pretrained), in_channels == 1)
 
 
 def _torchvision_backbone(name: str, num_classes: int, pretrained: bool) -> tuple[nn.Module, str]:
     import torchvision
 
     if name not in torchvision.models.list_models(module=torchvision.models):
-        raise UserError(
-            f"unknown backbone {name!r}: use resnet-small, timm/<name> or a torchvision classifier"
-        )
+        raise UserError(f"unknown backbone {name!r}: use resnet-small, timm/<name> or a torchvision classifier")
     try:
         net = torchvision.models.get_model(name, weights="DEFAULT" if pretrained else None)
     except Exception as err:  # no network, proxy, or corrupt cache: say what to do instead of a urllib trace
-        raise UserError(
-            f"could not load pretrained weights for {name} ({err}); use --no-pretrained offline"
-        ) from None
+        raise UserError(f"could not load pretrained weights for {name} ({err}); use --no-pretrained offline") from None
     # the classification layer is the last Linear of every torchvision classifier (fc, classifier[-1], heads.head)
     head, last = [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Linear)][-1]
     net.set_submodule(head, nn.Linear(last.in_features, num_classes))
@@ -65,20 +49,15 @@ def set_backbone_trainable(model: ImageClassifier, trainable: bool) -> None:
     """Freeze (or unfreeze) everything but the head. Frozen BatchNorm layers still update running stats in
     train mode; that is the usual choice for fine-tuning on a new domain."""
     for name, param in model.named_parameters():
-        if not any(name.startswith(h + ".") for h in model.head_names):
+        if not name.startswith(model.head + "."):
             param.requires_grad_(trainable)
 
 
-def parameter_groups(
-    model: ImageClassifier, lr: float, backbone_lr_scale: float, weight_decay: float
-) -> list[dict]:
+def parameter_groups(model: ImageClassifier, lr: float, backbone_lr_scale: float, weight_decay: float) -> list[dict]:
     """Head at `lr`, backbone at `lr * backbone_lr_scale`; no weight decay on norms and biases (1-D tensors)."""
     groups: dict[tuple[bool, bool], list] = {}
-    heads = getattr(model, "head_names", None) or [
-        ""
-    ]  # a model without a recorded head: all of it learns at lr
     for name, param in model.named_parameters():
-        is_head = any(name.startswith(h + ".") if h else True for h in heads)
+        is_head = name.startswith(model.head + ".")
         groups.setdefault((is_head, param.ndim > 1), []).append(param)
     return [
         {
