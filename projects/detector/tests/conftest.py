@@ -46,16 +46,37 @@ def write_coco_folder(root: Path) -> Path:
         ],
         "annotations": [
             # a triangle as a polygon: corners (60, 40), (90, 40), (60, 55)
-            {"id": 1, "image_id": 11, "category_id": 9, "bbox": [60, 40, 30, 15], "area": 225, "iscrowd": 0,
-             "segmentation": [[60, 40, 90, 40, 60, 55]]},
+            {
+                "id": 1,
+                "image_id": 11,
+                "category_id": 9,
+                "bbox": [60, 40, 30, 15],
+                "area": 225,
+                "iscrowd": 0,
+                "segmentation": [[60, 40, 90, 40, 60, 55]],
+            },
             # no segmentation: the mask is the box
             {"id": 2, "image_id": 11, "category_id": 2, "bbox": [20, 10, 30, 20], "area": 600, "iscrowd": 0},
             {"id": 3, "image_id": 11, "category_id": 4, "bbox": [0, 0, 10, 10], "area": 100, "iscrowd": 0},
-            {"id": 4, "image_id": 11, "category_id": 2, "bbox": [60, 20, 5, 10], "area": 50, "iscrowd": 0,
-             "segmentation": {"size": [60, 100], "counts": rle_counts}},
-            {"id": 5, "image_id": 11, "category_id": 2, "bbox": [0, 30, 40, 30], "area": 1200, "iscrowd": 1,
-             "segmentation": [[0, 30, 40, 30, 40, 60, 0, 60]]},
+            {
+                "id": 4,
+                "image_id": 11,
+                "category_id": 2,
+                "bbox": [60, 20, 5, 10],
+                "area": 50,
+                "iscrowd": 0,
+                "segmentation": {"size": [60, 100], "counts": rle_counts},
+            },
+            {
+                "id": 5,
+                "image_id": 11,
+                "category_id": 2,
+                "bbox": [0, 30, 40, 30],
+                "area": 1200,
+                "iscrowd": 1,
+                "segmentation": [[0, 30, 40, 30, 40, 60, 0, 60]],
+            },
         ],
-    }  # fmt: skip
+    }
     (root / "annotations.json").write_text(json.dumps(coco))
     return root

@@ -31,9 +31,7 @@ def box_of(channel: torch.Tensor) -> list[float]:
 def test_boxes_and_masks_follow_the_pixels(kind):
     images, targets = painted_batch()
     before = [t["boxes"].clone() for t in targets]
-    out = augment_batch(
-        images, targets, kind, shuffle_channels=True, generator=torch.Generator().manual_seed(1)
-    )
+    out = augment_batch(images, targets, kind, shuffle_channels=True, generator=torch.Generator().manual_seed(1))
     changed = 0
     for image, target, old in zip(out, targets, before, strict=True):
         painted = image.sum(0)  # the rectangle is in whichever channel the shuffle put it

@@ -3,9 +3,9 @@ resizing keeps boxes on their masks, and every bad input ends in a UserError tha
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,6 +13,7 @@ import torch
 from pycocotools.coco import COCO
 
 from detector import shapes
+from detector.config import TrainConfig
 from detector.data import CocoDetection, collate, load_splits
 from detector.shapes import CLASSES, draw_image, ensure_shapes, write_shapes
 from dlshared.cli import UserError
@@ -42,9 +43,7 @@ def test_shapes_round_trip_through_coco(shapes_dir, capsys):
         assert masks.shape == (len(boxes), 128, 128) and masks.dtype == torch.uint8
         assert 1 <= len(labels) <= 4 and ((labels >= 1) & (labels <= 3)).all()
         assert (masks.sum(0) <= 1).all()  # what one object hides is no longer part of its mask
-        for box, mask, ann in zip(
-            boxes, masks, coco.loadAnns(coco.getAnnIds(imgIds=target["image_id"])), strict=True
-        ):
+        for box, mask, ann in zip(boxes, masks, coco.loadAnns(coco.getAnnIds(imgIds=target["image_id"])), strict=True):
             assert mask.sum() >= shapes.MIN_VISIBLE_PIXELS
             assert box.tolist() == mask_box(mask)
             assert ann["area"] == mask.sum().item()
@@ -115,11 +114,7 @@ def test_foreign_coco_folder_matches_classes_by_name(tmp_path, make_coco):
     assert target["iscrowd"].tolist() == [0, 0, 0]
     grey, empty = data[1]  # grey PNG, no annotations: RGB, empty targets of the right shapes
     assert grey.shape == (3, 40, 40) and torch.allclose(grey, torch.full_like(grey, 128 / 255))
-    assert (
-        empty["boxes"].shape == (0, 4)
-        and empty["labels"].shape == (0,)
-        and empty["masks"].shape == (0, 40, 40)
-    )
+    assert empty["boxes"].shape == (0, 4) and empty["labels"].shape == (0,) and empty["masks"].shape == (0, 40, 40)
     by_file = CocoDetection(root, classes=["triangle", "dog", "circle"])  # any order the caller gives
     assert by_file[0][1]["labels"].tolist() == [1, 3, 2, 3]
     assert CocoDetection(root).classes == ["circle", "dog", "triangle"]  # default: file's order of ids
@@ -146,9 +141,7 @@ def test_resize_and_pad_keep_boxes_on_masks(tmp_path, make_coco, shapes_dir):
     assert image[:, 30:].abs().sum() == 0 and target["masks"][:, 30:].sum() == 0
     assert target["boxes"].tolist() == [[30, 20, 45, 27.5], [10, 5, 25, 15], [30, 10, 32.5, 15]]
     assert CocoDetection(make_coco(tmp_path / "tall"), image_size=80)[1][0].shape == (3, 80, 80)  # upscaled
-    for (_, small), (_, full) in zip(
-        CocoDetection(shapes_dir, image_size=64), CocoDetection(shapes_dir), strict=True
-    ):
+    for (_, small), (_, full) in zip(CocoDetection(shapes_dir, image_size=64), CocoDetection(shapes_dir), strict=True):
         assert torch.equal(small["boxes"], full["boxes"] / 2) and small["masks"].shape[-2:] == (64, 64)
         for box, mask in zip(small["boxes"], small["masks"], strict=True):
             assert (box - torch.tensor(mask_box(mask))).abs().max() <= 1.0
@@ -159,9 +152,7 @@ def test_transform_moves_boxes_and_masks_with_the_image(shapes_dir):
 
     plain = CocoDetection(shapes_dir)[0]
     flipped = CocoDetection(shapes_dir, transform=v2.RandomHorizontalFlip(p=1.0))[0]
-    assert torch.equal(flipped[0], plain[0].flip(-1)) and torch.equal(
-        flipped[1]["masks"], plain[1]["masks"].flip(-1)
-    )
+    assert torch.equal(flipped[0], plain[0].flip(-1)) and torch.equal(flipped[1]["masks"], plain[1]["masks"].flip(-1))
     assert type(flipped[1]["boxes"]) is torch.Tensor
     for box, mask in zip(flipped[1]["boxes"], flipped[1]["masks"], strict=True):
         assert box.tolist() == mask_box(mask)
@@ -178,9 +169,7 @@ def test_collate_stacks_equal_sizes_only(shapes_dir, tmp_path, make_coco):
 def test_ensure_shapes_generates_once_per_parameters(tmp_path, monkeypatch):
     calls = []
     real = shapes.write_shapes
-    monkeypatch.setattr(
-        shapes, "write_shapes", lambda out, *a, **k: calls.append(out.name) or real(out, *a, **k)
-    )
+    monkeypatch.setattr(shapes, "write_shapes", lambda out, *a, **k: calls.append(out.name) or real(out, *a, **k))
     sizes = {"train": 4, "val": 2, "test": 2}
     root = ensure_shapes(tmp_path, sizes, image_size=64)
     assert calls == ["train", "val", "test"]
@@ -194,13 +183,10 @@ def test_ensure_shapes_generates_once_per_parameters(tmp_path, monkeypatch):
 
 
 def test_load_splits_shapes_and_single_folder(tmp_path):
-    cfg = SimpleNamespace(data=None, classes=None, image_size=64, shapes_train=6, shapes_root=tmp_path / "s",
-                          val_fraction=0.2, split_seed=0)  # fmt: skip
+    cfg = TrainConfig(image_size=64, shapes_train=6, shapes_root=tmp_path / "s", val_fraction=0.2)
     splits = load_splits(cfg)
-    assert (len(splits.train), len(splits.val), len(splits.test)) == (6, 50, 50) and splits.classes == list(
-        CLASSES
-    )
-    single = load_splits(SimpleNamespace(**{**vars(cfg), "data": tmp_path / "s" / "val"}))
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (6, 50, 50) and splits.classes == list(CLASSES)
+    single = load_splits(dataclasses.replace(cfg, data=tmp_path / "s" / "val"))
     assert (len(single.train), len(single.val), len(single.test)) == (30, 10, 10)
     assert single.train[0][0].shape == (3, 64, 64)
 

@@ -9,7 +9,6 @@ import pytest
 
 from detector.artifacts import load_detector
 from detector.config import SEGMENT_PRESETS
-from detector.data import load_splits
 from detector.demo import build_demo, example_image
 from detector.segmentation import load_segmenter, train_segmentation
 from dlshared.demo import launch
@@ -25,9 +24,8 @@ def client(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("demo_runs")
     run = train(dataclasses.replace(PRESETS["tiny"], out=out, shapes_root=out / "shapes", name="d"))
-    seg_cfg = dataclasses.replace(SEGMENT_PRESETS["tiny"], shapes_root=out / "shapes32")
-    train_segmentation(seg_cfg, load_splits(seg_cfg), out / "unet")
-    segmenter, card = load_segmenter(out / "unet")
+    unet = train_segmentation(dataclasses.replace(SEGMENT_PRESETS["tiny"], out=out, shapes_root=out / "shapes32"))
+    segmenter, card = load_segmenter(unet["run_dir"])
     demo = build_demo(load_detector(Path(run["run_dir"]), "cpu"), segmenter, card)
     url = launch(demo, port=free_port(), block=False)
     assert url.startswith("http://127.0.0.1:")

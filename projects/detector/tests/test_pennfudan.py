@@ -77,9 +77,7 @@ def test_convert_round_trips_through_the_loader(tmp_path):
         expected_masks, expected_boxes = [], []
         for value in range(1, ids.max() + 1):
             ys, xs = np.nonzero(ids == value)
-            expected_boxes.append(
-                [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
-            )  # pixel i spans [i, i + 1)
+            expected_boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])  # pixel i spans [i, i + 1)
             expected_masks.append(ids == value)
         assert target["image_id"] == k
         assert target["boxes"].tolist() == expected_boxes

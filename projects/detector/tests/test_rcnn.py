@@ -11,6 +11,7 @@ import torch
 
 from detector.config import PRESETS, ExportArgs
 from detector.evaluate import coco_map
+from detector.model import DetectorConfig, build_detector
 from detector.rcnn import build_rcnn
 from dlshared.cli import UserError
 
@@ -20,16 +21,8 @@ def mask_run(tmp_path_factory) -> dict:
     from detector.train import train
 
     out = tmp_path_factory.mktemp("runs")
-    cfg = dataclasses.replace(
-        PRESETS["tiny"],
-        out=out,
-        shapes_root=out / "shapes",
-        name="mask",
-        epochs=1,
-        model="maskrcnn_mobilenet",
-        max_detections=10,
-    )  # fmt: skip (10: fewer masks to paste)
-    return train(cfg)
+    tiny = dataclasses.replace(PRESETS["tiny"], out=out, shapes_root=out / "shapes", name="mask", epochs=1)
+    return train(dataclasses.replace(tiny, model="maskrcnn_mobilenet", max_detections=10))  # 10: fewer masks to paste
 
 
 def test_mask_rcnn_trains_and_reports_box_and_mask_map(mask_run):
@@ -67,14 +60,21 @@ def test_coco_map_scores_masks_apart_from_boxes():
     masks = torch.zeros(2, 32, 32, dtype=torch.bool)
     masks[0, 2:12, 2:12] = True
     masks[1, 16:30, 10:20] = True
-    truth = {"boxes": torch.tensor([[2.0, 2, 12, 12], [10, 16, 20, 30]]), "labels": torch.tensor([1, 2]),
-             "masks": masks.to(torch.uint8)}  # fmt: skip
-    perfect = {"boxes": truth["boxes"], "scores": torch.tensor([0.9, 0.8]), "labels": truth["labels"],
-               "masks": masks}  # fmt: skip
+    truth = {
+        "boxes": torch.tensor([[2.0, 2, 12, 12], [10, 16, 20, 30]]),
+        "labels": torch.tensor([1, 2]),
+        "masks": masks.to(torch.uint8),
+    }
+    perfect = {"boxes": truth["boxes"], "scores": torch.tensor([0.9, 0.8]), "labels": truth["labels"], "masks": masks}
     assert coco_map([([perfect], [truth])]) | {"images": 1} == {
-        "map": 1.0, "map_50": 1.0, "map_75": 1.0, "mask_map": 1.0, "mask_map_50": 1.0, "mask_map_75": 1.0,
+        "map": 1.0,
+        "map_50": 1.0,
+        "map_75": 1.0,
+        "mask_map": 1.0,
+        "mask_map_50": 1.0,
+        "mask_map_75": 1.0,
         "images": 1,
-    }  # fmt: skip
+    }
     half = masks.clone()
     half[:, :, :11] = False  # the first mask keeps 1 of 10 columns, the second 9 of 10
     scored = coco_map([([dict(perfect, masks=half)], [truth])])
@@ -91,7 +91,9 @@ def test_anchors_scale_with_the_image_size():
 
 def test_bad_architecture_and_offline_pretrained_weights_are_clear_errors(monkeypatch, tmp_path):
     with pytest.raises(UserError, match="unknown model 'yolo'"):
-        build_rcnn("yolo", 4, 128)
+        build_detector("yolo", DetectorConfig(3), 128)
+    with pytest.raises(UserError, match="--pretrained applies to the torchvision R-CNNs"):
+        build_detector("centernet", DetectorConfig(3), 128, pretrained=True)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no cached weights: a download is needed, and refused
     with pytest.raises(UserError, match="cannot download the pretrained weights of fasterrcnn_mobilenet"):
         build_rcnn("fasterrcnn_mobilenet", 4, 128, pretrained=True)

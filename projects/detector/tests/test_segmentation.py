@@ -1,11 +1,11 @@
-"""The U-Net of day 15: shapes, masks to class maps, the mIoU arithmetic, and a tiny training run end to end."""
+"""The U-Net of day 15: shapes, masks to class maps, the mIoU arithmetic, and a tiny training run end to end
+(with a resume that continues from the saved step)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
-from detector.data import CocoDetection, collate
+from detector.data import Splits, collate, load_splits
 from detector.segmentation import (
     SegmentationConfig,
     UNet,
@@ -29,21 +29,28 @@ from detector.segmentation import (
 )
 from detector.shapes import CLASSES, write_shapes
 from dlshared.checkpoint import load_resume_state
+from dlshared.testing import run_distributed
 
 NAMES = ["background", *CLASSES]
 
 
 @pytest.fixture(scope="module")
-def splits(tmp_path_factory) -> SimpleNamespace:
-    """32 training and 8 validation images of 64 px, in the COCO format the real data comes in."""
+def data(tmp_path_factory) -> Path:
+    """A COCO folder with train/ (32 images of 64 px) and val/ (8, doubling as test), as real data comes."""
     root = tmp_path_factory.mktemp("shapes")
-    train = CocoDetection(write_shapes(root / "train", 32, 64, seed=1), image_size=64)
-    val = CocoDetection(write_shapes(root / "val", 8, 64, seed=2), image_size=64)
-    return SimpleNamespace(train=train, val=val, test=val, classes=train.classes, source="shapes")
+    write_shapes(root / "train", 32, 64, seed=1)
+    write_shapes(root / "val", 8, 64, seed=2)
+    return root
 
 
-TINY = SegmentationConfig(epochs=3, batch_size=8, lr=1e-2, widths=(8, 16, 32), image_size=64, progress=False,
-                          device="cpu")  # fmt: skip
+@pytest.fixture(scope="module")
+def splits(data) -> Splits:
+    return load_splits(dataclasses.replace(TINY, data=data))
+
+
+TINY = SegmentationConfig(
+    epochs=3, batch_size=8, lr=1e-2, widths=(8, 16, 32), image_size=64, progress=False, device="cpu", log_every=2
+)
 
 
 @pytest.mark.parametrize("size", [64, 128])
@@ -67,14 +74,16 @@ def test_semantic_target_paints_instances_in_order():
     masks[1, 2:5, 2:5] = 1  # overlaps the first at (2, 2): the later instance wins there
     masks[2, 5, 5] = 1
     target = {"masks": masks, "labels": torch.tensor([2, 1, 3])}
-    want = torch.tensor([
-        [2, 2, 2, 0, 0, 0],
-        [2, 2, 2, 0, 0, 0],
-        [2, 2, 1, 1, 1, 0],
-        [0, 0, 1, 1, 1, 0],
-        [0, 0, 1, 1, 1, 0],
-        [0, 0, 0, 0, 0, 3],
-    ])  # fmt: skip
+    want = torch.tensor(
+        [
+            [2, 2, 2, 0, 0, 0],
+            [2, 2, 2, 0, 0, 0],
+            [2, 2, 1, 1, 1, 0],
+            [0, 0, 1, 1, 1, 0],
+            [0, 0, 1, 1, 1, 0],
+            [0, 0, 0, 0, 0, 3],
+        ]
+    )
     got = semantic_target(target, 6)
     assert got.dtype == torch.int64 and torch.equal(got, want)
     empty = {"masks": torch.zeros(0, 6, 6, dtype=torch.uint8), "labels": torch.zeros(0, dtype=torch.int64)}
@@ -90,12 +99,14 @@ def test_confusion_matrix_counts_truth_by_prediction_and_ignores_void():
 
 
 def test_miou_on_a_hand_made_confusion_matrix():
-    confusion = torch.tensor([
-        [5, 1, 0, 1],  # background: TP 5, FN 2, FP 2 -> 5 / 9
-        [2, 3, 0, 0],  # class 1:    TP 3, FN 2, FP 1 -> 3 / 6
-        [0, 0, 0, 0],  # class 2:    never true, never predicted -> no IoU, left out of the means
-        [0, 0, 0, 0],  # class 3:    never true, predicted once -> IoU 0, counted
-    ])  # fmt: skip
+    confusion = torch.tensor(
+        [
+            [5, 1, 0, 1],  # background: TP 5, FN 2, FP 2 -> 5 / 9
+            [2, 3, 0, 0],  # class 1:    TP 3, FN 2, FP 1 -> 3 / 6
+            [0, 0, 0, 0],  # class 2:    never true, never predicted -> no IoU, left out of the means
+            [0, 0, 0, 0],  # class 3:    never true, predicted once -> IoU 0, counted
+        ]
+    )
     result = miou(confusion, ["bg", "a", "b", "c"])
     assert result["iou"] == {"bg": pytest.approx(5 / 9), "a": 0.5, "b": None, "c": 0.0}
     assert result["miou"] == pytest.approx((5 / 9 + 0.5 + 0.0) / 3)  # background included (Pascal VOC)
@@ -133,9 +144,11 @@ def test_predicting_the_ground_truth_scores_miou_one(splits):
     assert torch.equal(predict_mask(Oracle(truths[:1], 3), splits.val[0][0]), truths[0])
 
 
-def test_tiny_training_lowers_the_loss_and_writes_a_loadable_checkpoint(splits, tmp_path):
-    metrics = train_segmentation(TINY, splits, tmp_path / "run")
+def test_tiny_training_lowers_the_loss_and_writes_a_loadable_checkpoint(data, splits, tmp_path):
+    cfg = dataclasses.replace(TINY, data=data, out=tmp_path, name="run")
+    metrics = train_segmentation(cfg)
     run_dir = Path(metrics["run_dir"])
+    assert run_dir == tmp_path / "detector-unet" / "run"
     for name in ("config.json", "card.json", "model.safetensors", "resume.pt", "metrics.json"):
         assert (run_dir / name).is_file(), name
     losses = [h["train_loss"] for h in metrics["history"]]
@@ -158,5 +171,14 @@ def test_tiny_training_lowers_the_loss_and_writes_a_loadable_checkpoint(splits, 
     # resume: two more epochs continue from the saved step, not from scratch
     state = load_resume_state(run_dir / "resume.pt")
     assert state["epoch"] == 3 and state["step"] == metrics["steps"] == 12
-    resumed = train_segmentation(dataclasses.replace(TINY, epochs=5, resume=True), splits, run_dir)
+    resumed = train_segmentation(dataclasses.replace(cfg, epochs=5, resume=True))
     assert resumed["steps"] == 20 and [h["epoch"] for h in resumed["history"]] == [1, 2, 3, 4, 5]
+
+
+def test_two_process_ddp_run_uses_one_run_folder(data, tmp_path):
+    cfg = dataclasses.replace(TINY, data=data, out=tmp_path, epochs=1)  # no --name: a timestamp that rank 0 picks
+    rank0, rank1 = run_distributed(train_segmentation, cfg, nprocs=2)
+    assert rank0["run_dir"] == rank1["run_dir"] and rank0["processes"] == rank1["processes"] == 2
+    assert rank0["steps"] == 2  # 32 images dealt to 2 ranks: 2 batches of 8 each
+    assert rank0["test_miou"] == rank1["test_miou"]  # evaluated once, shared with every rank
+    assert [p.name for p in (tmp_path / "detector-unet").iterdir()] == [Path(rank0["run_dir"]).name]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 from pathlib import Path
 
@@ -34,32 +35,54 @@ def test_tiny_run_writes_a_loadable_detector_and_the_loss_falls(tiny_run):
         assert (run_dir / name).is_file(), name
     first, last = tiny_run["history"][0], tiny_run["history"][-1]
     assert last["train_loss"] < first["train_loss"]
-    assert (
-        0.0 <= tiny_run["test_map"] <= 1.0 and tiny_run["steps"] == 6
-    )  # 48 images / 16 per batch x 2 epochs
+    assert 0.0 <= tiny_run["test_map"] <= 1.0 and tiny_run["steps"] == 6  # 48 images / 16 per batch x 2 epochs
 
     from detector.artifacts import load_detector
 
     loaded = load_detector(run_dir, "cpu")
     assert loaded.classes == ["circle", "square", "triangle"] and loaded.image_size == 64
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = set(EventAccumulator(str(run_dir)).Reload().Tags()["scalars"])
+    for tag in ("train/loss", "train/heatmap", "train/size", "train/lr", "train/images_per_s", "val/map", "test/map"):
+        assert tag in tags, tag
+
+
+def test_eval_reproduces_the_saved_metrics(tiny_run, capsys):
+    main(["eval", "--ckpt", tiny_run["run_dir"]])
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["images"] == 50
+    for name in ("map", "map_50", "map_75"):
+        assert printed[name] == tiny_run[f"test_{name}"], name
+
+
+def test_a_named_run_is_not_trained_over_without_overwrite(tiny_run, capsys):
+    run_dir = Path(tiny_run["run_dir"])
+    argv = ["train", "--preset", "tiny", "--out", str(run_dir.parent.parent), "--name", run_dir.name]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and "already holds a run" in capsys.readouterr().err
+    assert (run_dir / "model.safetensors").is_file()  # left as it was
 
 
 def test_resume_ends_like_an_uninterrupted_run(tmp_path, tiny_run, monkeypatch):
-    import detector.train as module
+    import dlshared.training
 
     def crash_after_saving(state, path):  # the process dies right after its first checkpoint
         save_resume_state(state, path)
         raise RuntimeError("killed")
 
     cfg = tiny(tmp_path, name="halves")
-    monkeypatch.setattr(module, "save_resume_state", crash_after_saving)
+    monkeypatch.setattr(dlshared.training, "save_resume_state", crash_after_saving)
     with pytest.raises(RuntimeError, match="killed"):
         train(cfg)
     monkeypatch.undo()
+    gc.collect()  # the crashed run's lock on its folder goes with its last reference, as at a real exit
     with pytest.raises(AssertionError):  # one epoch of two: not yet the same weights
         _assert_same_weights(tmp_path / "detector" / "halves", Path(tiny_run["run_dir"]))
     resumed = train(dataclasses.replace(cfg, resume=True))
     assert [h["epoch"] for h in resumed["history"]] == [1, 2]
+    assert resumed["history"] == tiny_run["history"] and resumed["test_map"] == tiny_run["test_map"]
     _assert_same_weights(tmp_path / "detector" / "halves", Path(tiny_run["run_dir"]))
 
 
@@ -78,28 +101,34 @@ def write_hand_made_coco(root: Path, n: int, seed: int) -> Path:
     for i in range(n):
         canvas = Image.new("RGB", (96, 72), (110, 110, 110))
         draw = ImageDraw.Draw(canvas)
-        for j, (cat, colour) in enumerate(((7, (220, 30, 30)), (3, (30, 30, 220)))):
+        for cat, colour in ((7, (220, 30, 30)), (3, (30, 30, 220))):
             w, h = int(rng.integers(14, 30)), int(rng.integers(14, 30))
-            x, y = (
-                int(rng.integers(0, 96 - w)) if j == 0 else int(rng.integers(0, 96 - w)),
-                int(rng.integers(0, 72 - h)),
-            )
+            x, y = int(rng.integers(0, 96 - w)), int(rng.integers(0, 72 - h))
             (draw.rectangle if cat == 7 else draw.ellipse)([x, y, x + w - 1, y + h - 1], fill=colour)
             poly = [x, y, x + w, y, x + w, y + h, x, y + h]
-            annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": cat, "iscrowd": 0,
-                                "bbox": [x, y, w, h], "area": w * h, "segmentation": [poly]})  # fmt: skip
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": i,
+                    "category_id": cat,
+                    "iscrowd": 0,
+                    "bbox": [x, y, w, h],
+                    "area": w * h,
+                    "segmentation": [poly],
+                }
+            )
         canvas.save(root / "img" / f"{i}.png")
         images.append({"id": i, "file_name": f"img/{i}.png", "width": 96, "height": 72})
     categories = [{"id": 7, "name": "crate"}, {"id": 3, "name": "ball"}]
-    (root / "annotations.json").write_text(json.dumps({"images": images, "annotations": annotations,
-                                                       "categories": categories}))  # fmt: skip
+    (root / "annotations.json").write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": categories})
+    )
     return root
 
 
 def test_train_and_eval_on_a_coco_folder_the_project_did_not_generate(tmp_path, capsys):
     data = write_hand_made_coco(tmp_path / "mine", n=40, seed=1)
-    main(["train", "--preset", "tiny", "--data", str(data), "--out", str(tmp_path), "--name", "mine",
-          "--epochs", "3"])  # fmt: skip
+    main(["train", "--preset", "tiny", "--data", str(data), "--out", str(tmp_path), "--name", "mine", "--epochs", "3"])
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     card = json.loads((Path(metrics["run_dir"]) / "card.json").read_text())
     assert card["classes"] == ["ball", "crate"]  # the file's categories, in id order
@@ -125,6 +154,8 @@ def test_tiny_preset_trains_under_two_process_ddp(tmp_path):
         (["train", "--data", "/no/such/folder"], "no such folder"),
         (["train", "--preset", "huge"], "unknown preset"),
         (["eval", "--ckpt", "/no/such/run"], "not a detector run folder"),
+        (["train", "--device", "tpu"], "device"),
+        (["segment", "--resume", "--out", "/no/such/root"], "no run with a resume.pt"),
     ],
 )
 def test_user_errors_end_in_one_line_and_exit_code_2(argv, message, capsys):
@@ -136,14 +167,11 @@ def test_user_errors_end_in_one_line_and_exit_code_2(argv, message, capsys):
 
 
 def test_segment_verb_trains_a_unet_on_the_same_data(tmp_path, capsys):
-    main(["segment", "--preset", "tiny", "--out", str(tmp_path), "--shapes-root", str(tmp_path / "shapes"),
-          "--name", "unet"])  # fmt: skip
+    tiny_shapes = ["--preset", "tiny", "--shapes-root", str(tmp_path / "shapes")]
+    main(["segment", *tiny_shapes, "--out", str(tmp_path), "--name", "unet"])
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert Path(metrics["run_dir"]) == tmp_path / "detector-unet" / "unet"
-    assert (
-        0.0 <= metrics["test_miou"] <= 1.0
-        and (tmp_path / "detector-unet" / "unet" / "model.safetensors").is_file()
-    )
+    assert 0.0 <= metrics["test_miou"] <= 1.0 and (tmp_path / "detector-unet" / "unet" / "model.safetensors").is_file()
 
 
 def test_onnx_export_matches_pytorch(tiny_run, tmp_path, capsys):
@@ -165,8 +193,8 @@ def test_onnx_export_matches_pytorch(tiny_run, tmp_path, capsys):
 
 
 def test_bench_reports_training_and_inference_speed(tmp_path, capsys):
-    main(["bench", "--preset", "tiny", "--batch-size", "4", "--steps", "1", "--warmup", "0",
-          "--shapes-root", str(tmp_path / "shapes")])  # fmt: skip
+    timing = ["--batch-size", "4", "--steps", "1", "--warmup", "0"]  # one timed call of each kind
+    main(["bench", "--preset", "tiny", *timing, "--shapes-root", str(tmp_path / "shapes")])
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for key in ("train_images_per_s", "infer_images_per_s_torch", "infer_images_per_s_onnxruntime"):
         assert result[key] > 0, key

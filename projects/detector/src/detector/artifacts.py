@@ -17,8 +17,7 @@ from dlshared.device import pick_device
 from dlshared.runs import latest_run
 
 from .config import PROJECT
-from .model import CenterNet, DetectorConfig
-from .rcnn import build_rcnn
+from .model import DetectorConfig, build_detector
 
 
 @dataclass
@@ -36,9 +35,7 @@ def resolve_checkpoint(ckpt: Path | None, runs: Path) -> Path:
     if ckpt is None:
         ckpt = latest_run(PROJECT, runs, required="metrics.json")
         if ckpt is None:
-            raise UserError(
-                f"no trained detector under {runs / PROJECT}; run `detector train` or pass --ckpt"
-            )
+            raise UserError(f"no trained detector under {runs / PROJECT}; run `detector train` or pass --ckpt")
     return Path(ckpt)
 
 
@@ -53,11 +50,11 @@ def load_detector(run_dir: Path, device: str = "auto") -> LoadedDetector:
         raise UserError(str(err)) from None
     card = load_json(run_dir / "card.json")
     arch = card.get("arch", "centernet")
-    if arch == "centernet":
-        model = CenterNet(
-            DetectorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in card["model"].items()})
-        )
-    else:  # the architecture only: the weights come from the run folder, never from the internet
-        model = build_rcnn(arch, card["model"]["num_classes"], card["image_size"], pretrained=False)
+    if arch == "centernet":  # the card holds its DetectorConfig (JSON lists back to tuples)
+        model_cfg = DetectorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in card["model"].items()})
+    else:  # an R-CNN needs its class count only
+        model_cfg = DetectorConfig(num_classes=len(card["classes"]))
+    # the architecture only: the weights come from the run folder, never from the internet
+    model = build_detector(arch, model_cfg, card["image_size"], pretrained=False)
     model = load_weights(model, run_dir / WEIGHTS_NAME).to(target).eval()
     return LoadedDetector(model, arch, card["classes"], card["image_size"], run_dir, target)

@@ -22,7 +22,7 @@ from .boxes import decode, detection_loss, encode
 from .config import PRESETS, BenchArgs
 from .data import collate, load_splits
 from .export import OnnxDetector, export_onnx
-from .model import CenterNet, DetectorConfig
+from .model import DetectorConfig, build_detector
 
 
 def timed(fn, steps: int, warmup: int) -> float:
@@ -42,13 +42,8 @@ def bench(args: BenchArgs) -> dict:
     splits = load_splits(cfg)
     images, targets = next(iter(DataLoader(splits.train, args.batch_size, collate_fn=collate)))
     torch.manual_seed(0)
-    model_cfg = DetectorConfig(
-        num_classes=len(splits.classes),
-        widths=tuple(cfg.widths),
-        depths=tuple(cfg.depths),
-        fpn_width=cfg.fpn_width,
-    )
-    model = CenterNet(model_cfg)
+    model_cfg = DetectorConfig(len(splits.classes), tuple(cfg.widths), tuple(cfg.depths), cfg.fpn_width)
+    model = build_detector("centernet", model_cfg, cfg.image_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     maps = encode(targets, len(splits.classes), cfg.image_size // model_cfg.stride, model_cfg.stride)
 
@@ -72,8 +67,13 @@ def bench(args: BenchArgs) -> dict:
         onnx_s = timed(lambda: onnx(images), args.steps, args.warmup)
     n = len(images)
     return {
-        "preset": args.preset, "image_size": cfg.image_size, "batch_size": n,
-        "train_images_per_s": round(n / train_s, 1), "infer_images_per_s_torch": round(n / torch_s, 1),
-        "infer_images_per_s_onnxruntime": round(n / onnx_s, 1), "threads": torch.get_num_threads(),
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"), "torch": torch.__version__,
-    }  # fmt: skip
+        "preset": args.preset,
+        "image_size": cfg.image_size,
+        "batch_size": n,
+        "train_images_per_s": round(n / train_s, 1),
+        "infer_images_per_s_torch": round(n / torch_s, 1),
+        "infer_images_per_s_onnxruntime": round(n / onnx_s, 1),
+        "threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
+        "torch": torch.__version__,
+    }

@@ -36,9 +36,7 @@ def encode(targets: list[dict], num_classes: int, out_size: int, stride: int) ->
             cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
             ix, iy = min(int(cx), out_size - 1), min(int(cy), out_size - 1)
             sx, sy = max(GAUSSIAN_ALPHA * w / 6, 0.3), max(GAUSSIAN_ALPHA * h / 6, 0.3)
-            bump = torch.exp(
-                -((grid - ix)[None, :] ** 2) / (2 * sx**2) - ((grid - iy)[:, None] ** 2) / (2 * sy**2)
-            )
+            bump = torch.exp(-((grid - ix)[None, :] ** 2) / (2 * sx**2) - ((grid - iy)[:, None] ** 2) / (2 * sy**2))
             channel = heatmap[b, label - 1]
             torch.maximum(channel, bump, out=channel)  # overlapping objects: keep the stronger claim
             channel[iy, ix] = 1.0
@@ -58,9 +56,7 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pos + neg) / positive.sum().clamp(min=1.0)
 
 
-def detection_loss(
-    outputs: dict[str, torch.Tensor], maps: dict[str, torch.Tensor]
-) -> dict[str, torch.Tensor]:
+def detection_loss(outputs: dict[str, torch.Tensor], maps: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     centre = maps["centre"]
     n = centre.sum().clamp(min=1.0)
     heat = focal_loss(outputs["heatmap"].float(), maps["heatmap"])
@@ -71,8 +67,14 @@ def detection_loss(
 
 
 @torch.no_grad()
-def decode(outputs: dict[str, torch.Tensor], stride: int, max_detections: int = 100, score_threshold: float = 0.05,
-           nms_iou: float = 0.5, heatmap_is_logits: bool = True) -> list[dict[str, torch.Tensor]]:  # fmt: skip
+def decode(
+    outputs: dict[str, torch.Tensor],
+    stride: int,
+    max_detections: int = 100,
+    score_threshold: float = 0.05,
+    nms_iou: float = 0.5,
+    heatmap_is_logits: bool = True,
+) -> list[dict[str, torch.Tensor]]:
     """Network maps -> per image {boxes (N, 4) xyxy pixels, scores (N,), labels (N,) in 1..K}."""
     heat = outputs["heatmap"].float()
     heat = heat.sigmoid() if heatmap_is_logits else heat

@@ -1,7 +1,8 @@
-"""Typed configuration of every verb, and the presets of `train` (tiny for tests, quick by default)."""
+"""Typed configuration of every verb, and the presets of `train` and `segment` (tiny for tests, quick by default)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -10,6 +11,8 @@ import tyro
 
 PROJECT = "detector"
 """Name of the run folder family: runs/detector/<name>/."""
+UNET_PROJECT = "detector-unet"
+"""The U-Net runs of `detector segment`: runs/detector-unet/<name>/."""
 
 
 @dataclass
@@ -52,11 +55,17 @@ class TrainConfig:
     # --- optimisation ---
     epochs: int = 7
     batch_size: int = 32
+    """Per-process batch size."""
     lr: float = 2e-3
     """Peak AdamW learning rate (linear warm-up, then cosine decay)."""
     weight_decay: float = 1e-4
     warmup_fraction: float = 0.05
+    """Share of the steps spent warming up."""
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    """Autocast precision (bf16 on recent CPUs and GPUs, fp16 with loss scaling on GPUs)."""
+    device: str = "auto"
+    """auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps."""
+    seed: int = 0
 
     # --- evaluation ---
     score_threshold: float = 0.05
@@ -64,13 +73,25 @@ class TrainConfig:
     max_detections: int = 100
 
     # --- run ---
-    device: str = "auto"
-    seed: int = 0
     out: Path = Path("runs")
+    """Root of the run folders: runs are written to OUT/detector/NAME."""
     name: str | None = None
+    """Run folder name (default: a timestamp). With --resume and no name: the newest run."""
     resume: bool = False
     """Continue the run --name (or the newest run with a resume.pt) from its last finished epoch."""
+    overwrite: bool = False
+    """Replace an earlier run of the same --name (without it, a non-empty run folder is refused)."""
+    log_every: int = 10
+    """Log the losses, learning rate and throughput to TensorBoard every N optimizer steps."""
     progress: bool = True
+    """Show a progress bar."""
+
+    def augmentation(self) -> tuple[str, bool]:
+        """(geometric kind, shuffle channels) with `auto` resolved: the synthetic shapes have no up and random
+        colours (dihedral + channel shuffle); real photographs get mirrors only."""
+        kind = self.augment if self.augment != "auto" else ("flip" if self.data else "dihedral")
+        shuffle = self.shuffle_channels if self.shuffle_channels is not None else self.data is None
+        return kind, shuffle
 
 
 PRESETS = {
@@ -83,57 +104,87 @@ PRESETS = {
         widths=(16, 16, 32),
         depths=(1, 1, 1),
         fpn_width=16,
+        log_every=2,
         progress=False,
-    ),  # fmt: skip
+    ),
 }
+
+
+def config_from_dict(values: dict) -> TrainConfig:
+    """Rebuild a TrainConfig from a run's config.json (lists back to tuples, strings back to paths); keys of
+    other versions are left out."""
+    kwargs = {f.name: values[f.name] for f in dataclasses.fields(TrainConfig) if f.name in values}
+    for key in ("classes", "widths", "depths"):
+        if kwargs.get(key) is not None:
+            kwargs[key] = tuple(kwargs[key])
+    for key in ("data", "shapes_root", "out"):
+        if kwargs.get(key) is not None:
+            kwargs[key] = Path(kwargs[key])
+    return TrainConfig(**kwargs)
 
 
 @dataclass
 class SegmentationConfig:
-    epochs: int = 3
+    """The `segment` verb: a U-Net on the same data as the detector (its masks become a class map)."""
+
+    # --- data ---
+    data: Path | None = None
+    """COCO-format folder, as for `train` (masks from the segmentations). Unset: the synthetic shapes."""
+    classes: tuple[str, ...] | None = None
+    """Category names to learn, matched by name in the annotations (default: all categories of the file)."""
+    image_size: int = 128
+    """Images are resized so the longer side is this, then padded to a square."""
+    shapes_train: int = 2000
+    """Synthetic shapes: training images (validation and test get a tenth each, at least 50)."""
+    shapes_root: Path | None = None
+    val_fraction: float = 0.15
+    split_seed: int = 0
+    augment: bool = True
+    """Random horizontal flips of image and mask together."""
+    num_workers: int = 0
+
+    # --- model ---
+    widths: tuple[int, ...] = (16, 32, 64, 128)
+    """U-Net channels per level; len(widths) - 1 poolings. The default has ~0.48M parameters."""
+
+    # --- optimisation ---
+    epochs: int = 10
     batch_size: int = 8
     """Small batches: on a CPU budget the step count limits learning more than gradient noise does (batch 4 and
     8 both beat 16 at equal wall time on the shapes)."""
     lr: float = 1e-3
     """Peak AdamW learning rate (short linear warm-up, then cosine decay to 0); 3e-3 and 5e-4 learned slower."""
     weight_decay: float = 1e-4
-    widths: tuple[int, ...] = (16, 32, 64, 128)
-    """U-Net channels per level; len(widths) - 1 poolings. The default has ~0.48M parameters."""
-    image_size: int = 128
+    warmup_fraction: float = 0.05
+    """Share of the steps spent warming up."""
     dice_weight: float = 1.0
     """Weight of a soft Dice loss added to cross-entropy (0: cross-entropy alone). Dice weighs every class
     equally, whatever its pixel count, which counters the ~85% background: +0.05 and +0.11 val mIoU over
     cross-entropy alone on two seeds (450 steps, 64 px shapes)."""
-    augment: bool = True
-    """Random horizontal flips of image and mask together."""
-    seed: int = 0
-    device: str = "auto"
-    progress: bool = True
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
-    num_workers: int = 0
-    resume: bool = False
-    """Continue from RUN/resume.pt (the last finished epoch) instead of starting over."""
+    device: str = "auto"
+    """auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps."""
+    seed: int = 0
 
-
-@dataclass
-class SegmentArgs(SegmentationConfig):
-    """The `segment` verb: a U-Net on the same data as the detector (its masks become a class map)."""
-
-    data: Path | None = None
-    """COCO-format folder, as for `train` (masks from the segmentations). Unset: the synthetic shapes."""
-    classes: tuple[str, ...] | None = None
-    shapes_train: int = 2000
-    shapes_root: Path | None = None
-    val_fraction: float = 0.15
-    split_seed: int = 0
+    # --- run ---
     out: Path = Path("runs")
     """Runs go to OUT/detector-unet/NAME."""
     name: str | None = None
+    """Run folder name (default: a timestamp). With --resume and no name: the newest U-Net run."""
+    resume: bool = False
+    """Continue the run --name (or the newest U-Net run) from its last finished epoch."""
+    overwrite: bool = False
+    """Replace an earlier run of the same --name (without it, a non-empty run folder is refused)."""
+    log_every: int = 10
+    """Log the loss, learning rate and throughput to TensorBoard every N optimizer steps."""
+    progress: bool = True
 
 
 SEGMENT_PRESETS = {
-    "quick": SegmentArgs(epochs=10),
-    "tiny": SegmentArgs(shapes_train=32, image_size=64, epochs=2, widths=(8, 16, 32), progress=False),
+    "quick": SegmentationConfig(),
+    "tiny": SegmentationConfig(
+        shapes_train=32, image_size=64, epochs=2, widths=(8, 16, 32), log_every=2, progress=False
+    ),
 }
 
 

@@ -49,9 +49,7 @@ class CocoDetection(Dataset):
     tv_tensors (Image, BoundingBoxes, Mask), so geometric transforms move boxes and masks with the image.
     """
 
-    def __init__(
-        self, root: Path, classes: list[str] | None = None, image_size: int | None = None, transform=None
-    ):
+    def __init__(self, root: Path, classes: list[str] | None = None, image_size: int | None = None, transform=None):
         self.ann_file, image_dirs = find_annotations(Path(root))
         coco = read_coco(self.ann_file)
         self.classes, category_label = match_classes(coco["categories"], classes, self.ann_file)
@@ -113,42 +111,53 @@ class Splits:
 
 
 def load_splits(cfg) -> Splits:
-    """The train/val/test datasets a TrainConfig names (duck-typed: data, classes, image_size, shapes_train,
-    shapes_root, val_fraction, split_seed).
+    """The train/val/test datasets a TrainConfig or SegmentationConfig names: the fields data, classes,
+    image_size, shapes_train, shapes_root, val_fraction and split_seed.
 
-    No --data: the synthetic shapes, generated once at image_size (seed split_seed) into shapes_root, by default
-    ~/.cache/detector/shapes/<n>x<size>px so that presets of different sizes do not regenerate each other's.
-    --data with train/ and val/ (and test/, else val doubles as test): those. Any other COCO folder: split by
-    split_seed, val_fraction for val and as much again for test. val and test always use train's classes.
+    No --data: the synthetic shapes (`shapes_folder`). --data: that COCO folder (`coco_splits`).
     """
-    classes = list(cfg.classes) if cfg.classes else None
     if cfg.data is None:
-        n = cfg.shapes_train
-        sizes = {"train": n, "val": max(50, n // 10), "test": max(50, n // 10)}
-        default = Path.home() / ".cache" / "detector" / "shapes" / f"{n}x{cfg.image_size}px"
-        root = ensure_shapes(Path(cfg.shapes_root or default), sizes, cfg.image_size, cfg.split_seed)
+        root = shapes_folder(cfg.shapes_train, cfg.image_size, cfg.split_seed, cfg.shapes_root)
         source = f"synthetic shapes ({root}, seed {cfg.split_seed})"
     else:
         root = Path(cfg.data)
         source = f"COCO {root}"
+    classes = list(cfg.classes) if cfg.classes else None
+    return coco_splits(root, classes, cfg.image_size, cfg.val_fraction, cfg.split_seed, source)
+
+
+def shapes_folder(n_train: int, image_size: int, seed: int, root: Path | None = None) -> Path:
+    """The synthetic shapes, generated once (seed `seed`) into root/train, val and test: n_train training images,
+    a tenth as many (at least 50) for validation and for test. `root` defaults to
+    ~/.cache/detector/shapes/<n>x<size>px, so that presets of different sizes do not regenerate each other's."""
+    sizes = {"train": n_train, "val": max(50, n_train // 10), "test": max(50, n_train // 10)}
+    default = Path.home() / ".cache" / "detector" / "shapes" / f"{n_train}x{image_size}px"
+    return ensure_shapes(Path(root or default), sizes, image_size, seed)
+
+
+def coco_splits(
+    root: Path, classes: list[str] | None, image_size: int, val_fraction: float, split_seed: int, source: str
+) -> Splits:
+    """A COCO folder's splits: its train/ and val/ (and test/, else val doubles as test) when it has them; any
+    other folder is split by `split_seed`, `val_fraction` for val and as much again for test. val and test
+    always use train's classes. `source` describes the data for logs and the model card."""
     if (root / "train").is_dir() and (root / "val").is_dir():
-        train = CocoDetection(root / "train", classes, cfg.image_size)
-        val = CocoDetection(root / "val", train.classes, cfg.image_size)
-        has_test = (root / "test").is_dir()
-        test = CocoDetection(root / "test", train.classes, cfg.image_size) if has_test else val
-        return Splits(
-            train, val, test, train.classes, source + ("" if has_test else " (val doubles as test)")
-        )
-    full = CocoDetection(root, classes, cfg.image_size)
-    order = np.random.default_rng(cfg.split_seed).permutation(len(full))
-    n_hold = round(cfg.val_fraction * len(full))
+        train = CocoDetection(root / "train", classes, image_size)
+        val = CocoDetection(root / "val", train.classes, image_size)
+        if not (root / "test").is_dir():
+            return Splits(train, val, val, train.classes, f"{source} (val doubles as test)")
+        test = CocoDetection(root / "test", train.classes, image_size)
+        return Splits(train, val, test, train.classes, source)
+    full = CocoDetection(root, classes, image_size)
+    order = np.random.default_rng(split_seed).permutation(len(full))
+    n_hold = round(val_fraction * len(full))
     if len(full) < 3 or n_hold < 1 or 2 * n_hold >= len(full):
         raise UserError(
-            f"{root}: {len(full)} images cannot be split into train/val/test with val_fraction {cfg.val_fraction}"
+            f"{root}: {len(full)} images cannot be split into train/val/test with val_fraction {val_fraction}"
         )
     val, test, train = np.split(order, [n_hold, 2 * n_hold])
     subsets = [Subset(full, np.sort(part).tolist()) for part in (train, val, test)]
-    return Splits(*subsets, full.classes, f"{source}, split seed {cfg.split_seed}")
+    return Splits(*subsets, full.classes, f"{source}, split seed {split_seed}")
 
 
 def collate(batch: list[tuple[torch.Tensor, dict]]) -> tuple[torch.Tensor | list[torch.Tensor], list[dict]]:
@@ -270,9 +279,7 @@ def decode_masks(segmentations: list, boxes: list[list[float]], height: int, wid
             masks[k, max(0, round(y1)) : round(y2), max(0, round(x1)) : round(x2)] = 1
         else:
             with warnings.catch_warnings():  # pycocotools 2.0.x vs numpy 2: harmless, once per mask otherwise
-                warnings.filterwarnings(
-                    "ignore", "__array__ implementation doesn't accept a copy", DeprecationWarning
-                )
+                warnings.filterwarnings("ignore", "__array__ implementation doesn't accept a copy", DeprecationWarning)
                 masks[k] = torch.from_numpy(mask_utils.decode(rle))
     return masks
 

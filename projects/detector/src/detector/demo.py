@@ -30,13 +30,9 @@ def to_tensor(image: Image.Image | np.ndarray | None) -> tuple[torch.Tensor, Ima
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
     if min(image.size) < MIN_SIDE:
-        raise BadImage(
-            f"The image is {image.size[0]}x{image.size[1]} pixels; give at least {MIN_SIDE} per side."
-        )
+        raise BadImage(f"The image is {image.size[0]}x{image.size[1]} pixels; give at least {MIN_SIDE} per side.")
     if image.size[0] * image.size[1] > MAX_PIXELS:
-        raise BadImage(
-            f"The image has {image.size[0] * image.size[1]:,} pixels; the limit is {MAX_PIXELS:,}."
-        )
+        raise BadImage(f"The image has {image.size[0] * image.size[1]:,} pixels; the limit is {MAX_PIXELS:,}.")
     rgb = image.convert("RGB")
     return torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1).float() / 255.0, rgb
 
@@ -82,9 +78,7 @@ def segment(segmenter, card: dict, image) -> Image.Image:
 def overlay(rgb: Image.Image, class_map: torch.Tensor, original_hw, scale: float) -> Image.Image:
     """Class indices (S, S) of the letterboxed image, 0 = nothing, painted half-transparent over the original."""
     h, w = round(original_hw[0] * scale), round(original_hw[1] * scale)
-    mask = Image.fromarray(class_map[:h, :w].numpy().astype(np.uint8)).resize(
-        rgb.size, Image.Resampling.NEAREST
-    )
+    mask = Image.fromarray(class_map[:h, :w].numpy().astype(np.uint8)).resize(rgb.size, Image.Resampling.NEAREST)
     palette = np.array([(0, 0, 0), *COLOURS], dtype=np.uint8)
     colours = Image.fromarray(palette[np.asarray(mask) % len(palette)])
     alpha = Image.fromarray(((np.asarray(mask) > 0) * 128).astype(np.uint8))
@@ -116,8 +110,10 @@ def build_demo(loaded: LoadedDetector, segmenter=None, segmenter_card: dict | No
             return None, f"⚠️ {err}"
 
     with gr.Blocks(title="detector") as demo:
-        gr.Markdown(f"# detector\n{loaded.arch} ({loaded.run_dir.name}), classes: "
-                    f"{', '.join(loaded.classes)}. Upload an image or make an example.")  # fmt: skip
+        gr.Markdown(
+            f"# detector\n{loaded.arch} ({loaded.run_dir.name}), classes: "
+            f"{', '.join(loaded.classes)}. Upload an image or make an example."
+        )
         with gr.Row():
             image = gr.Image(type="pil", label="Image")
             with gr.Column():

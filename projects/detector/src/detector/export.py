@@ -41,9 +41,14 @@ def export_onnx(model: torch.nn.Module, image_size: int, path: Path) -> Path:
     example = torch.rand(2, 3, image_size, image_size)
     batch = torch.export.Dim("batch", min=1, max=4096)
     program = torch.onnx.export(
-        MapsForExport(model.cpu().eval()).eval(), (example,), dynamo=True, input_names=["images"],
-        output_names=list(OUTPUTS), dynamic_shapes={"images": {0: batch}}, verbose=False,
-    )  # fmt: skip
+        MapsForExport(model.cpu().eval()).eval(),
+        (example,),
+        dynamo=True,
+        input_names=["images"],
+        output_names=list(OUTPUTS),
+        dynamic_shapes={"images": {0: batch}},
+        verbose=False,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     program.save(str(path), external_data=False)
     return path
@@ -66,24 +71,27 @@ class OnnxDetector:
         return {name: torch.from_numpy(array) for name, array in zip(OUTPUTS, outputs, strict=True)}
 
     def __call__(self, images: torch.Tensor, score_threshold: float = 0.05, max_detections: int = 100):
-        return decode(
-            self.maps(images), self.stride, max_detections, score_threshold, heatmap_is_logits=False
-        )
+        return decode(self.maps(images), self.stride, max_detections, score_threshold, heatmap_is_logits=False)
 
 
 def export(args: ExportArgs) -> dict:
     """Write the ONNX file and its card, then check ORT against PyTorch on random images."""
     loaded = load_detector(resolve_checkpoint(args.ckpt, args.runs), "cpu")
     if loaded.arch != "centernet":
-        raise UserError(f"{loaded.run_dir} holds a torchvision {loaded.arch}; `export` writes the project's own "
-                        "CenterNet (torchvision's R-CNNs have their own ONNX recipe in the torchvision docs)")  # fmt: skip
+        raise UserError(
+            f"{loaded.run_dir} holds a torchvision {loaded.arch}; `export` writes the project's own "
+            "CenterNet (torchvision's R-CNNs have their own ONNX recipe in the torchvision docs)"
+        )
     path = export_onnx(loaded.model, loaded.image_size, Path(args.out))
-    save_json({"classes": loaded.classes, "image_size": loaded.image_size, "stride": loaded.model.cfg.stride,
-               "outputs": list(OUTPUTS), "decoding": "boxes.decode (outside the graph)"},
-              path.with_suffix(".json"))  # fmt: skip
-    images = torch.rand(
-        3, 3, loaded.image_size, loaded.image_size, generator=torch.Generator().manual_seed(0)
-    )
+    card = {  # what a runtime needs beside the graph: the classes, the input size, how to decode the maps
+        "classes": loaded.classes,
+        "image_size": loaded.image_size,
+        "stride": loaded.model.cfg.stride,
+        "outputs": list(OUTPUTS),
+        "decoding": "boxes.decode (outside the graph)",
+    }
+    save_json(card, path.with_suffix(".json"))
+    images = torch.rand(3, 3, loaded.image_size, loaded.image_size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected = MapsForExport(loaded.model)(images)
     got = OnnxDetector(path, loaded.model.cfg.stride).maps(images)

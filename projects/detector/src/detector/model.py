@@ -7,7 +7,8 @@ the lesson of course day 14.
       offset   (B, 2, S/4, S/4)  where in its cell the exact centre lies (quantisation error), read at the peak
 
 No anchors, no box matching: training is dense regression against maps drawn from the boxes (boxes.py), and
-decoding is a 3x3 max-pool peak search plus torchvision's NMS. nn.Modules only; no I/O.
+decoding is a 3x3 max-pool peak search plus torchvision's NMS. nn.Modules and `build_detector`, the factory of
+every detector the project trains; no I/O here (rcnn.py fetches torchvision's weights when asked).
 """
 
 from __future__ import annotations
@@ -35,9 +36,7 @@ class DetectorConfig:
 
 
 def conv_bn(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)
-    )
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
 
 
 class Residual(nn.Module):
@@ -45,14 +44,12 @@ class Residual(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, stride: int):
         super().__init__()
-        self.body = nn.Sequential(
-            conv_bn(c_in, c_out, stride), nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out)
-        )
-        self.shortcut = (
-            nn.Identity()
-            if stride == 1 and c_in == c_out
-            else nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
-        )
+        first = conv_bn(c_in, c_out, stride)  # built first: parameters are initialised in this order
+        self.body = nn.Sequential(first, nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out))
+        if stride == 1 and c_in == c_out:
+            self.shortcut = nn.Identity()
+        else:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.body(x) + self.shortcut(x))
@@ -92,3 +89,17 @@ class CenterNet(nn.Module):
         p = self.lateral[0](c4) + F.interpolate(p, size=c4.shape[-2:], mode="nearest")
         p = self.smooth(p)  # (B, f, S/4, S/4)
         return {"heatmap": self.heatmap(p), "size": self.size(p), "offset": self.offset(p)}  # logits, raw
+
+
+def build_detector(arch: str, cfg: DetectorConfig, image_size: int, pretrained: bool = False) -> nn.Module:
+    """The model `train --model ARCH` trains: this file's CenterNet, shaped by `cfg`, or one of torchvision's
+    R-CNNs (rcnn.py) for cfg.num_classes object classes, which adds the background class R-CNNs predict."""
+    from dlshared.cli import UserError
+
+    if arch != "centernet":
+        from .rcnn import build_rcnn
+
+        return build_rcnn(arch, cfg.num_classes + 1, image_size, pretrained)
+    if pretrained:
+        raise UserError("--pretrained applies to the torchvision R-CNNs; the CenterNet trains from scratch")
+    return CenterNet(cfg)

@@ -34,9 +34,7 @@ def convert_pennfudan(src: Path, out: Path) -> dict:
     if not image_dir.is_dir() or not mask_dir.is_dir():
         raise UserError(f"{src}: expected the Penn-Fudan folders PNGImages/ and PedMasks/ in it")
     if (out / "annotations.json").exists():
-        raise UserError(
-            f"{out}/annotations.json exists: already converted; remove {out} or pick another folder"
-        )
+        raise UserError(f"{out}/annotations.json exists: already converted; remove {out} or pick another folder")
     paths = sorted(p for p in image_dir.iterdir() if p.suffix.lower() == ".png")
     if not paths:
         raise UserError(f"{image_dir}: no .png images")

@@ -41,9 +41,12 @@ from torchvision.ops import misc as misc_nn_ops
 from dlshared.cli import UserError
 
 SMALL_IMAGE_SETTINGS = dict(
-    rpn_pre_nms_top_n_train=1000, rpn_post_nms_top_n_train=500, rpn_pre_nms_top_n_test=150,
-    rpn_post_nms_top_n_test=150, box_batch_size_per_image=128,
-)  # fmt: skip
+    rpn_pre_nms_top_n_train=1000,
+    rpn_post_nms_top_n_train=500,
+    rpn_pre_nms_top_n_test=150,
+    rpn_post_nms_top_n_test=150,
+    box_batch_size_per_image=128,
+)
 ARCHS = ("fasterrcnn_mobilenet", "maskrcnn_mobilenet", "fasterrcnn_resnet50", "maskrcnn_resnet50")
 MASK_THRESHOLD = 0.5
 """Mask R-CNN predicts a probability per pixel; a pixel belongs to the object above this, as in COCO's tools."""
@@ -68,17 +71,20 @@ def build_rcnn(arch: str, num_classes: int, image_size: int, pretrained: bool = 
             anchors = AnchorGenerator(((32, 64, 128, 256, 512),) * 3, ((0.5, 1.0, 2.0),) * 3)
             model = MaskRCNN(backbone, num_classes, rpn_anchor_generator=anchors, **sizes)
         else:
-            builder = {"fasterrcnn_mobilenet": fasterrcnn_mobilenet_v3_large_fpn,
-                       "fasterrcnn_resnet50": fasterrcnn_resnet50_fpn,
-                       "maskrcnn_resnet50": maskrcnn_resnet50_fpn}[arch]  # fmt: skip
+            builder = {
+                "fasterrcnn_mobilenet": fasterrcnn_mobilenet_v3_large_fpn,
+                "fasterrcnn_resnet50": fasterrcnn_resnet50_fpn,
+                "maskrcnn_resnet50": maskrcnn_resnet50_fpn,
+            }[arch]
             if pretrained:
                 model = builder(weights="DEFAULT", **sizes)
                 _replace_class_heads(model, num_classes)
             else:
                 model = builder(weights=None, weights_backbone=None, num_classes=num_classes, **sizes)
     except OSError as err:  # a failed download: urllib's URLError and socket errors are OSErrors
-        raise UserError(f"cannot download the pretrained weights of {arch} ({err}); train without --pretrained "
-                        "offline") from None  # fmt: skip
+        raise UserError(
+            f"cannot download the pretrained weights of {arch} ({err}); train without --pretrained offline"
+        ) from None
     _scale_anchors(model.rpn.anchor_generator, image_size / 512)
     return model
 
@@ -94,8 +100,7 @@ def _scale_anchors(generator: AnchorGenerator, factor: float) -> None:
     """Same number of anchors per cell (so pretrained RPN weights still fit), sizes times `factor`."""
     generator.sizes = tuple(tuple(max(4.0, s * factor) for s in level) for level in generator.sizes)
     generator.cell_anchors = [
-        generator.generate_anchors(s, r)
-        for s, r in zip(generator.sizes, generator.aspect_ratios, strict=True)
+        generator.generate_anchors(s, r) for s, r in zip(generator.sizes, generator.aspect_ratios, strict=True)
     ]
 
 
@@ -110,9 +115,7 @@ def rcnn_losses(model: FasterRCNN, images: torch.Tensor, targets: list[dict]) ->
 
 
 @torch.no_grad()
-def rcnn_detect(
-    model: FasterRCNN, images: torch.Tensor, score_threshold: float, max_detections: int
-) -> list[dict]:
+def rcnn_detect(model: FasterRCNN, images: torch.Tensor, score_threshold: float, max_detections: int) -> list[dict]:
     """Inference: boxes, scores, labels, and for Mask R-CNN masks (N, H, W) bool, per image."""
     model.roi_heads.score_thresh, model.roi_heads.detections_per_img = score_threshold, max_detections
     detections = model(list(images))

@@ -19,40 +19,22 @@ stricter number.
 from __future__ import annotations
 
 import contextlib
-import json
-import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from accelerate import Accelerator, DataLoaderConfiguration
-from accelerate.state import AcceleratorState, GradientState
-from accelerate.utils import broadcast_object_list
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
+from torch.utils.data import DataLoader, Dataset
 
-from dlshared.checkpoint import (
-    RESUME_NAME,
-    WEIGHTS_NAME,
-    load_json,
-    load_weights,
-    restore_training_state,
-    save_json,
-    save_resume_state,
-    save_weights,
-    training_state,
-)
+from dlshared.checkpoint import WEIGHTS_NAME, load_json, load_weights, save_weights
 from dlshared.cli import UserError
-from dlshared.device import pick_device
-from dlshared.monitor import RunLogger, Throughput
-from dlshared.runs import config_to_dict
 from dlshared.seed import seed_everything
 
-from .config import SegmentationConfig
+from .config import UNET_PROJECT, SegmentationConfig
 from .data import collate
-from .train import warmup_cosine
+from .train import on_main_process, prepare_training, start_with_data
 
 # --------------------------------------------------------------------------------------------------- model
 
@@ -60,9 +42,13 @@ from .train import warmup_cosine
 def double_conv(c_in: int, c_out: int) -> nn.Sequential:
     """(conv3x3-BN-ReLU) x 2, the U-Net building block: two convs see 5 x 5 pixels at the block's scale."""
     return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
-        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
-    )  # fmt: skip
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
 
 
 class Up(nn.Module):
@@ -86,16 +72,12 @@ class UNet(nn.Module):
     def __init__(self, num_classes: int, widths: Sequence[int] = (16, 32, 64, 128)):
         super().__init__()
         if len(widths) < 2:
-            raise ValueError(
-                f"widths {tuple(widths)}: need at least two (one encoder level and the bottleneck)"
-            )
+            raise ValueError(f"widths {tuple(widths)}: need at least two (one encoder level and the bottleneck)")
         self.num_classes, self.widths = num_classes, tuple(widths)
         self.down = nn.ModuleList(
             double_conv(c_in, c_out) for c_in, c_out in zip((3, *widths[:-1]), widths, strict=True)
         )
-        self.up = nn.ModuleList(
-            Up(widths[i + 1], widths[i], widths[i]) for i in reversed(range(len(widths) - 1))
-        )
+        self.up = nn.ModuleList(Up(widths[i + 1], widths[i], widths[i]) for i in reversed(range(len(widths) - 1)))
         self.head = nn.Conv2d(widths[0], num_classes + 1, 1)  # + 1: background is class 0
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -213,6 +195,20 @@ def dice_loss(logits: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     return 1 - (2 * inter[present] / total[present].clamp(min=1e-6)).mean()
 
 
+def random_flips(images: torch.Tensor, truth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mirror each (image, class map) pair left-right with probability 1/2: images (B, 3, S, S), truth (B, S, S)."""
+    flip = (torch.rand(len(images)) < 0.5).to(images.device)  # (B,)
+    images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+    truth = torch.where(flip[:, None, None], truth.flip(-1), truth)
+    return images, truth
+
+
+def evaluate_miou(model: nn.Module, dataset: Dataset, names: Sequence[str], cfg: SegmentationConfig, accelerator):
+    """`miou` of `model` on a split, batched as in training."""
+    loader = DataLoader(dataset, cfg.batch_size, collate_fn=collate, num_workers=cfg.num_workers)
+    return evaluate_segmentation(model, loader, accelerator.device, names, accelerator.autocast)
+
+
 def load_segmenter(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[UNet, dict]:
     """A trained U-Net from its run folder (card.json + model.safetensors), in eval mode, and its card."""
     run_dir = Path(run_dir)
@@ -223,83 +219,38 @@ def load_segmenter(run_dir: str | Path, device: str | torch.device = "cpu") -> t
     return load_weights(model, run_dir / WEIGHTS_NAME).eval(), card
 
 
-def train_segmentation(cfg: SegmentationConfig, splits, run_dir: str | Path) -> dict:
-    """Train a U-Net on `splits` (.train/.val/.test CocoDetection datasets, .classes); checkpoints, logs and
-    metrics go to `run_dir`. Returns the final metrics (also written to RUN/metrics.json)."""
-    try:
-        device = pick_device(cfg.device)
-    except ValueError as err:
-        raise UserError(str(err)) from None
-    AcceleratorState._reset_state()
-    GradientState._reset_state()
-    accelerator = Accelerator(
-        cpu=device.type == "cpu", mixed_precision=cfg.mixed_precision,
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
-    )  # fmt: skip
-    run_dir = Path(run_dir)
-    if cfg.resume and not (run_dir / RESUME_NAME).is_file():
-        raise UserError(f"--resume: {run_dir} has no {RESUME_NAME} to resume from")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log = RunLogger(run_dir, enabled=accelerator.is_main_process)
-    log.print(f"config: {json.dumps(config_to_dict(cfg))}")
-
-    names = ["background", *splits.classes]
+def train_segmentation(cfg: SegmentationConfig) -> dict:
+    """Train a U-Net as `cfg` says, on the detector's data; returns the final metrics (also in RUN/metrics.json)."""
+    # --- set-up: the run folder and data as train.py's, a U-Net for the model; all of it before the first step ---
+    run, splits = start_with_data(UNET_PROJECT, cfg)
+    accelerator, log = run.accelerator, run.log
     seed_everything(cfg.seed)
+    names = ["background", *splits.classes]
     # channels-last memory: the layout oneDNN and cuDNN convolutions run fastest in (~1.4x on a 2-core CPU)
     model = UNet(len(splits.classes), cfg.widths).to(memory_format=torch.channels_last)
-    card = {"task": "segmentation", "classes": list(splits.classes), "widths": list(cfg.widths),
-            "image_size": cfg.image_size, "source": getattr(splits, "source", None),
-            "parameters": sum(p.numel() for p in model.parameters())}  # fmt: skip
-    log.print(f"data: {len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test images, "
-              f"classes {names}; model: U-Net, {card['parameters']:,} parameters")  # fmt: skip
+    parameters = sum(p.numel() for p in model.parameters())
+    card = {"task": "segmentation", "classes": splits.classes, "widths": list(cfg.widths), "image_size": cfg.image_size}
+    run.save_json(card | {"source": splits.source, "parameters": parameters}, "card.json")
+    log.print(
+        f"data: {splits.source}: {len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test "
+        f"images, classes {names}; model: U-Net, {parameters:,} parameters"
+    )
+    model, loader, optimizer, scheduler = prepare_training(accelerator, model, splits.train, cfg)
+    raw_model = accelerator.unwrap_model(model)
+    progress = run.resume(raw_model, optimizer, scheduler) or {"epoch": 0, "step": 0, "history": []}
+    epoch, step, history = progress["epoch"], progress["step"], progress["history"]
+    meter = run.meter(cfg.epochs * len(loader), step, every=cfg.log_every, unit="images")
 
-    train_loader = DataLoader(splits.train, cfg.batch_size, shuffle=True, collate_fn=collate,
-                              num_workers=cfg.num_workers, drop_last=len(splits.train) > cfg.batch_size)  # fmt: skip
-    model, train_loader = accelerator.prepare(model, train_loader)
-    total_steps = cfg.epochs * len(train_loader)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = warmup_cosine(optimizer, total_steps, warmup_fraction=0.05)
-    optimizer = accelerator.prepare(optimizer)
-    unwrapped = accelerator.unwrap_model(model)
-
-    start_epoch, step, history = 0, 0, []
-    if cfg.resume:
-        progress = restore_training_state(run_dir / RESUME_NAME, unwrapped, optimizer, scheduler)
-        start_epoch, step, history = progress["epoch"], progress["step"], progress["history"]
-        log.print(f"resumed {run_dir} at epoch {start_epoch}")
-    if accelerator.is_main_process:
-        save_json(config_to_dict(cfg), run_dir / "config.json")
-        save_json(card, run_dir / "card.json")
-
-    def evaluate(dataset) -> dict:
-        """mIoU on the main process with the unwrapped model; every rank gets the result."""
-        result = [None]
-        if accelerator.is_main_process:
-            loader = DataLoader(dataset, cfg.batch_size, collate_fn=collate, num_workers=cfg.num_workers)
-            result = [
-                evaluate_segmentation(unwrapped, loader, accelerator.device, names, accelerator.autocast)
-            ]
-        broadcast_object_list(result)
-        return result[0]
-
-    meter = Throughput(warmup=2)
-    started = time.perf_counter()
-    for epoch in range(start_epoch, cfg.epochs):
-        train_loader.set_epoch(epoch)
+    # --- the loop: an epoch of optimizer steps, then validation and a checkpoint ---
+    while epoch < cfg.epochs:
+        loader.set_epoch(epoch)
         model.train()
-        meter.reset()
-        loss_sum, batches = 0.0, 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=not (cfg.progress and accelerator.is_main_process))  # fmt: skip
-        for images, targets in bar:
-            if isinstance(images, list):
-                raise UserError("segmentation batches need one image size: set image_size")
+        loss_sum = torch.zeros((), dtype=torch.float64, device=accelerator.device)
+        for images, targets in loader:
             images = images.contiguous(memory_format=torch.channels_last)  # (B, 3, S, S)
-            truth = semantic_batch(targets, images.shape[-1]).to(images.device)  # (B, S, S)
+            truth = semantic_batch(targets, images.shape[-1]).to(images.device)  # (B, S, S) class indices
             if cfg.augment:
-                flip = (torch.rand(len(targets)) < 0.5).to(images.device)
-                images = torch.where(flip[:, None, None, None], images.flip(-1), images)
-                truth = torch.where(flip[:, None, None], truth.flip(-1), truth)
+                images, truth = random_flips(images, truth)
             with accelerator.autocast():
                 logits = model(images)  # (B, K + 1, S, S)
                 loss = F.cross_entropy(logits.float(), truth)
@@ -310,35 +261,41 @@ def train_segmentation(cfg: SegmentationConfig, splits, run_dir: str | Path) -> 
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            meter.update(len(targets) * accelerator.num_processes)
-            loss_sum += loss.item()
-            batches += 1
-            if step % 10 == 0:
-                log.scalars({"train/loss": loss.item(), "train/lr": scheduler.get_last_lr()[0],
-                             "train/images_per_s": meter.rate}, step)  # fmt: skip
-                bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{meter.rate:.0f}")
-        val = evaluate(splits.val)
-        history.append({"epoch": epoch + 1, "train_loss": round(loss_sum / max(batches, 1), 4),
-                        "val_miou": val["miou"], "val_miou_foreground": val["miou_foreground"]})  # fmt: skip
-        log.scalars({"val/miou": val["miou"], "val/miou_foreground": val["miou_foreground"]}, step)
-        log.print(f"epoch {epoch + 1}/{cfg.epochs}  train loss {loss_sum / max(batches, 1):.4f}  val mIoU "
-                  f"{val['miou']:.4f}  foreground {val['miou_foreground'] or 0:.4f}  {meter.rate:.0f} img/s")  # fmt: skip
-        if accelerator.is_main_process:
-            save_weights(unwrapped, run_dir / WEIGHTS_NAME, metadata={"epoch": str(epoch + 1)})
-            save_resume_state(training_state(unwrapped, optimizer, scheduler, epoch=epoch + 1, step=step,
-                                             history=history), run_dir / RESUME_NAME)  # fmt: skip
-        accelerator.wait_for_everyone()
+            loss_sum += loss.detach()
+            meter.step(step, len(targets) * accelerator.num_processes, loss=loss, lr=scheduler.get_last_lr()[0])
+        epoch += 1
 
-    test = evaluate(splits.test)
-    metrics = {"test_miou": test["miou"], "test_miou_foreground": test["miou_foreground"],
-               "test_pixel_accuracy": test["pixel_accuracy"], "test_iou": test["iou"],
-               "val_miou": history[-1]["val_miou"] if history else None, "epochs": cfg.epochs, "steps": step,
-               "train_seconds": round(time.perf_counter() - started, 1), "train_images_per_s": round(meter.rate, 1),
-               "parameters": card["parameters"], "run_dir": str(run_dir), "history": history}  # fmt: skip
-    if accelerator.is_main_process:
-        save_json(metrics, run_dir / "metrics.json")
-    log.print(f"done: test mIoU {test['miou']:.4f} (foreground {test['miou_foreground'] or 0:.4f}), "
-              f"{metrics['train_seconds']} s, run folder {run_dir}")  # fmt: skip
-    log.close()
-    accelerator.end_training()
-    return metrics
+        with meter.paused():
+            val = on_main_process(accelerator, evaluate_miou, raw_model, splits.val, names, cfg, accelerator)
+            train_loss = accelerator.reduce(loss_sum, "mean").item() / len(loader)  # mean over processes
+            row = {"val_miou": val["miou"], "val_miou_foreground": val["miou_foreground"]}
+            history.append({"epoch": epoch, "train_loss": round(train_loss, 4), **row})
+            log.scalars({"val/miou": val["miou"], "val/miou_foreground": val["miou_foreground"]}, step)
+            foreground = val["miou_foreground"] or 0  # None when no foreground class was seen or predicted
+            scores = f"val mIoU {val['miou']:.4f}  foreground {foreground:.4f}"
+            log.print(f"epoch {epoch}/{cfg.epochs}  train loss {train_loss:.4f}  {scores}  {meter.rate:.0f} img/s")
+            publish = partial(save_weights, raw_model, run.dir / WEIGHTS_NAME, {"epoch": str(epoch)})
+            run.checkpoint(raw_model, optimizer, scheduler, publish, epoch=epoch, step=step, history=history)
+    meter.close()
+    train_seconds = round(meter.seconds, 1)
+
+    # --- finish: the test split, once ---
+    test = on_main_process(accelerator, evaluate_miou, raw_model, splits.test, names, cfg, accelerator)
+    log.scalars({"test/miou": test["miou"]}, step)
+    metrics = {
+        "test_miou": test["miou"],
+        "test_miou_foreground": test["miou_foreground"],
+        "test_pixel_accuracy": test["pixel_accuracy"],
+        "test_iou": test["iou"],
+        "val_miou": history[-1]["val_miou"] if history else None,
+        "epochs": cfg.epochs,
+        "steps": step,
+        "train_seconds": train_seconds,
+        "train_images_per_s": round(meter.rate, 1),
+        "parameters": parameters,
+        "processes": accelerator.num_processes,
+        "run_dir": str(run.dir),
+        "history": history,
+    }
+    summary = f"done: test mIoU {test['miou']:.4f} (foreground {test['miou_foreground'] or 0:.4f})"
+    return run.finish(metrics, f"{summary}, {train_seconds} s, run folder {run.dir}")

@@ -70,18 +70,14 @@ def write_shapes(
     coco = {
         "info": {"description": "synthetic shapes (detector.shapes)", "generator": params},
         "images": images,
-        "categories": [
-            {"id": k + 1, "name": name, "supercategory": "shape"} for k, name in enumerate(CLASSES)
-        ],
+        "categories": [{"id": k + 1, "name": name, "supercategory": "shape"} for k, name in enumerate(CLASSES)],
         "annotations": annotations,
     }
     write_atomic(out_dir / "annotations.json", json.dumps(coco).encode())
     return out_dir
 
 
-def ensure_shapes(
-    root: Path, sizes: dict[str, int] | None = None, image_size: int = 128, seed: int = 0
-) -> Path:
+def ensure_shapes(root: Path, sizes: dict[str, int] | None = None, image_size: int = 128, seed: int = 0) -> Path:
     """Generate root/train, root/val, root/test (or the splits `sizes` names) unless already there.
 
     A split is reused when its annotations.json records the same generation parameters and its images exist,
@@ -108,14 +104,12 @@ def draw_image(
         for _ in range(MAX_TRIES):
             kind = int(rng.integers(len(CLASSES)))
             extent = rng.uniform(*SIZE_RANGE) * size
-            centre = rng.uniform(
-                0.35 * extent, size - 0.35 * extent, 2
-            )  # shapes may be cut by the border a bit
+            centre = rng.uniform(0.35 * extent, size - 0.35 * extent, 2)  # shapes may be cut by the border a bit
             mask, area = _shape(CLASSES[kind], centre, extent, rng.uniform(0, 2 * np.pi), xx, yy)
-            if not _visible_enough(mask.sum(), area) or any(
-                not _visible_enough((m & ~mask).sum(), a) for m, a in zip(masks, areas, strict=True)
-            ):
+            if not _visible_enough(mask.sum(), area):  # cut off by the border
                 continue
+            if not all(_visible_enough((m & ~mask).sum(), a) for m, a in zip(masks, areas, strict=True)):
+                continue  # it would hide too much of an earlier shape
             touched = [c for m, c in zip(masks, colours, strict=True) if (m & _grow(mask)).any()]
             colour = _pick_colour(rng, [background[mask].mean(0), *touched])
             # a gentle linear shading across the shape, so shapes are not perfectly flat either
@@ -239,9 +233,9 @@ def _params(n_images: int, image_size: int, seed: int, min_objects: int, max_obj
 def _is_generated(out: Path, params: dict) -> bool:
     try:
         coco = json.loads((out / "annotations.json").read_text())
-        return coco["info"]["generator"] == params and all(
-            (out / "images" / image["file_name"]).is_file() for image in coco["images"]
-        )
+        if coco["info"]["generator"] != params:
+            return False
+        return all((out / "images" / image["file_name"]).is_file() for image in coco["images"])
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
