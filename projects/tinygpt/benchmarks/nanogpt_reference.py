@@ -42,7 +42,8 @@ Where this script departs from train.py, and why:
   the preset's value. Like train.py, the loop runs iterations ``0 .. max_iters`` inclusive, i.e.
   ``max_iters + 1`` optimizer steps.
 
-The final ``train_loss``/``val_loss`` are those of the last ``estimate_loss()``: if one ran at
+The final ``train_loss_estimate``/``val_loss_estimate`` are those of the last ``estimate_loss()`` (the mean over
+``eval_iters`` random batches of each split; tinygpt's estimates take as many windows, evenly spaced): if one ran at
 ``iter_num == max_iters`` (nanoGPT's last printed eval) it is reused, otherwise one more runs after the loop.
 
 The last line printed to stdout is one JSON object with the results.
@@ -133,13 +134,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-interval", type=int, help="override the preset's eval_interval")
     p.add_argument("--eval-iters", type=int, help="override the preset's eval_iters")
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
-    p.add_argument(
-        "--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model"
-    )
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
     p.add_argument("--seed", type=int, default=1337, help="torch.manual_seed (nanoGPT: 1337 + seed_offset)")
-    p.add_argument(
-        "--warmup-skip", type=int, default=10, help="iterations left out of the steady-state measurement"
-    )
+    p.add_argument("--warmup-skip", type=int, default=10, help="iterations left out of the steady-state measurement")
     p.add_argument(
         "--log-every",
         type=int,
@@ -365,8 +362,8 @@ def main(argv: list[str] | None = None) -> dict:
         "steady_tokens_per_s": round(steady_tokens_per_s, 1) if steady else None,
         "ms_per_iter": round(statistics.median(steady) * 1000, 3) if steady else None,
         "ms_per_iter_mean": round(statistics.fmean(steady) * 1000, 3) if steady else None,
-        "train_loss": round(float(losses["train"]), 4),
-        "val_loss": round(float(losses["val"]), 4),
+        "train_loss_estimate": round(float(losses["train"]), 4),
+        "val_loss_estimate": round(float(losses["val"]), 4),
         "final_eval_step": last_eval_step,
         "eval_s": round(eval_s_total, 3),
         "torch": torch.__version__,

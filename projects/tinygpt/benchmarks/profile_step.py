@@ -14,14 +14,12 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from tinygpt.config import PRESETS
-from tinygpt.model import GPT
-from tinygpt.train import configure_optimizer, model_config
+from tinygpt.model import GPT, model_config
+from tinygpt.train import configure_optimizer
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="shakespeare-char", choices=list(PRESETS))
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast, as --mixed-precision bf16")
     parser.add_argument("--compile", action="store_true")

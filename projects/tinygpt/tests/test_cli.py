@@ -57,8 +57,8 @@ def test_generate_streams_a_completion(tiny_run, capsys):
     out = capsys.readouterr().out
     assert out.startswith("def ") and len(out) > len("def \n")
     greedy = []
+    settings = ["--prompt", "import", "--temperature", "0", "--max-new-tokens", "10"]
     for flag in ([], ["--no-cache"]):
-        main(["generate", "--ckpt", tiny_run["run_dir"], "--prompt", "import", "--temperature", "0",
-              "--max-new-tokens", "10", *flag])  # fmt: skip
+        main(["generate", "--ckpt", tiny_run["run_dir"], *settings, *flag])
         greedy.append(capsys.readouterr().out)
     assert greedy[0] == greedy[1]

@@ -36,10 +36,7 @@ def test_parameter_count_and_flops_follow_nanogpt():
     assert model.num_params() == V * C + L * per_block + C  # tied embedding + blocks + final norm
     assert model.num_params(non_embedding=False) == model.num_params() + cfg.block_size * C
     # nanoGPT estimate_mfu: 6N + 12 L H Q T
-    assert (
-        model.flops_per_token()
-        == 6 * model.num_params() + 12 * L * cfg.n_head * cfg.head_dim * cfg.block_size
-    )
+    assert model.flops_per_token() == 6 * model.num_params() + 12 * L * cfg.n_head * cfg.head_dim * cfg.block_size
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
@@ -49,9 +46,7 @@ def test_cached_forward_matches_full_forward(arch):
     full, _ = model(idx)
     cache = KVCache(model.cfg, batch=2, max_len=64, device="cpu", dtype=torch.float32)
     parts = [model(idx[:, :10], cache=cache)[0], model(idx[:, 10:11], cache=cache)[0]]
-    parts.append(
-        model(idx[:, 11:30], cache=cache)[0]
-    )  # several new tokens after a filled cache: the mask path
+    parts.append(model(idx[:, 11:30], cache=cache)[0])  # several new tokens after a filled cache: the mask path
     torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=1e-5)
     assert cache.length == 30
 

@@ -23,9 +23,7 @@ from .tokenizer import Tokenizer, load_tokenizer
 MODEL_CONFIG_NAME = "model_config.json"
 
 
-def save_model(
-    model: GPT, tokenizer: Tokenizer, folder: Path, metadata: dict[str, str] | None = None
-) -> None:
+def save_model(model: GPT, tokenizer: Tokenizer, folder: Path, metadata: dict[str, str] | None = None) -> None:
     """Weights, architecture and tokenizer: everything `load_model` needs. Each file is written atomically."""
     save_json(dataclasses.asdict(model.cfg), folder / MODEL_CONFIG_NAME)
     tokenizer.save(folder)
@@ -45,9 +43,7 @@ def resolve_checkpoint(ckpt: Path | None, runs: Path) -> Path:
     if ckpt is None:
         ckpt = latest_run(PROJECT, runs, required=WEIGHTS_NAME)
         if ckpt is None:
-            raise UserError(
-                f"no trained model under {runs / PROJECT}; run `tinygpt train` or pass --ckpt RUN_DIR"
-            )
+            raise UserError(f"no trained model under {runs / PROJECT}; run `tinygpt train` or pass --ckpt RUN_DIR")
     return Path(ckpt)
 
 

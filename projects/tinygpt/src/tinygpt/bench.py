@@ -12,6 +12,7 @@ import dataclasses
 import os
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -20,9 +21,10 @@ from dlshared.cli import UserError
 from dlshared.device import pick_device
 
 from .config import PRESETS, BenchArgs
+from .evaluate import precision_autocast
 from .generate import generate
-from .model import GPT
-from .train import model_config, train
+from .model import GPT, model_config
+from .train import train
 
 
 def generation_speed(model: GPT, new_tokens: int, use_cache: bool, autocast) -> float:
@@ -49,30 +51,47 @@ def bench(args: BenchArgs) -> dict:
         overrides["compile"] = args.compile
     with tempfile.TemporaryDirectory() as tmp:
         cfg = dataclasses.replace(
-            PRESETS[args.preset], **overrides, out=Path(tmp), name="bench", max_iters=args.warmup + args.steps,
-            eval_interval=10**9, eval_iters=1, sample_tokens=0, progress=False, device=args.device,
-            peak_flops=args.peak_flops, reuse_freed_memory=args.reuse_freed_memory,
-        )  # fmt: skip
-        metrics = train(cfg, warmup_steps=args.warmup)
+            PRESETS[args.preset],
+            **overrides,
+            out=Path(tmp),
+            name="bench",
+            max_iters=args.warmup + args.steps,
+            eval_interval=10**9,
+            eval_iters=1,
+            sample_tokens=0,
+            progress=False,
+            device=args.device,
+            peak_flops=args.peak_flops,
+            reuse_freed_memory=args.reuse_freed_memory,
+            throughput_warmup=args.warmup,
+        )
+        metrics = train(cfg)
     result = {
-        "preset": args.preset, "mixed_precision": cfg.mixed_precision, "compile": cfg.compile,
+        "preset": args.preset,
+        "mixed_precision": cfg.mixed_precision,
+        "compile": cfg.compile,
         "parameters": metrics["parameters"],
         "tokens_per_step": cfg.batch_size * cfg.block_size * cfg.grad_accum * metrics["processes"],
-        "train_tokens_per_s": metrics["tokens_per_s"], "mfu": metrics["mfu"], "peak_flops": metrics["peak_flops"],
-        "timed_steps": args.steps, "reuse_freed_memory": cfg.reuse_freed_memory,
-    }  # fmt: skip
+        "train_tokens_per_s": metrics["tokens_per_s"],
+        "mfu": metrics["mfu"],
+        "peak_flops": metrics["peak_flops"],
+        "timed_steps": args.steps,
+        "reuse_freed_memory": cfg.reuse_freed_memory,
+    }
     if args.new_tokens > 0:
-        from accelerate import Accelerator
-
         torch.manual_seed(0)
         device = pick_device(args.device)  # train() has already turned a bad name into a clear error
         model = GPT(model_config(cfg, metrics["vocab_size"])).to(device).eval()
-        autocast = Accelerator(cpu=device.type == "cpu", mixed_precision=cfg.mixed_precision).autocast
+        autocast = precision_autocast(device, cfg.mixed_precision) or nullcontext
         cached = generation_speed(model, args.new_tokens, True, autocast)
         recompute = generation_speed(model, args.new_tokens, False, autocast)
-        result.update({"new_tokens": args.new_tokens, "generate_tokens_per_s_cache": round(cached, 1),
-                       "generate_tokens_per_s_recompute": round(recompute, 1),
-                       "kv_cache_speedup": round(cached / recompute, 2)})  # fmt: skip
-    result.update({"device": str(pick_device(args.device)), "threads": torch.get_num_threads(),
-                   "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"), "torch": torch.__version__})  # fmt: skip
+        result["new_tokens"] = args.new_tokens
+        result["generate_tokens_per_s_cache"] = round(cached, 1)
+        result["generate_tokens_per_s_recompute"] = round(recompute, 1)
+        result["kv_cache_speedup"] = round(cached / recompute, 2)
+    # what the numbers depend on besides the model
+    result["device"] = str(pick_device(args.device))
+    result["threads"] = torch.get_num_threads()
+    result["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY", "unset")
+    result["torch"] = torch.__version__
     return result

@@ -76,8 +76,13 @@ class TrainConfig:
     eval_interval: int = 250
     """Estimate train/val loss and checkpoint every N steps (and at the end)."""
     eval_iters: int = 200
-    """Batches per loss estimate."""
+    """Batches per loss estimate: the estimate scores eval_iters x batch_size windows of each split. The final
+    val_loss scores every window of the validation split (what `tinygpt eval` reports)."""
     log_interval: int = 10
+    """Log loss, learning rate, tokens/s and MFU to TensorBoard every N steps."""
+    throughput_warmup: int | None = None
+    """Steps left out of tokens/s and MFU: the first ones pay for memory allocation and, with --compile,
+    compilation. Unset: 3, or 10 with --compile."""
     sample_tokens: int = 200
     """Tokens of text sampled into the log and metrics.json at the end (0 = none)."""
 
@@ -91,44 +96,106 @@ class TrainConfig:
     """Run folder name (default: a timestamp)."""
     resume: bool = False
     """Continue the run --name (or the newest run with a resume.pt) from its last checkpoint."""
+    overwrite: bool = False
+    """Replace an earlier run of the same --name (without it, a non-empty run folder is refused)."""
     progress: bool = True
     """Show a progress bar."""
     peak_flops: float | None = None
     """Peak FLOP/s of one device for MFU. Unset: a table for known GPUs; on a CPU, a measured matmul."""
 
 
-# fmt: off
-# nanoGPT's numbers, so the two can be compared at the same settings on one machine
+# nanoGPT's config/train_shakespeare_char.py, so the two can be compared at the same settings on one machine
 SHAKESPEARE_CHAR = TrainConfig(
-    dataset="shakespeare", tokenizer="char", arch="gpt2", n_layer=6, n_head=6, n_embd=384, block_size=256,
-    dropout=0.2, batch_size=64, max_iters=5000, lr=1e-3, min_lr=1e-4, warmup_iters=100, eval_interval=250,
-    eval_iters=200, beta2=0.99, weight_decay=0.1,
+    dataset="shakespeare",
+    tokenizer="char",
+    arch="gpt2",
+    n_layer=6,
+    n_head=6,
+    n_embd=384,
+    block_size=256,
+    dropout=0.2,
+    batch_size=64,
+    max_iters=5000,
+    lr=1e-3,
+    min_lr=1e-4,
+    warmup_iters=100,
+    eval_interval=250,
+    eval_iters=200,
+    beta2=0.99,
+    weight_decay=0.1,
 )
-
+# the CPU settings nanoGPT's README gives for the same recipe (a "baby GPT" in a few minutes)
+SHAKESPEARE_CHAR_CPU = dataclasses.replace(
+    SHAKESPEARE_CHAR,
+    n_layer=4,
+    n_head=4,
+    n_embd=128,
+    block_size=64,
+    batch_size=12,
+    max_iters=2000,
+    lr_decay_iters=2000,
+    dropout=0.0,
+    eval_iters=20,
+)
+# the default: a Llama-style model on the stdlib source, minutes on a 2-core CPU (see README)
+QUICK = TrainConfig(
+    dataset="stdlib",
+    tokenizer="char",
+    arch="llama",
+    n_layer=4,
+    n_head=4,
+    n_embd=128,
+    block_size=128,
+    batch_size=16,
+    max_iters=2500,
+    lr=2e-3,
+    min_lr=2e-4,
+    warmup_iters=50,
+    eval_interval=500,
+    eval_iters=20,
+    mixed_precision="no",
+)
+# seconds: a slice of the corpus, a 2-layer model, 40 steps; what the tests run
+TINY = dataclasses.replace(
+    QUICK,
+    max_chars=60_000,
+    n_layer=2,
+    n_head=2,
+    n_embd=32,
+    block_size=32,
+    batch_size=8,
+    max_iters=40,
+    lr=3e-3,
+    min_lr=3e-4,
+    warmup_iters=5,
+    eval_interval=20,
+    eval_iters=4,
+    log_interval=5,
+    sample_tokens=20,
+    progress=False,
+)
 PRESETS = {
-    "quick": TrainConfig(
-        dataset="stdlib", tokenizer="char", arch="llama", n_layer=4, n_head=4, n_embd=128, block_size=128,
-        batch_size=16, max_iters=2500, lr=2e-3, min_lr=2e-4, warmup_iters=50, eval_interval=500, eval_iters=20,
-        mixed_precision="no",
-    ),
-    "tiny": TrainConfig(
-        dataset="stdlib", max_chars=60_000, tokenizer="char", arch="llama", n_layer=2, n_head=2, n_embd=32,
-        block_size=32, batch_size=8, max_iters=40, lr=3e-3, min_lr=3e-4, warmup_iters=5, eval_interval=20,
-        eval_iters=4, log_interval=5, sample_tokens=20, progress=False,
-    ),
-    "shakespeare-char-cpu": dataclasses.replace(
-        SHAKESPEARE_CHAR, n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, max_iters=2000,
-        lr_decay_iters=2000, dropout=0.0, eval_iters=20,
-    ),
+    "quick": QUICK,
+    "tiny": TINY,
+    "shakespeare-char-cpu": SHAKESPEARE_CHAR_CPU,
     "shakespeare-char": SHAKESPEARE_CHAR,
 }
-# fmt: on
+
+
+def config_from_dict(values: dict) -> TrainConfig:
+    """Rebuild a TrainConfig from a run's config.json (strings back to paths)."""
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    kwargs = {key: value for key, value in values.items() if key in fields}
+    for key in ("data", "out"):
+        if kwargs.get(key) is not None:
+            kwargs[key] = Path(kwargs[key])
+    return TrainConfig(**kwargs)
 
 
 @dataclass
 class CheckpointArgs:
     ckpt: Path | None = None
-    """Run folder (or exported HF folder for eval). Default: the newest run under --runs."""
+    """Run folder. Default: the newest run under --runs."""
     runs: Path = Path("runs")
     device: str = "auto"
 
@@ -137,9 +204,10 @@ class CheckpointArgs:
 class EvalArgs(CheckpointArgs):
     data: Path | None = None
     """A text file to score (all of it). Default: the run's own validation split."""
-    batch_size: int = 32
+    batch_size: int | None = None
+    """Windows per forward pass. Unset: the run's training batch size, which reproduces train's val_loss exactly."""
     max_windows: int | None = None
-    """Score at most N context windows (default: every non-overlapping window)."""
+    """Score at most N context windows, evenly spaced (default: every non-overlapping window)."""
 
 
 @dataclass

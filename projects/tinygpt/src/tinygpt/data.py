@@ -21,13 +21,13 @@ from dlshared.cli import UserError
 from .config import TrainConfig
 from .tokenizer import Tokenizer, train_tokenizer
 
-STDLIB_MODULES = (
-    "argparse", "ast", "calendar", "collections", "configparser", "contextlib", "csv", "dataclasses", "datetime",
-    "decimal", "difflib", "email.message", "enum", "fractions", "functools", "getopt", "gettext", "glob", "heapq",
-    "inspect", "ipaddress", "json.decoder", "json.encoder", "logging", "optparse", "pathlib", "pprint", "queue",
-    "random", "shlex", "shutil", "statistics", "string", "subprocess", "tarfile", "tempfile", "textwrap",
-    "threading", "tokenize", "typing", "unittest.case", "urllib.parse", "uuid", "warnings", "zipfile",
-)  # fmt: skip
+# the embedded corpus: these modules' source files, in this order
+STDLIB_MODULES = """
+    argparse ast calendar collections configparser contextlib csv dataclasses datetime decimal difflib
+    email.message enum fractions functools getopt gettext glob heapq inspect ipaddress json.decoder json.encoder
+    logging optparse pathlib pprint queue random shlex shutil statistics string subprocess tarfile tempfile
+    textwrap threading tokenize typing unittest.case urllib.parse uuid warnings zipfile
+"""
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 TRAIN_FRACTION = 0.9
@@ -36,7 +36,7 @@ TRAIN_FRACTION = 0.9
 def stdlib_corpus() -> str:
     """The embedded corpus: each module's source file, in a fixed order, under a `# file:` header line."""
     parts = []
-    for name in STDLIB_MODULES:
+    for name in STDLIB_MODULES.split():
         spec = importlib.util.find_spec(name)
         if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
             continue  # a Python build without this module's source; the rest still makes a corpus
@@ -58,13 +58,9 @@ def shakespeare_path() -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         # writes to a temporary file and renames it only when the hash matches
-        torch.hub.download_url_to_file(
-            SHAKESPEARE_URL, str(path), hash_prefix=SHAKESPEARE_SHA256, progress=True
-        )
+        torch.hub.download_url_to_file(SHAKESPEARE_URL, str(path), hash_prefix=SHAKESPEARE_SHA256, progress=True)
     except (OSError, RuntimeError) as err:
-        raise UserError(
-            f"could not download tiny Shakespeare ({err}); offline? Pass --data path/to/text.txt"
-        ) from err
+        raise UserError(f"could not download tiny Shakespeare ({err}); offline? Pass --data path/to/text.txt") from err
     return path
 
 
@@ -78,20 +74,22 @@ def read_text_file(path: Path) -> str:
     return text
 
 
-def load_text(cfg: TrainConfig) -> tuple[str, str]:
-    """(text, description of where it came from)."""
-    if cfg.data is not None:
-        text, source = read_text_file(Path(cfg.data)), str(cfg.data)
-    elif cfg.dataset == "shakespeare":
+def load_text(data: Path | None, dataset: str, max_chars: int | None = None) -> tuple[str, str]:
+    """(text, where it came from): the `data` file if given, else tiny Shakespeare or the stdlib corpus."""
+    if data is not None:
+        text, source = read_text_file(Path(data)), str(data)
+    elif dataset == "shakespeare":
         text, source = read_text_file(shakespeare_path()), "tiny Shakespeare"
     else:
-        text, source = (
-            stdlib_corpus(),
-            f"Python {sys.version_info.major}.{sys.version_info.minor} stdlib source",
-        )
-    if cfg.max_chars is not None:
-        text = text[: cfg.max_chars]
-    return text, source
+        python = f"{sys.version_info.major}.{sys.version_info.minor}"
+        text, source = stdlib_corpus(), f"Python {python} stdlib source"
+    return text[:max_chars], source
+
+
+def split_text(text: str) -> tuple[str, str]:
+    """nanoGPT's split: the first 90% of the characters train, the last 10% validate."""
+    cut = int(len(text) * TRAIN_FRACTION)
+    return text[:cut], text[cut:]
 
 
 @dataclass
@@ -103,21 +101,20 @@ class TokenData:
 
 
 def load_data(cfg: TrainConfig, tokenizer: Tokenizer | None = None) -> TokenData:
-    """Read, split 90/10 by characters, train the tokenizer (unless given), encode both halves."""
-    text, source = load_text(cfg)
-    split = int(len(text) * TRAIN_FRACTION)
-    train_text, val_text = text[:split], text[split:]
+    """Read, split 90/10 by characters, train the tokenizer (unless given: a resumed run keeps its own), encode."""
+    text, source = load_text(cfg.data, cfg.dataset, cfg.max_chars)
+    train_text, val_text = split_text(text)
     if tokenizer is None:
         # char: the vocabulary of the whole text, as nanoGPT builds it; bpe: merges learned on train only
-        tokenizer = train_tokenizer(
-            text if cfg.tokenizer == "char" else train_text, cfg.tokenizer, cfg.vocab_size
-        )
+        tokenizer = train_tokenizer(text if cfg.tokenizer == "char" else train_text, cfg.tokenizer, cfg.vocab_size)
     train = torch.tensor(tokenizer.encode(train_text), dtype=torch.int32)
     val = torch.tensor(tokenizer.encode(val_text), dtype=torch.int32)
     shortest = cfg.block_size + 2
     if len(train) < shortest or len(val) < shortest:
-        raise UserError(f"{source}: {len(train)} train / {len(val)} validation tokens; each split needs more than "
-                        f"the context length {cfg.block_size} (use a longer text or a smaller --block-size)")  # fmt: skip
+        raise UserError(
+            f"{source}: {len(train)} train / {len(val)} validation tokens; each split needs more than "
+            f"the context length {cfg.block_size} (use a longer text or a smaller --block-size)"
+        )
     return TokenData(tokenizer, train, val, source)
 
 
@@ -142,7 +139,8 @@ class Batches:
         return chunk[:, :-1], chunk[:, 1:]
 
     def state(self) -> torch.Tensor:
-        return self.generator.get_state()
+        """Where the stream is: the generator's state, a tensor of its own (uint8), safe to save and gather."""
+        return self.generator.get_state().clone()
 
     def load_state(self, state: torch.Tensor) -> None:
         self.generator.set_state(state)

@@ -19,19 +19,26 @@ from .serve import stream_completion
 
 def model_summary(loaded: LoadedModel) -> str:
     cfg, tok = loaded.model.cfg, loaded.tokenizer
-    return (f"**{loaded.run_dir.name}**: {cfg.arch}, {cfg.n_layer} layers x {cfg.n_head} heads x {cfg.n_embd} wide, "
-            f"{loaded.model.num_params():,} parameters, context {cfg.block_size} tokens, "
-            f"{tok.kind} tokenizer ({tok.vocab_size} tokens), on {loaded.device}.")  # fmt: skip
+    return (
+        f"**{loaded.run_dir.name}**: {cfg.arch}, {cfg.n_layer} layers x {cfg.n_head} heads x {cfg.n_embd} wide, "
+        f"{loaded.model.num_params():,} parameters, context {cfg.block_size} tokens, "
+        f"{tok.kind} tokenizer ({tok.vocab_size} tokens), on {loaded.device}."
+    )
 
 
 def build_demo(loaded: LoadedModel) -> gr.Blocks:
-    def complete(prompt: str, max_new_tokens: float, temperature: float, top_k: float, top_p: float,
-                 seed: float) -> Iterator[tuple[str, str]]:  # fmt: skip
+    def complete(
+        prompt: str, max_new_tokens: float, temperature: float, top_k: float, top_p: float, seed: float
+    ) -> Iterator[tuple[str, str]]:
+        # the sliders send floats; top-k 0 and top-p 1 mean "off"
+        sampling = {
+            "temperature": float(temperature),
+            "top_k": int(top_k) or None,
+            "top_p": top_p if top_p < 1 else None,
+        }
         started, text = time.perf_counter(), ""
         try:
-            for text in stream_completion(loaded, prompt or "", int(max_new_tokens), float(temperature),
-                                          int(top_k) if top_k else None, float(top_p) if top_p < 1 else None,
-                                          int(seed)):  # fmt: skip
+            for text in stream_completion(loaded, prompt or "", int(max_new_tokens), seed=int(seed), **sampling):
                 yield text, ""
         except UserError as err:
             yield "", f"⚠️ {err}"
@@ -39,6 +46,7 @@ def build_demo(loaded: LoadedModel) -> gr.Blocks:
         n = len(loaded.tokenizer.encode(text))
         yield text, f"{n} tokens in {time.perf_counter() - started:.2f} s"
 
+    vocab_size = loaded.tokenizer.vocab_size
     with gr.Blocks(title="tinygpt") as demo:
         gr.Markdown("# tinygpt\nA GPT written from scratch (course days 21-27). " + model_summary(loaded))
         with gr.Row():
@@ -46,8 +54,7 @@ def build_demo(loaded: LoadedModel) -> gr.Blocks:
                 prompt = gr.Textbox(label="Prompt", lines=4, value="def ")
                 max_new = gr.Slider(1, 1000, value=200, step=1, label="Max new tokens")
                 temperature = gr.Slider(0.0, 2.0, value=0.8, step=0.05, label="Temperature (0 = greedy)")
-                top_k = gr.Slider(0, loaded.tokenizer.vocab_size, value=min(200, loaded.tokenizer.vocab_size), step=1,
-                                  label="Top-k (0 = off)")  # fmt: skip
+                top_k = gr.Slider(0, vocab_size, value=min(200, vocab_size), step=1, label="Top-k (0 = off)")
                 top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p (1 = off)")
                 seed = gr.Number(value=1337, precision=0, label="Seed")
                 button = gr.Button("Generate", variant="primary")

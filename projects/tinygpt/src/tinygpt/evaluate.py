@@ -1,9 +1,12 @@
 """The metric, defined once: mean next-token cross-entropy (nats per token) over context windows of a split.
 
-Windows start at evenly spaced offsets, so the estimate is deterministic: the same checkpoint and split always
-give the same number. `max_windows=None` scores every non-overlapping window (each token once, the eval verb);
-training estimates from `eval_iters x batch_size` windows spread over the split, as nanoGPT's estimate_loss
-draws that many random ones. Perplexity = exp(loss).
+Windows start at evenly spaced offsets, so every number is deterministic: the same checkpoint and split always give
+the same loss. Two estimators use it, under two names:
+  val_loss           every non-overlapping window of the validation split (each token scored once): the end of
+                     `train` and the `eval` verb, which reproduces train's figure exactly
+  *_loss_estimate    eval_iters x batch_size windows spread over a split: train's periodic check, as cheap as
+                     nanoGPT's estimate_loss (which draws that many windows at random)
+Perplexity = exp(loss).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ def evaluate_loss(
     device: torch.device | None = None,
     autocast=None,
 ) -> float:
-    """Mean cross-entropy of `model` on windows of `ids` (1-D token ids)."""
+    """Mean cross-entropy of `model` on windows of `ids` (1-D token ids); all of them when `max_windows` is None."""
     device = device or next(model.parameters()).device
     last_start = len(ids) - block_size - 1
     if last_start < 0:
@@ -38,7 +41,7 @@ def evaluate_loss(
         starts = torch.arange(0, last_start + 1, block_size)
     was_training = model.training
     model.eval()
-    windows = ids.unfold(0, block_size + 1, 1)
+    windows = ids.unfold(0, block_size + 1, 1)  # (N - T, T + 1): a view, nothing copied
     total, count = 0.0, 0
     for batch_starts in starts.split(batch_size):
         chunk = windows[batch_starts].long().to(device)  # (B, T + 1)
@@ -48,6 +51,14 @@ def evaluate_loss(
         count += len(batch_starts)
     model.train(was_training)
     return total / count
+
+
+def precision_autocast(device: torch.device, mixed_precision: str):
+    """The autocast a run trained under (`--mixed-precision`), so that scoring it later gives its own numbers."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision)
+    if dtype is None:
+        return None
+    return lambda: torch.autocast(device.type, dtype=dtype)
 
 
 def perplexity(loss: float) -> float:

@@ -77,21 +77,42 @@ def to_hf(model: GPT, eos_token_id: int | None = None):
     cfg = model.cfg
     if cfg.arch == "gpt2":
         hf_config = GPT2Config(
-            vocab_size=cfg.vocab_size, n_positions=cfg.block_size, n_embd=cfg.n_embd, n_layer=cfg.n_layer,
-            n_head=cfg.n_head, n_inner=cfg.mlp_hidden, activation_function="gelu", layer_norm_epsilon=cfg.norm_eps,
-            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=True,
-            bos_token_id=eos_token_id, eos_token_id=eos_token_id,
-        )  # fmt: skip
+            vocab_size=cfg.vocab_size,
+            n_positions=cfg.block_size,
+            n_embd=cfg.n_embd,
+            n_layer=cfg.n_layer,
+            n_head=cfg.n_head,
+            n_inner=cfg.mlp_hidden,
+            activation_function="gelu",
+            layer_norm_epsilon=cfg.norm_eps,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            tie_word_embeddings=True,
+            bos_token_id=eos_token_id,
+            eos_token_id=eos_token_id,
+        )
         hf_model, state = GPT2LMHeadModel(hf_config), gpt2_state_dict(model)
     else:
         hf_config = LlamaConfig(
-            vocab_size=cfg.vocab_size, hidden_size=cfg.n_embd, intermediate_size=cfg.mlp_hidden,
-            num_hidden_layers=cfg.n_layer, num_attention_heads=cfg.n_head, num_key_value_heads=cfg.n_head,
-            head_dim=cfg.head_dim, max_position_embeddings=cfg.block_size, rms_norm_eps=cfg.norm_eps,
-            rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta}, tie_word_embeddings=True,
-            attention_bias=cfg.bias, mlp_bias=cfg.bias, hidden_act="silu",
-            bos_token_id=eos_token_id, eos_token_id=eos_token_id, pad_token_id=None,
-        )  # fmt: skip
+            vocab_size=cfg.vocab_size,
+            hidden_size=cfg.n_embd,
+            intermediate_size=cfg.mlp_hidden,
+            num_hidden_layers=cfg.n_layer,
+            num_attention_heads=cfg.n_head,
+            num_key_value_heads=cfg.n_head,
+            head_dim=cfg.head_dim,
+            max_position_embeddings=cfg.block_size,
+            rms_norm_eps=cfg.norm_eps,
+            rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
+            tie_word_embeddings=True,
+            attention_bias=cfg.bias,
+            mlp_bias=cfg.bias,
+            hidden_act="silu",
+            bos_token_id=eos_token_id,
+            eos_token_id=eos_token_id,
+            pad_token_id=None,
+        )
         hf_model, state = LlamaForCausalLM(hf_config), llama_state_dict(model)
     state = {k: v.detach().float().cpu().contiguous() for k, v in state.items()}
     missing, unexpected = hf_model.load_state_dict(state, strict=False)
@@ -125,5 +146,9 @@ def export_hf(args: ExportArgs) -> dict:
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(tokenizer.vocab_size, (2, model.cfg.block_size), generator=generator)
     diff = max_logit_difference(model, reloaded, ids)
-    return {"out": str(out), "architecture": type(reloaded).__name__, "max_abs_logit_diff": diff,
-            "run_dir": str(loaded.run_dir)}  # fmt: skip
+    return {
+        "out": str(out),
+        "architecture": type(reloaded).__name__,
+        "max_abs_logit_diff": diff,
+        "run_dir": str(loaded.run_dir),
+    }

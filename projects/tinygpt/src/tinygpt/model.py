@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 
 @dataclass
@@ -47,6 +50,20 @@ class GPTConfig:
         return 16 * math.ceil(8 * self.n_embd / 3 / 16)
 
 
+def model_config(cfg: TrainConfig, vocab_size: int) -> GPTConfig:
+    """The model's part of a training config, with the vocabulary size its tokenizer ended up with."""
+    return GPTConfig(
+        vocab_size=vocab_size,
+        block_size=cfg.block_size,
+        n_layer=cfg.n_layer,
+        n_head=cfg.n_head,
+        n_embd=cfg.n_embd,
+        dropout=cfg.dropout,
+        bias=cfg.bias,
+        arch=cfg.arch,
+    )
+
+
 class KVCache:
     """Keys and values of every layer for the tokens seen so far, preallocated up to `max_len` positions."""
 
@@ -67,9 +84,7 @@ class KVCache:
 
 def rope_tables(cfg: GPTConfig, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin of position x frequency, (T, D), in the half-split layout Llama uses."""
-    inv_freq = 1.0 / cfg.rope_theta ** (
-        torch.arange(0, cfg.head_dim, 2, device=positions.device) / cfg.head_dim
-    )
+    inv_freq = 1.0 / cfg.rope_theta ** (torch.arange(0, cfg.head_dim, 2, device=positions.device) / cfg.head_dim)
     angles = positions.float()[:, None] * inv_freq[None, :]  # (T, D/2)
     angles = torch.cat([angles, angles], dim=-1)  # (T, D): pair i with i + D/2
     return angles.cos(), angles.sin()
@@ -106,9 +121,8 @@ class CausalSelfAttention(nn.Module):
         else:  # T new tokens after a filled cache: token i sees cached tokens and new tokens up to itself
             mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
             causal = False
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.cfg.dropout if self.training else 0.0
-        )  # (B, H, T, D)
+        dropout = self.cfg.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, dropout_p=dropout)  # (B, H, T, D)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.proj(y))
 
@@ -202,9 +216,7 @@ class GPT(nn.Module):
         logits = self.lm_head(self.norm(x))  # (B, T, vocab)
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(
-                logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1
-            )
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1)
         return logits, loss
 
     def num_params(self, non_embedding: bool = True) -> int:

@@ -13,14 +13,25 @@ import torch
 
 # dense (no sparsity) bf16 tensor-core FLOP/s from the vendors' datasheets
 GPU_PEAK_BF16 = {
-    "H200": 989e12, "H100": 989e12, "A100": 312e12, "A10G": 125e12, "A10": 125e12, "L40S": 362e12, "L4": 121e12,
-    "RTX 4090": 165e12, "RTX 3090": 71e12, "V100": 125e12, "T4": 65e12,
-}  # fmt: skip
+    "H200": 989e12,
+    "H100": 989e12,
+    "A100": 312e12,
+    "A10G": 125e12,
+    "A10": 125e12,
+    "L40S": 362e12,
+    "L4": 121e12,
+    "RTX 4090": 165e12,
+    "RTX 3090": 71e12,
+    "V100": 125e12,
+    "T4": 65e12,
+}
 
 
 def measured_matmul_flops(dtype: torch.dtype = torch.float32, n: int = 1024, seconds: float = 0.3) -> float:
     """FLOP/s of an n x n matmul on the CPU, best of the repeats that fit in `seconds`."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    # a generator of its own: measuring must not move the global RNG that dropout draws from (resume exactness)
+    generator = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(n, n, dtype=dtype, generator=generator) for _ in range(2))
     a @ b  # warm-up: thread pool start, kernel choice
     best, deadline = 0.0, time.perf_counter() + seconds
     while time.perf_counter() < deadline:
@@ -36,9 +47,7 @@ def peak_flops(device: torch.device, dtype: torch.dtype = torch.float32) -> floa
         name = torch.cuda.get_device_name(device)
         for key, flops in GPU_PEAK_BF16.items():
             if key in name:
-                return (
-                    flops if dtype in (torch.bfloat16, torch.float16) else flops / 2
-                )  # tf32 is half of bf16
+                return flops if dtype in (torch.bfloat16, torch.float16) else flops / 2  # tf32 is half of bf16
         return None
     if device.type == "cpu":
         return measured_matmul_flops(dtype)

@@ -25,7 +25,6 @@ format); `transformers` wraps it as a `PreTrainedTokenizerFast` so that `save_pr
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections import Counter
 from itertools import pairwise
@@ -35,6 +34,8 @@ from typing import TYPE_CHECKING
 import regex
 from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers, trainers
 from tokenizers import Tokenizer as Backend
+
+from dlshared.checkpoint import atomic_path
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
@@ -82,9 +83,7 @@ class BytePairEncoding:
 
     def words(self, text: str) -> list[str]:
         """Pre-tokenize: GPT-2 pieces, each as its UTF-8 bytes spelled with `bytes_to_unicode` characters."""
-        return [
-            "".join(self.byte_to_char[b] for b in piece.encode("utf-8")) for piece in GPT2_SPLIT.findall(text)
-        ]
+        return ["".join(self.byte_to_char[b] for b in piece.encode("utf-8")) for piece in GPT2_SPLIT.findall(text)]
 
     def train(self, text: str, vocab_size: int, min_frequency: int = MIN_FREQUENCY) -> BytePairEncoding:
         self.vocab = [*self.special_tokens, *sorted(self.byte_to_char.values())]
@@ -132,11 +131,14 @@ class BytePairEncoding:
         return ids
 
     def decode(self, ids: list[int]) -> str:
-        tokens = [self.vocab[i] for i in ids]
-        data = b"".join(
-            t.encode() if t in self.special_tokens else bytes(self.char_to_byte[c] for c in t) for t in tokens
-        )
+        data = b"".join(self.token_bytes(self.vocab[i]) for i in ids)
         return data.decode("utf-8", errors="replace")  # a cut inside a character's bytes shows as U+FFFD
+
+    def token_bytes(self, token: str) -> bytes:
+        """A special token stands for its own text; any other token spells bytes in `bytes_to_unicode` characters."""
+        if token in self.special_tokens:
+            return token.encode()
+        return bytes(self.char_to_byte[c] for c in token)
 
 
 def merge_pair(word: tuple[int, ...], pair: tuple[int, int], new_id: int) -> tuple[int, ...]:
@@ -186,12 +188,9 @@ class Tokenizer:
         return self.backend.decode(ids, skip_special_tokens=False)
 
     def save(self, folder: Path) -> None:
-        """Write folder/tokenizer.json atomically (a temp file, then a rename)."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{TOKENIZER_FILE}.tmp"
-        tmp.write_text(self.backend.to_str(pretty=True), encoding="utf-8")
-        os.replace(tmp, folder / TOKENIZER_FILE)
+        """Write folder/tokenizer.json atomically: a killed run leaves the old file or the new one, never half."""
+        with atomic_path(Path(folder) / TOKENIZER_FILE) as tmp:
+            tmp.write_text(self.backend.to_str(pretty=True), encoding="utf-8")
 
     def to_hf(self) -> PreTrainedTokenizerFast:
         """The same tokenizer as a `transformers.PreTrainedTokenizerFast`, for `save_pretrained` / `AutoTokenizer`.
@@ -200,10 +199,9 @@ class Tokenizer:
         """
         from transformers import PreTrainedTokenizerFast  # noqa: F811 (heavy import, only when exporting)
 
-        if self.kind == "char":
-            special = {"unk_token": UNK}
-        else:  # GPT-2's convention: one token is bos, eos and unk (byte-level BPE never needs unk)
-            special = {"bos_token": EOT, "eos_token": EOT, "unk_token": EOT}
+        # GPT-2's convention for BPE: one token is bos, eos and unk (byte-level BPE never needs unk)
+        gpt2_special = {"bos_token": EOT, "eos_token": EOT, "unk_token": EOT}
+        special = {"unk_token": UNK} if self.kind == "char" else gpt2_special
         return PreTrainedTokenizerFast(tokenizer_object=Backend.from_str(self.backend.to_str()), **special)
 
 

@@ -1,5 +1,6 @@
-"""The training loop, written out (course days 21-27): Accelerate supplies the device, DDP and mixed precision;
-the steps (learning-rate schedule, accumulation, clipping, evaluation, checkpoints) stay here to be read.
+"""The training loop, written out (course days 21-27): Accelerate supplies the device, DDP and mixed precision,
+`dlshared` the run folder, logs and resume file; the steps (learning-rate schedule, accumulation, clipping,
+evaluation, checkpoints) stay here, in nanoGPT's order, to be read top to bottom.
 
     uv run tinygpt train                                          # quick preset: Python stdlib source, CPU
     uv run tinygpt train --preset shakespeare-char --mixed-precision bf16 --compile
@@ -8,42 +9,25 @@ the steps (learning-rate schedule, accumulation, clipping, evaluation, checkpoin
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from contextlib import nullcontext
+from functools import partial
 
 import torch
-from accelerate import Accelerator
-from accelerate.state import AcceleratorState, GradientState
-from tqdm.auto import tqdm
 
-from dlshared.checkpoint import (
-    RESUME_NAME,
-    restore_training_state,
-    save_json,
-    save_resume_state,
-    training_state,
-)
 from dlshared.cli import UserError
-from dlshared.device import pick_device
-from dlshared.monitor import RunLogger, Throughput, mfu
-from dlshared.runs import config_to_dict, resolve_run_dir
+from dlshared.monitor import mfu
 from dlshared.seed import seed_everything
+from dlshared.training import start_run
 
 from .artifacts import save_model
 from .config import PROJECT, TrainConfig
-from .data import Batches, load_data
+from .data import Batches, TokenData, load_data
 from .evaluate import evaluate_loss
 from .generate import generate
-from .model import GPT, GPTConfig
+from .model import GPT, model_config
 from .perf import peak_flops, reuse_freed_memory
-from .tokenizer import load_tokenizer
-
-
-def model_config(cfg: TrainConfig, vocab_size: int) -> GPTConfig:
-    return GPTConfig(vocab_size=vocab_size, block_size=cfg.block_size, n_layer=cfg.n_layer, n_head=cfg.n_head,
-                     n_embd=cfg.n_embd, dropout=cfg.dropout, bias=cfg.bias, arch=cfg.arch)  # fmt: skip
+from .tokenizer import Tokenizer, load_tokenizer
 
 
 def configure_optimizer(cfg: TrainConfig, model: GPT, device: torch.device) -> torch.optim.AdamW:
@@ -68,87 +52,76 @@ def lr_at(cfg: TrainConfig, it: int) -> float:
     return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg.lr - cfg.min_lr)
 
 
-def train(cfg: TrainConfig, warmup_steps: int | None = None) -> dict:
-    """Train a GPT as `cfg` says; returns the final metrics (also written to RUN/metrics.json).
+def estimate_losses(model: GPT, data: TokenData, cfg: TrainConfig, autocast) -> dict:
+    """nanoGPT's estimate_loss: the mean loss over eval_iters x batch_size windows of each split (evaluate.py)."""
+    windows = cfg.eval_iters * cfg.batch_size
+    score = partial(evaluate_loss, model, block_size=cfg.block_size, batch_size=cfg.batch_size, autocast=autocast)
+    return {
+        "train_loss_estimate": round(score(data.train, max_windows=windows), 4),
+        "val_loss_estimate": round(score(data.val, max_windows=windows), 4),
+    }
 
-    Throughput counts the steps after `warmup_steps` (default 3, or 10 with torch.compile).
-    """
-    try:
-        device = pick_device(cfg.device)
-    except ValueError as err:
-        raise UserError(str(err)) from None
+
+def log_estimates(log, it: int, losses: dict, tokens_per_s: float) -> None:
+    """The loss estimates to TensorBoard (loss/...), one line to the console."""
+    log.scalars({f"loss/{name}": value for name, value in losses.items()}, it)
+    train_loss, val_loss = losses["train_loss_estimate"], losses["val_loss_estimate"]
+    log.print(f"step {it}: loss estimates train {train_loss:.4f}, val {val_loss:.4f}; {tokens_per_s:,.0f} tokens/s")
+
+
+def sample_text(model: GPT, tokenizer: Tokenizer, n_tokens: int, seed: int) -> str:
+    """A seeded sample after a newline (temperature 0.8, top-k 200): what the model has learned, at a glance."""
+    device = next(model.parameters()).device
+    prompt = torch.tensor([tokenizer.encode("\n")], device=device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    tokens = generate(model, prompt, n_tokens, temperature=0.8, top_k=200, generator=generator)
+    return tokenizer.decode([token.item() for token in tokens])
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Train a GPT as `cfg` says; returns the final metrics (also written to RUN/metrics.json)."""
+    # --- set-up: processes, run folder, data, model, optimiser, resume; all of it before the first step ---
     if cfg.max_iters < 1 or cfg.eval_interval < 1 or cfg.grad_accum < 1:
         raise UserError("--max-iters, --eval-interval and --grad-accum must be at least 1")
-    if cfg.reuse_freed_memory and device.type == "cpu":
+    run = start_run(PROJECT, cfg)
+    accelerator, log, rank = run.accelerator, run.log, run.accelerator.process_index
+    if cfg.reuse_freed_memory and accelerator.device.type == "cpu":
         reuse_freed_memory()
-    AcceleratorState._reset_state()  # forget a previous run's settings in this process (tests, notebooks)
-    GradientState._reset_state()
-    accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision=cfg.mixed_precision)
-    run_dir = resolve_run_dir(PROJECT, cfg.out, cfg.name, cfg.resume)
-    log = RunLogger(run_dir, enabled=accelerator.is_main_process)
-    log.print(f"config: {json.dumps(config_to_dict(cfg))}")
-
     # resuming keeps the run's own tokenizer: retraining BPE on other data would renumber every token
-    data = load_data(cfg, load_tokenizer(run_dir) if cfg.resume else None)
+    data = load_data(cfg, load_tokenizer(run.dir) if cfg.resume else None)
     seed_everything(cfg.seed)  # every rank builds the same initial weights
     raw_model = GPT(model_config(cfg, data.tokenizer.vocab_size))
-    seed_everything(cfg.seed + accelerator.process_index)  # but draws its own dropout masks
+    seed_everything(cfg.seed + rank)  # but draws its own dropout masks
     optimizer = configure_optimizer(cfg, raw_model, accelerator.device)
     model, optimizer = accelerator.prepare(raw_model, optimizer)
-    raw_model = accelerator.unwrap_model(model)
-    batches = Batches(data.train, cfg.block_size, cfg.batch_size, cfg.seed + accelerator.process_index,
-                      accelerator.device)  # fmt: skip
+    raw_model = accelerator.unwrap_model(model)  # without DDP's wrapper: what is saved, evaluated and sampled
+    step_model = torch.compile(model) if cfg.compile else model  # evaluation keeps the eager model: other shapes
+    batches = Batches(data.train, cfg.block_size, cfg.batch_size, cfg.seed + rank, accelerator.device)
+    progress = run.resume(raw_model, optimizer) or {"iter": 0, "history": []}
+    it, history = progress["iter"], progress["history"]
+    if cfg.resume:
+        batches.load_state(progress["per_rank"])  # this rank's own position in its own stream of windows
     tokens_per_step = cfg.batch_size * cfg.block_size * cfg.grad_accum * accelerator.num_processes
     flops_per_token = raw_model.flops_per_token()
     compute_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.mixed_precision, torch.float32)
     peak = cfg.peak_flops or peak_flops(accelerator.device, compute_dtype)
-    log.print(f"data: {data.source}: {len(data.train):,} train / {len(data.val):,} val tokens, "
-              f"{cfg.tokenizer} vocab {data.tokenizer.vocab_size}; model: {cfg.arch}, "
-              f"{raw_model.num_params():,} parameters, {flops_per_token / 1e6:.1f} MFLOPs/token (training); "
-              f"{tokens_per_step:,} tokens/step on {accelerator.num_processes} x {accelerator.device}")  # fmt: skip
-
-    it, history = 0, []
-    if cfg.resume:
-        progress = restore_training_state(run_dir / RESUME_NAME, raw_model, optimizer)
-        it, history = progress["iter"], progress["history"]
-        batches.load_state(progress["batches"][accelerator.process_index])
-        log.print(f"resumed {run_dir} at step {it}")
-    if accelerator.is_main_process:
-        save_json(config_to_dict(cfg), run_dir / "config.json")
-    step_model = torch.compile(model) if cfg.compile else model
-
-    def estimate() -> dict:
-        # the uncompiled model: evaluation shapes differ from training's and would trigger recompiles
-        n = cfg.eval_iters * cfg.batch_size
-        kw = dict(
-            block_size=cfg.block_size, batch_size=cfg.batch_size, max_windows=n, autocast=accelerator.autocast
-        )
-        return {"train_loss": round(evaluate_loss(raw_model, data.train, **kw), 4),
-                "val_loss": round(evaluate_loss(raw_model, data.val, **kw), 4)}  # fmt: skip
-
-    def checkpoint(losses: dict) -> None:
-        batch_states = accelerator.gather(batches.state()[None].to(accelerator.device)).cpu()  # every rank's
-        if accelerator.is_main_process:
-            save_model(raw_model, data.tokenizer, run_dir, metadata={"iter": str(it)})
-            save_resume_state(training_state(raw_model, optimizer, iter=it, history=history,
-                                             batches=list(batch_states)), run_dir / RESUME_NAME)  # fmt: skip
-        accelerator.wait_for_everyone()
-
-    meter = Throughput(warmup=warmup_steps if warmup_steps is not None else 10 if cfg.compile else 3)
-    started = time.perf_counter()
-    bar = tqdm(
-        total=cfg.max_iters,
-        initial=it,
-        desc="train",
-        disable=not (cfg.progress and accelerator.is_main_process),
+    total_peak = (peak or 0.0) * accelerator.num_processes  # MFU reads 0 where the peak is unknown
+    log.print(
+        f"data: {data.source}: {len(data.train):,} train / {len(data.val):,} val tokens, "
+        f"{cfg.tokenizer} vocab {data.tokenizer.vocab_size}; model: {cfg.arch}, "
+        f"{raw_model.num_params():,} parameters, {flops_per_token / 1e6:.1f} MFLOPs/token (training); "
+        f"{tokens_per_step:,} tokens/step on {accelerator.num_processes} x {accelerator.device}"
     )
-    loss = torch.zeros(())
+    warmup = cfg.throughput_warmup if cfg.throughput_warmup is not None else 10 if cfg.compile else 3
+    meter = run.meter(cfg.max_iters, it, every=cfg.log_interval, unit="tokens", warmup=warmup)
+
+    # --- the loop: one optimizer step per iteration; an estimate and a checkpoint every eval_interval ---
     while it < cfg.max_iters:
         lr = lr_at(cfg, it)
         for group in optimizer.param_groups:
             group["lr"] = lr
         for micro in range(cfg.grad_accum):
-            x, y = next(batches)  # (B, T) each
+            x, y = next(batches)  # (B, T) each: y is x shifted left by one token
             # DDP averages gradients across processes only on the last micro-batch of a step
             with nullcontext() if micro == cfg.grad_accum - 1 else accelerator.no_sync(model):
                 with accelerator.autocast():
@@ -159,49 +132,42 @@ def train(cfg: TrainConfig, warmup_steps: int | None = None) -> dict:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         it += 1
-        meter.update(tokens_per_step)
-        bar.update(1)
-        if it % cfg.log_interval == 0:  # .item() waits for the device: only on logging steps
-            util = mfu(flops_per_token, meter.rate, peak * accelerator.num_processes) if peak else 0.0
-            log.scalars({"train/loss": loss.item(), "train/lr": lr, "perf/tokens_per_s": meter.rate,
-                         "perf/mfu": util}, it)  # fmt: skip
-            bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{meter.rate:,.0f}", mfu=f"{util:.1%}")
+        meter.step(it, tokens_per_step, loss=loss, lr=lr, mfu=mfu(flops_per_token, meter.rate, total_peak))
         if it % cfg.eval_interval == 0 or it == cfg.max_iters:
-            eval_started = time.perf_counter()
-            losses = estimate()
-            history.append({"iter": it, **losses})
-            log.scalars({"loss/train": losses["train_loss"], "loss/val": losses["val_loss"]}, it)
-            log.print(f"step {it}: train loss {losses['train_loss']:.4f}, val loss {losses['val_loss']:.4f}, "
-                      f"{meter.rate:,.0f} tokens/s")  # fmt: skip
-            checkpoint(losses)
-            meter.exclude(time.perf_counter() - eval_started)
-    bar.close()
+            with meter.paused():
+                losses = estimate_losses(raw_model, data, cfg, accelerator.autocast)
+                history.append({"iter": it, **losses})
+                log_estimates(log, it, losses, meter.rate)
+                publish = partial(save_model, raw_model, data.tokenizer, run.dir, {"iter": str(it)})
+                run.checkpoint(raw_model, optimizer, None, publish, iter=it, history=history, per_rank=batches.state())
+    meter.close()
+    train_seconds, tokens_per_s = meter.seconds, meter.rate
 
-    final = history[-1] if history else estimate()
-    train_seconds = time.perf_counter() - started
+    # --- finish: the full validation pass (the eval verb's metric), a sample, the metrics ---
+    val_loss = evaluate_loss(raw_model, data.val, cfg.block_size, cfg.batch_size, autocast=accelerator.autocast)
+    log.scalars({"loss/val_loss": val_loss}, it)
     sample = ""
-    if cfg.sample_tokens > 0 and accelerator.is_main_process:
-        prompt = torch.tensor([data.tokenizer.encode("\n")], device=accelerator.device)
-        gen = torch.Generator(device=accelerator.device).manual_seed(cfg.seed)
+    if cfg.sample_tokens > 0 and run.is_main:
         with accelerator.autocast():
-            tokens = [
-                t.item() for t in generate(raw_model, prompt, cfg.sample_tokens, 0.8, 200, generator=gen)
-            ]
-        sample = data.tokenizer.decode(tokens)
+            sample = sample_text(raw_model, data.tokenizer, cfg.sample_tokens, cfg.seed)
         log.print(f"sample:\n{sample}\n")
-    rate = meter.rate
     metrics = {
-        "val_loss": final["val_loss"], "train_loss": final["train_loss"], "iters": it,
-        "train_seconds": round(train_seconds, 1), "tokens_per_s": round(rate, 1),
-        "mfu": round(mfu(flops_per_token, rate, peak * accelerator.num_processes), 4) if peak else None,
-        "peak_flops": peak, "parameters": raw_model.num_params(), "processes": accelerator.num_processes,
-        "tokenizer": cfg.tokenizer, "vocab_size": data.tokenizer.vocab_size, "data": data.source,
-        "run_dir": str(run_dir), "history": history, "sample": sample,
-    }  # fmt: skip
-    if accelerator.is_main_process:
-        save_json(metrics, run_dir / "metrics.json")
-    log.print(f"done: val loss {final['val_loss']:.4f} after {it} steps, {train_seconds:.0f} s, "
-              f"{rate:,.0f} tokens/s, run folder {run_dir}")  # fmt: skip
-    log.close()
-    accelerator.end_training()
-    return metrics
+        "val_loss": round(val_loss, 4),
+        "val_loss_estimate": history[-1]["val_loss_estimate"],
+        "train_loss_estimate": history[-1]["train_loss_estimate"],
+        "iters": it,
+        "train_seconds": round(train_seconds, 1),
+        "tokens_per_s": round(tokens_per_s, 1),
+        "mfu": round(mfu(flops_per_token, tokens_per_s, total_peak), 4) if peak else None,
+        "peak_flops": peak,
+        "parameters": raw_model.num_params(),
+        "processes": accelerator.num_processes,
+        "tokenizer": cfg.tokenizer,
+        "vocab_size": data.tokenizer.vocab_size,
+        "data": data.source,
+        "run_dir": str(run.dir),
+        "history": history,
+        "sample": sample,
+    }
+    summary = f"done: val loss {val_loss:.4f} (every window) after {it} steps, {train_seconds:.0f} s"
+    return run.finish(metrics, f"{summary}, {tokens_per_s:,.0f} tokens/s, run folder {run.dir}")
