@@ -8,7 +8,8 @@ import pytest
 
 from dlshared.demo import launch
 from dlshared.testing import free_port
-from rag.cli import answer_question, main
+from rag.answer import answer_question
+from rag.cli import main
 from rag.retrieve import Retriever
 
 
@@ -25,6 +26,15 @@ def test_index_then_ask_on_a_folder_it_never_saw(tmp_path, make_docs, capsys):
     questions.write_text(json.dumps({"question": "zebra coat", "source": "notes/zebra.md"}) + "\n")
     main(["eval", "--index", str(tmp_path / "idx"), "--questions", str(questions)])
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["recall@1"] == 1.0
+
+
+def test_bench_prints_one_json_line_with_a_row_per_index(capsys):
+    main(["bench", "--sizes", "2000", "--queries", "20", "--index-types", "flat", "hnsw"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(lines[-1])
+    assert [(row["vectors"], row["index"]) for row in result["rows"]] == [(2000, "flat"), (2000, "hnsw")]
+    assert result["rows"][0]["recall@10"] == 1.0  # exact search is its own ground truth
+    assert len(lines) == 3 and not lines[0].startswith("{")  # a progress line per index, for people
 
 
 @pytest.mark.parametrize(
@@ -52,18 +62,22 @@ def tiny_generator(tmp_path_factory):
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     folder = tmp_path_factory.mktemp("generator")
-    vocab = {
-        w: i
-        for i, w in enumerate(
-            ["<unk>", "<eos>", *["the", "a", "model", "run", "train", "resume", "answer", "[1]", "[2]", "."]]
-        )
-    }
+    words = ["<unk>", "<eos>", "the", "a", "model", "run", "train", "resume", "answer", "[1]", "[2]", "."]
+    vocab = {word: i for i, word in enumerate(words)}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", eos_token="<eos>")
     tokenizer.save_pretrained(folder)
-    config = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, eos_token_id=1)  # fmt: skip
+    config = LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        eos_token_id=1,
+    )
     LlamaForCausalLM(config).save_pretrained(folder)
     from rag.answer import Generator
 
@@ -74,9 +88,7 @@ def test_generative_answers_stream(index_dir, embedder, tiny_generator):
     retriever = Retriever(index_dir, embedder)
     hits = retriever.search("resume training", 2)
     partial = list(tiny_generator.stream("how do I resume?", hits, max_new_tokens=6))
-    assert partial and all(
-        later.startswith(earlier) for earlier, later in zip(partial, partial[1:], strict=False)
-    )
+    assert partial and all(later.startswith(earlier) for earlier, later in zip(partial, partial[1:], strict=False))
     result = answer_question(retriever, "how do I resume?", 2, "hybrid", tiny_generator, max_new_tokens=6)
     assert result["answer"] == partial[-1] and result["sources"][0]["file"] == "guide/training.md"
 

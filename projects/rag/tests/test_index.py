@@ -25,10 +25,7 @@ def test_the_bundled_model_loads_offline(embedder):
 def test_retrieval_finds_the_right_file_in_each_mode(index_dir, embedder):
     retriever = Retriever(index_dir, embedder)
     for mode in ("hybrid", "dense", "bm25"):
-        assert (
-            retriever.search("how do I continue after a crash", 3, mode)[0].chunk["file"]
-            == "guide/training.md"
-        )
+        assert retriever.search("how do I continue after a crash", 3, mode)[0].chunk["file"] == "guide/training.md"
         assert retriever.search("zebra stripe pattern", 1, mode)[0].chunk["file"] == "notes/zebra.md"
     hits = retriever.search("int8 calibration", 2)
     assert hits[0].chunk["heading"].endswith("Quantisation") and set(hits[0].sources) == {"dense", "bm25"}
@@ -54,12 +51,11 @@ def test_reindexing_embeds_only_changed_files(docs_dir, embedder, tmp_path, make
     retriever = Retriever(out, embedder)
     assert "standing up" in retriever.search("how do zebras sleep", 1)[0].chunk["text"]
     assert all(c["file"] != "notes/cooking.txt" for c in retriever.index.chunks)
-    fresh = build_index(
-        IndexConfig(docs=docs, out=tmp_path / "fresh", chunk_tokens=40, overlap_tokens=8), embedder
-    )
+    fresh = build_index(IndexConfig(docs=docs, out=tmp_path / "fresh", chunk_tokens=40, overlap_tokens=8), embedder)
     assert fresh["chunks"] == second["chunks"]
-    np.testing.assert_allclose(Retriever(tmp_path / "fresh", embedder).index.vectors(), retriever.index.vectors(),
-                               atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        Retriever(tmp_path / "fresh", embedder).index.vectors(), retriever.index.vectors(), atol=1e-5
+    )
 
 
 def test_a_folder_with_a_binary_file_indexes_the_rest(tmp_path, embedder, make_docs, capsys):
@@ -86,9 +82,7 @@ def test_reciprocal_rank_fusion():
 def test_hnsw_recall_at_10_against_exact_search():
     rng = np.random.default_rng(0)
     vectors = synthetic_vectors(20_000, 64, rng, centres=256)
-    queries = vectors[rng.integers(0, len(vectors), 200)] + 0.05 * rng.standard_normal(
-        (200, 64), dtype=np.float32
-    )
+    queries = vectors[rng.integers(0, len(vectors), 200)] + 0.05 * rng.standard_normal((200, 64), dtype=np.float32)
     _, truth = build_faiss(vectors, "flat").search(queries, 10)
     _, found = build_faiss(vectors, "hnsw").search(queries, 10)
     recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)])
@@ -97,11 +91,12 @@ def test_hnsw_recall_at_10_against_exact_search():
 
 def test_eval_on_a_question_file(index_dir, embedder, tmp_path):
     questions = tmp_path / "q.jsonl"
-    questions.write_text("\n".join(json.dumps(r) for r in [
+    rows = [
         {"question": "What do I pass to continue training after a crash?", "source": "guide/training.md"},
         {"question": "How much smaller does int8 make the model?", "source": "guide/export.md"},
         {"question": "How long should dough rise?", "source": "notes/cooking.txt"},
-    ]))  # fmt: skip
+    ]
+    questions.write_text("\n".join(json.dumps(row) for row in rows))
     metrics = evaluate(Retriever(index_dir, embedder), load_questions(questions))
     assert metrics["recall@1"] == metrics["recall@5"] == metrics["mrr"] == 1.0
     assert metrics["questions"] == 3 and metrics["latency_ms_p95"] > 0

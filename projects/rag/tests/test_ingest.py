@@ -13,10 +13,7 @@ def words(text: str) -> int:  # a stand-in tokenizer: whitespace words
 
 DOC = (
     "\n\nIntro line before any heading.\n# Title\n\nFirst paragraph " + "word " * 30 + "\n\n"
-    "## Code\n\n```python\n# not a heading\nx = 1\n```\n\n## Long line\n\n"
-    + "averyveryverylongtoken "
-    * 50
-    + "\n"
+    "## Code\n\n```python\n# not a heading\nx = 1\n```\n\n## Long line\n\n" + "averyveryverylongtoken " * 50 + "\n"
     "### Deeper\ntext at the end without newline"
 )
 
@@ -38,12 +35,15 @@ def test_chunks_cover_every_character_and_respect_the_budget(budget, overlap):
 def test_chunks_follow_headings_and_ignore_hashes_in_code():
     chunks = chunk_document(DOC, "docs/doc.md", words, 200, 0)
     headings = [c.heading for c in chunks]
-    assert headings == ["docs/doc", "docs/doc > Title", "docs/doc > Title > Code", "docs/doc > Title > Long line",
-                        "docs/doc > Title > Long line > Deeper"]  # fmt: skip
+    assert headings == [
+        "docs/doc",
+        "docs/doc > Title",
+        "docs/doc > Title > Code",
+        "docs/doc > Title > Long line",
+        "docs/doc > Title > Long line > Deeper",
+    ]
     assert "# not a heading" in chunks[2].text
-    assert chunks[0].start == 0 and chunks[0].text.startswith(
-        "\n\nIntro"
-    )  # text before any heading: its own chunk
+    assert chunks[0].start == 0 and chunks[0].text.startswith("\n\nIntro")  # text before any heading: its own chunk
 
 
 def test_overlap_repeats_text_between_neighbours():

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
+from pathlib import Path
 
 import pytest
 
 from tuner.cli import main
+from tuner.config import TrainConfig
 
 pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
 
@@ -23,6 +25,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is d
         (["train", "--preset", "tiny", "--base", "/no/such/model"], "cannot load base model"),
         (["train", "--preset", "tiny", "--stage", "sft", "--name", "fresh"], "no base model"),
         (["train", "--preset", "tiny", "--resume", "--name", "nothing"], "--resume"),
+        (["train", "--preset", "tiny", "--name", "../elsewhere"], "run name"),
+        (["train", "--preset", "tiny", "--resume", "--overwrite", "--name", "x"], "give one of them"),
         (["eval", "--ckpt", "/no/such/run"], "not a tuner run folder"),
         (["export", "--ckpt", "/no/such/run"], "not a tuner run folder"),
         (["demo", "--ckpt", "/no/such/run"], "not a tuner run folder"),
@@ -90,5 +94,29 @@ def test_help_lists_every_verb_and_field(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     out = capsys.readouterr().out
-    assert "--lora-r" in out and "--target-modules" in out and "--quantize" in out and "tiny" in out
-    json.dumps(out)  # plain text
+    flags = [f"--{field.name.replace('_', '-')}" for field in dataclasses.fields(TrainConfig)]
+    assert [flag for flag in flags if flag not in out] == []
+    assert "tiny" in out and "full" in out  # the presets
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(["--target-modules", "c_attn"], "not in this model"), (["--lora-r", "0"], "--lora-r >= 1")],
+)
+def test_bad_lora_settings_for_the_embedded_base_fail_before_pretraining(tmp_path, capsys, flags, message):
+    """Found after pretraining they would cost minutes, and the unfinished run folder is deleted with the error."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--preset", "tiny", "--out", str(tmp_path), *flags])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not Path(tmp_path, "tuner").exists()  # no run folder was made: nothing trained
+
+
+def test_a_stage_of_an_existing_run_needs_resume(tiny_run, capsys):
+    run = Path(tiny_run["run_dir"])
+    before = sorted((path.name, path.stat().st_mtime_ns) for path in run.iterdir())
+    argv = ["train", "--preset", "tiny", "--stage", "dpo", "--name", run.name, "--out", str(run.parents[1])]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "already holds a run" in err and "--resume" in err, err
+    assert sorted((path.name, path.stat().st_mtime_ns) for path in run.iterdir()) == before  # left as it was

@@ -1,6 +1,7 @@
-"""The hand-written DPO loss against trl's DPOTrainer, and sequence_logps against a token-by-token computation.
+"""The hand-written DPO loss against trl's DPOTrainer, the trainer that trains on it (stages.py) against trl's own,
+and sequence_logps against a token-by-token computation.
 
-trl (1.x) computes the loss inside `DPOTrainer._compute_loss(model, inputs)`, from the models' forward passes, so the
+trl (1.x) computes the loss inside `DPOTrainer.compute_loss(model, inputs)`, from the models' forward passes, so the
 reference here is a real trainer built offline: two tiny random Llamas (policy and frozen reference) and a
 word-level tokenizer made in the test, no downloads.
 """
@@ -25,38 +26,61 @@ pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is d
 def tiny_llama(seed: int) -> LlamaForCausalLM:
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=len(WORDS), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=4, max_position_embeddings=64, pad_token_id=0, bos_token_id=None, eos_token_id=2,
-    )  # fmt: skip
+        vocab_size=len(WORDS),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=64,
+        pad_token_id=0,
+        bos_token_id=None,
+        eos_token_id=2,
+    )
     return LlamaForCausalLM(config).eval()
 
 
 def tiny_tokenizer() -> PreTrainedTokenizerFast:
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
-    )
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>", unk_token="<unk>")
 
 
-@pytest.fixture(scope="module")
-def trainer(tmp_path_factory):
+def make_trainer(cls, output_dir, **losses):
+    """A DPO trainer of class `cls` on two tiny random Llamas (policy and frozen reference), beta = BETA."""
     from datasets import Dataset
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOConfig
 
     rows = [
         {"prompt": "the cat", "chosen": " sat on the mat", "rejected": " ran"},
         {"prompt": "a dog is", "chosen": " red", "rejected": " blue on a mat"},
     ]
     args = DPOConfig(
-        output_dir=str(tmp_path_factory.mktemp("dpo")), beta=BETA, loss_type=["sigmoid"], report_to=[],
-        use_cpu=True, bf16=False, activation_checkpointing=False, per_device_train_batch_size=2,
-        logging_strategy="no", save_strategy="no",
-    )  # fmt: skip
-    trainer = DPOTrainer(
-        model=tiny_llama(0), ref_model=tiny_llama(1), args=args,
-        train_dataset=Dataset.from_list(rows), processing_class=tiny_tokenizer(),
-    )  # fmt: skip
+        output_dir=str(output_dir),
+        beta=BETA,
+        report_to=[],
+        use_cpu=True,
+        bf16=False,
+        activation_checkpointing=False,
+        per_device_train_batch_size=2,
+        logging_strategy="no",
+        save_strategy="no",
+        **losses,
+    )
+    return cls(
+        model=tiny_llama(0),
+        ref_model=tiny_llama(1),
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tiny_tokenizer(),
+    )
+
+
+@pytest.fixture(scope="module")
+def trainer(tmp_path_factory):
+    from trl import DPOTrainer
+
+    trainer = make_trainer(DPOTrainer, tmp_path_factory.mktemp("dpo"), loss_type=["sigmoid"])
     trainer.model.eval(), trainer.ref_model.eval()
     return trainer
 
@@ -68,10 +92,7 @@ def random_pairs(n: int, seed: int) -> list[dict[str, list[int]]]:
     def ids(lo, hi):
         return [rng.randrange(3, len(WORDS)) for _ in range(rng.randint(lo, hi))]
 
-    return [
-        {"prompt_ids": ids(1, 5), "chosen_ids": ids(1, 6) + [2], "rejected_ids": ids(1, 6) + [2]}
-        for _ in range(n)
-    ]
+    return [{"prompt_ids": ids(1, 5), "chosen_ids": ids(1, 6) + [2], "rejected_ids": ids(1, 6) + [2]} for _ in range(n)]
 
 
 def trl_dpo(trainer, pairs) -> dict[str, float]:
@@ -115,6 +136,48 @@ def test_loss_rewards_and_accuracy_equal_trl_on_a_random_batch(trainer):
         assert out.rejected_rewards[i].item() == pytest.approx(single["rewards/rejected"], abs=1e-6)
 
 
+@pytest.mark.parametrize(
+    "losses",
+    [{"loss_type": ["sigmoid"]}, {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, 0.7]}],
+    ids=["dpo", "dpo+sft"],
+)
+def test_the_trainer_that_trains_on_dpo_py_has_trls_loss_gradients_and_logs(tmp_path, losses):
+    """The DPO stage trains with HandWrittenDPOTrainer: the loss it optimises is dpo.py's, and it must be the
+    number trl's own trainer computes, with the same gradients, so training is unchanged by the swap."""
+    from trl import DPOTrainer
+
+    from tuner.stages import HandWrittenDPOTrainer
+
+    pairs = random_pairs(6, seed=1)
+    results = {}
+    for cls in (DPOTrainer, HandWrittenDPOTrainer):
+        trainer = make_trainer(cls, tmp_path / cls.__name__, **losses)
+        trainer.model.train()  # as in training: the logged numbers are recorded, gradients flow
+        loss = trainer.compute_loss(trainer.model, trainer.data_collator(pairs))
+        loss.backward()
+        grads = {name: p.grad for name, p in trainer.model.named_parameters() if p.requires_grad}
+        logged = trainer._metrics["train"] if cls is DPOTrainer else trainer.logged
+        results[cls] = loss.item(), grads, {name: values[-1] for name, values in logged.items()}
+    (trl_loss, trl_grads, trl_logged), (loss, grads, logged) = results[DPOTrainer], results[HandWrittenDPOTrainer]
+    assert loss == pytest.approx(trl_loss, abs=1e-6)
+    assert grads.keys() == trl_grads.keys() and len(grads) > 0
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, trl_grads[name], atol=1e-6, rtol=0, msg=name)
+    assert set(logged) == {f"rewards/{k}" for k in ("chosen", "rejected", "accuracies", "margins")} | {
+        "logps/chosen",
+        "logps/rejected",
+    }
+    for name, value in logged.items():
+        assert value == pytest.approx(trl_logged[name], abs=1e-6), name
+
+
+def test_the_trainer_refuses_losses_it_does_not_implement(tmp_path):
+    from tuner.stages import HandWrittenDPOTrainer
+
+    with pytest.raises(ValueError, match="sigmoid"):
+        make_trainer(HandWrittenDPOTrainer, tmp_path, loss_type=["ipo"])
+
+
 def test_dpo_loss_by_hand():
     zero = torch.zeros(3)
     out = dpo_loss(zero, zero, zero, zero, beta=0.1)  # policy == reference: no preference yet
@@ -133,9 +196,7 @@ def test_dpo_loss_by_hand():
     assert out.loss.item() == pytest.approx(expected, abs=1e-6)
     assert out.accuracy.item() == 0.5
     out.loss.backward()
-    assert (pi_c.grad < 0).all() and (
-        pi_r.grad > 0
-    ).all()  # descent raises chosen and lowers rejected log-probs
+    assert (pi_c.grad < 0).all() and (pi_r.grad > 0).all()  # descent raises chosen and lowers rejected log-probs
     assert not out.chosen_rewards.requires_grad
 
 

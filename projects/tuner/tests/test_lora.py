@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,20 +11,24 @@ import torch
 
 from tuner.base import build_model, build_tokenizer
 from tuner.cli import main
-from tuner.config import PRESETS, replace
+from tuner.config import PRESETS
 from tuner.lora import lora_config, trainable_report
 
 pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+
+
+def tiny_base(cfg=PRESETS["tiny"]):
+    """The tiny preset's embedded Llama, seeded: the same weights on every call."""
+    torch.manual_seed(cfg.seed)
+    return build_model(build_tokenizer(), cfg.n_layer, cfg.n_head, cfg.hidden, cfg.intermediate, cfg.max_positions)
 
 
 def lora_model(**changes):
     from peft import get_peft_model
 
     cfg = replace(PRESETS["tiny"], **changes)
-    model = get_peft_model(build_model(cfg, build_tokenizer()), lora_config(cfg))
-    with (
-        torch.no_grad()
-    ):  # B starts at zero (adapter = identity); make it non-zero so the checks mean something
+    model = get_peft_model(tiny_base(cfg), lora_config(cfg))
+    with torch.no_grad():  # B starts at zero (adapter = identity); make it non-zero so the checks mean something
         for name, p in model.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.5)
@@ -48,7 +53,7 @@ def test_adapter_save_and_load_give_the_same_logits(tmp_path):
     model.save_pretrained(tmp_path / "adapter")
     files = sorted(p.name for p in (tmp_path / "adapter").iterdir())
     assert files == ["README.md", "adapter_config.json", "adapter_model.safetensors"]
-    base = build_model(PRESETS["tiny"], build_tokenizer())  # the same seed: the same base weights
+    base = tiny_base()  # the same seed: the same base weights
     loaded = PeftModel.from_pretrained(base, tmp_path / "adapter").eval()
     with torch.no_grad():
         torch.testing.assert_close(loaded(input_ids=ids).logits, before, atol=1e-6, rtol=0)

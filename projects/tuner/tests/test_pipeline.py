@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from tuner.cli import main
-from tuner.config import PRESETS, replace
+from tuner.config import PRESETS
 
 pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
 
@@ -58,13 +59,42 @@ def test_resume_skips_finished_stages_and_a_single_stage_reruns(tiny_run, tmp_pa
     from tuner.train import train
 
     cfg = replace(PRESETS["tiny"], out=tmp_path, name="r")
+    run = tmp_path / "tuner" / "r"
     first = train(replace(cfg, stage="pretrain"))
     assert "pretrain_loss_last" in first and "sft/task" not in first
-    mtime = (tmp_path / "tuner" / "r" / "base" / "model.safetensors").stat().st_mtime
+    mtime = (run / "base" / "model.safetensors").stat().st_mtime_ns
     resumed = train(replace(cfg, resume=True))  # pretrain is done: only SFT and DPO run
-    assert (tmp_path / "tuner" / "r" / "base" / "model.safetensors").stat().st_mtime == mtime
+    assert (run / "base" / "model.safetensors").stat().st_mtime_ns == mtime
     assert resumed["pretrain_loss_last"] == first["pretrain_loss_last"]  # kept from the first call
     assert "dpo/pref_acc" in resumed
     # the same seed and preset give the same numbers
     for key in ("sft/task", "dpo/pref_acc", "dpo/dpo_loss", "sft_loss_last"):
         assert resumed[key] == tiny_run[key], key
+
+    # one stage of this run again (--stage dpo --resume): a new dpo/ folder, the same numbers, the rest kept
+    dpo_mtime = (run / "dpo" / "adapter_model.safetensors").stat().st_mtime_ns
+    rerun = train(replace(cfg, stage="dpo", resume=True))
+    assert (run / "dpo" / "adapter_model.safetensors").stat().st_mtime_ns != dpo_mtime
+    assert (run / "base" / "model.safetensors").stat().st_mtime_ns == mtime
+    for key in ("dpo_loss_last", "dpo/pref_acc", "dpo/dpo_loss", "sft_loss_last", "pretrain_loss_last"):
+        assert rerun[key] == resumed[key], key
+
+
+def test_overwrite_replaces_a_run_and_a_resumed_run_keeps_its_base(tiny_run, tmp_path, capsys):
+    from tuner.train import train
+
+    cfg = replace(PRESETS["tiny"], out=tmp_path, name="o", stage="pretrain")
+    train(cfg)
+    (tmp_path / "tuner" / "o" / "note.txt").write_text("made by the first run")
+    again = train(replace(cfg, overwrite=True))
+    assert sorted(p.name for p in (tmp_path / "tuner" / "o").iterdir()) == [
+        "base",
+        "config.json",
+        "logs",
+        "metrics.json",
+    ]
+    assert "pretrain_loss_last" in again
+    # a run on another base is not continued on this one
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--preset", "tiny", "--out", str(tmp_path), "--name", "o", "--resume", "--base", "x"])
+    assert exit_info.value.code == 2 and "was trained on base embedded" in capsys.readouterr().err

@@ -10,9 +10,7 @@ import pytest
 from tuner import task
 from tuner.base import build_tokenizer
 
-SPEC = task.TaskSpec(
-    max_number=30, heldout_fraction=0.2, format_fractions=(0.8, 0.2, 0.2, 0.2), wrong_fraction=0.3
-)
+SPEC = task.TaskSpec(max_number=30, heldout_fraction=0.2, format_fractions=(0.8, 0.2, 0.2, 0.2), wrong_fraction=0.3)
 
 
 def numbers(text: str) -> tuple[int, int]:
@@ -38,11 +36,7 @@ def test_sft_answers_are_right_but_only_some_are_formatted():
     grades = [task.grade(r["completion"], sum(numbers(r["prompt"]))) for r in rows]
     assert all(correct for correct, _ in grades)
     assert 0.3 < sum(formatted for _, formatted in grades) / len(rows) < 0.4  # (0.8 + 3 * 0.2) / 4 = 0.35
-    first = [
-        f
-        for r, (_, f) in zip(rows, grades, strict=True)
-        if "What is" in r["prompt"] and "plus" in r["prompt"]
-    ]
+    first = [f for r, (_, f) in zip(rows, grades, strict=True) if "What is" in r["prompt"] and "plus" in r["prompt"]]
     assert 0.7 < sum(first) / len(first) < 0.9  # the phrasing whose answers mostly follow the format
     assert rows[0]["prompt"].startswith("User: ") and rows[0]["prompt"].endswith("\nAssistant:")
 

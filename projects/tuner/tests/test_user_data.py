@@ -28,19 +28,8 @@ def test_train_on_a_users_preference_file(tiny_run, tmp_path, capsys):
     pairs = [{"prompt": f"Q{i}: is the sky blue?", "chosen": " Yes.", "rejected": " No!"} for i in range(20)]
     data = write_jsonl(tmp_path / "pairs.jsonl", pairs)
     base = str(Path(tiny_run["run_dir"]) / "base")  # a local HF folder as --base: no pretraining stage
-    argv = [
-        "--data",
-        str(data),
-        "--base",
-        base,
-        "--out",
-        str(tmp_path),
-        "--name",
-        "mine",
-        "--dpo-sft-weight",
-        "0",
-    ]
-    main(["train", *TINY, *argv])  # plain DPO: no SFT term in the loss
+    argv = ["--data", str(data), "--base", base, "--out", str(tmp_path), "--name", "mine"]
+    main(["train", *TINY, *argv, "--dpo-sft-weight", "0"])  # plain DPO: no SFT term in the loss
     m = last_json(capsys)
     assert m["dpo_loss_first"] == pytest.approx(0.6931, abs=1e-3)  # log 2: the policy starts as the reference
     assert m["data"] == str(data) and m["heldout_pairs"] == 2  # 10% of 20 held out
@@ -95,10 +84,17 @@ def tinygpt_style_export(folder: Path) -> Path:
     PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>").save_pretrained(folder)
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, max_position_embeddings=64, tie_word_embeddings=True, bos_token_id=None,
-        eos_token_id=None, pad_token_id=None,
-    )  # fmt: skip
+        vocab_size=len(vocab),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=64,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=None,
+    )
     LlamaForCausalLM(config).save_pretrained(folder)
     return folder
 

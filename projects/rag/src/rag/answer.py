@@ -9,10 +9,13 @@ streams token by token (the demo shows it as it is written).
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from threading import Thread
 
 import numpy as np
+
+from dlshared.cli import UserError
 
 from .embed import Embedder
 from .retrieve import Hit
@@ -31,26 +34,24 @@ def sentences(text: str) -> list[str]:
     return out
 
 
-def extractive_answer(question: str, hits: list[Hit], embedder: Embedder, max_sentences: int = 2,
-                      passages: int = 3) -> str:  # fmt: skip
-    candidates = [
-        (n, s) for n, hit in enumerate(hits[:passages], start=1) for s in sentences(hit.chunk["text"])
-    ]
+def extractive_answer(question: str, hits: list[Hit], embedder: Embedder, max_sentences: int = 2) -> str:
+    """The `max_sentences` sentences of the top 3 passages closest to the question, in reading order, each cited."""
+    candidates = [(n, s) for n, hit in enumerate(hits[:3], start=1) for s in sentences(hit.chunk["text"])]
     if not candidates:
-        return "No passage answers this question." if not hits else f"See [{1}]: {hits[0].citation()}."
-    vectors = embedder.encode([question] + [s for _, s in candidates])
-    similarity = vectors[1:] @ vectors[0]
+        return f"See [1]: {hits[0].citation()}." if hits else "No passage answers this question."
+    vectors = embedder.encode([question] + [s for _, s in candidates])  # (1 + C, dim), unit length
+    similarity = vectors[1:] @ vectors[0]  # (C,): cosine of each sentence to the question
     best = sorted(np.argsort(-similarity)[:max_sentences])  # keep reading order
     return " ".join(f"{candidates[i][1]} [{candidates[i][0]}]" for i in best)
 
 
 def build_prompt(question: str, hits: list[Hit]) -> str:
-    passages = "\n\n".join(
-        f"[{n}] ({h.citation()})\n{h.chunk['text'].strip()}" for n, h in enumerate(hits, 1)
+    passages = "\n\n".join(f"[{n}] ({h.citation()})\n{h.chunk['text'].strip()}" for n, h in enumerate(hits, 1))
+    return (
+        "Answer the question using only the numbered passages. Cite the passages you use as [n]. "
+        "If they do not contain the answer, say so.\n\n"
+        f"{passages}\n\nQuestion: {question}\nAnswer:"
     )
-    return ("Answer the question using only the numbered passages. Cite the passages you use as [n]. "
-            "If they do not contain the answer, say so.\n\n"
-            f"{passages}\n\nQuestion: {question}\nAnswer:")  # fmt: skip
 
 
 class Generator:
@@ -59,21 +60,19 @@ class Generator:
     def __init__(self, name_or_path: str, device: str = "cpu"):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from dlshared.cli import UserError
-
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(name_or_path)
             self.model = AutoModelForCausalLM.from_pretrained(name_or_path).to(device).eval()
-        except Exception as err:
-            raise UserError(
-                f"could not load generator {name_or_path!r} ({err}); offline, leave --generator unset"
-            ) from None
+        except Exception as err:  # not found, offline, not a causal LM: say so in one line
+            message = f"could not load generator {name_or_path!r} ({err}); offline, leave --generator unset"
+            raise UserError(message) from None
         self.device = device
 
     def _inputs(self, prompt: str):
         if getattr(self.tokenizer, "chat_template", None):
-            ids = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                                     return_tensors="pt", return_dict=True)  # fmt: skip
+            ids = self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+            )
         else:
             ids = self.tokenizer(prompt, return_tensors="pt")
         return {k: v.to(self.device) for k, v in ids.items()}
@@ -82,8 +81,13 @@ class Generator:
         from transformers import TextIteratorStreamer
 
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        kwargs = {**self._inputs(build_prompt(question, hits)), "max_new_tokens": max_new_tokens, "do_sample": False,
-                  "streamer": streamer, "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id}  # fmt: skip
+        kwargs = {
+            **self._inputs(build_prompt(question, hits)),
+            "max_new_tokens": max_new_tokens,
+            "do_sample": False,
+            "streamer": streamer,
+            "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+        }
         thread = Thread(target=self.model.generate, kwargs=kwargs, daemon=True)
         thread.start()
         text = ""
@@ -91,3 +95,27 @@ class Generator:
             text += piece
             yield text
         thread.join()
+
+
+def answer_question(retriever, question: str, k: int, mode: str, generator=None, max_new_tokens: int = 200) -> dict:
+    """Retrieve, then answer (extractive, or written by `generator`): what `rag ask` prints and returns."""
+    if not question.strip():
+        raise UserError("the question is empty")
+    hits, retrieval_ms = retriever.timed_search(question, k, mode)
+    started = time.perf_counter()
+    if generator is not None:
+        answer = ""
+        for partial in generator.stream(question, hits, max_new_tokens):
+            answer = partial  # the stream yields the growing text; keep the last, complete one
+    else:
+        answer = extractive_answer(question, hits, retriever.embedder)
+    latency = {"retrieval": round(retrieval_ms, 2), "answer": round((time.perf_counter() - started) * 1000, 2)}
+    sources = [source(n, hit) for n, hit in enumerate(hits, start=1)]
+    return {"question": question, "answer": answer, "sources": sources, "latency_ms": latency}
+
+
+def source(n: int, hit: Hit) -> dict:
+    """Passage [n] of an answer: where it is (file, lines, heading), its score and its rank in each list."""
+    chunk = hit.chunk
+    where = {"file": chunk["file"], "lines": [chunk["line_start"], chunk["line_end"]], "heading": chunk["heading"]}
+    return {"n": n, **where, "score": round(hit.score, 5), "ranks": hit.sources}

@@ -27,7 +27,8 @@ def _index_bytes(index: faiss.Index) -> int:
     return int(faiss.serialize_index(index).nbytes)
 
 
-def bench(args: BenchArgs) -> list[dict]:
+def bench(args: BenchArgs) -> dict:
+    """For each size and index type: build seconds, serialised size, query latency p50/p95 and recall@10."""
     rng = np.random.default_rng(args.seed)
     rows = []
     for n in args.sizes:
@@ -37,23 +38,31 @@ def bench(args: BenchArgs) -> list[dict]:
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)
         exact = faiss.IndexFlatIP(args.dim)
         exact.add(vectors)
-        _, truth = exact.search(queries, 10)
+        _, truth = exact.search(queries, 10)  # (Q, 10): the true nearest neighbours
         for kind in args.index_types:
             started = time.perf_counter()
             index = build_faiss(vectors, kind, seed=args.seed)
             build_s = time.perf_counter() - started
             latencies, found = [], []
-            for q, true in zip(queries, truth, strict=True):
+            for q, true in zip(queries, truth, strict=True):  # one query at a time, as a user asks
                 t = time.perf_counter()
                 _, ids = index.search(q.reshape(1, -1), 10)
                 latencies.append((time.perf_counter() - t) * 1000)
                 found.append(len(set(ids[0]) & set(true)) / 10)
-            rows.append({"vectors": n, "index": kind, "build_s": round(build_s, 2),
-                         "index_mb": round(_index_bytes(index) / 2**20, 1),
-                         "query_ms_p50": round(float(np.percentile(latencies, 50)), 3),
-                         "query_ms_p95": round(float(np.percentile(latencies, 95)), 3),
-                         "recall@10": round(float(np.mean(found)), 4),
-                         "threads": faiss.omp_get_max_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default")})  # fmt: skip
-            print(rows[-1], flush=True)
+            p50, p95 = np.percentile(latencies, [50, 95])
+            rows.append(
+                {
+                    "vectors": n,
+                    "index": kind,
+                    "build_s": round(build_s, 2),
+                    "index_mb": round(_index_bytes(index) / 2**20, 1),
+                    "query_ms_p50": round(float(p50), 3),
+                    "query_ms_p95": round(float(p95), 3),
+                    "recall@10": round(float(np.mean(found)), 4),
+                }
+            )
+            print(", ".join(f"{key} {value}" for key, value in rows[-1].items()), flush=True)
             del index
-    return rows
+    threads = faiss.omp_get_max_threads()
+    wait_policy = os.environ.get("OMP_WAIT_POLICY", "default")  # spin-waiting threads slow a shared machine
+    return {"dim": args.dim, "queries": args.queries, "threads": threads, "omp_wait_policy": wait_policy, "rows": rows}

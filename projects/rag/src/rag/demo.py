@@ -9,22 +9,32 @@ import gradio as gr
 
 from .answer import extractive_answer
 
+EXAMPLES = [
+    "How do I fork a project?",
+    "What accuracy does the classifier reach on digits?",
+    "Why is TorchScript not used?",
+]
+
 
 def passages_markdown(hits) -> str:
     blocks = []
     for n, hit in enumerate(hits, start=1):
         c = hit.chunk
         body = html.escape(c["text"].strip())
-        blocks.append(f"<details><summary>[{n}] <code>{c['file']}</code> lines {c['line_start']}-{c['line_end']}"
-                      f" · {html.escape(c['heading'])} · score {hit.score:.4f}</summary>\n\n<pre>{body}</pre>\n</details>")  # fmt: skip
+        blocks.append(
+            f"<details><summary>[{n}] <code>{c['file']}</code> lines {c['line_start']}-{c['line_end']}"
+            f" · {html.escape(c['heading'])} · score {hit.score:.4f}</summary>\n\n<pre>{body}</pre>\n</details>"
+        )
     return "\n".join(blocks)
 
 
 def stats_markdown(retriever) -> str:
     m = retriever.index.manifest
-    return (f"**Index** {m['index_type']} · {m['chunks']:,} chunks from {len(m['files'])} files · "
-            f"model `{m['model']}` ({m['dim']}-d) · chunks of {m['chunk_tokens']} tokens, overlap "
-            f"{m['overlap_tokens']} · built {m['built']}")  # fmt: skip
+    return (
+        f"**Index** {m['index_type']} · {m['chunks']:,} chunks from {len(m['files'])} files · "
+        f"model `{m['model']}` ({m['dim']}-d) · chunks of {m['chunk_tokens']} tokens, overlap "
+        f"{m['overlap_tokens']} · built {m['built']}"
+    )
 
 
 def build_demo(retriever, generator=None, k: int = 5) -> gr.Blocks:
@@ -41,9 +51,7 @@ def build_demo(retriever, generator=None, k: int = 5) -> gr.Blocks:
             yield text, sources
 
     with gr.Blocks(title="rag") as demo:
-        gr.Markdown(
-            "# Ask the documents\nAnswers cite the passages they come from; open a passage to read it."
-        )
+        gr.Markdown("# Ask the documents\nAnswers cite the passages they come from; open a passage to read it.")
         with gr.Row():
             question = gr.Textbox(label="Question", placeholder="How do I resume a training run?", scale=4)
             mode = gr.Radio(["hybrid", "dense", "bm25"], value="hybrid", label="Retrieval", scale=1)
@@ -51,8 +59,7 @@ def build_demo(retriever, generator=None, k: int = 5) -> gr.Blocks:
         answer = gr.Markdown(label="Answer")
         sources = gr.Markdown(label="Passages")
         gr.Markdown(stats_markdown(retriever))
-        gr.Examples(["How do I fork a project?", "What accuracy does the classifier reach on digits?",
-                     "Why is TorchScript not used?"], inputs=question)  # fmt: skip
+        gr.Examples(EXAMPLES, inputs=question)
         ask.click(respond, [question, mode], [answer, sources], api_name="ask")
         question.submit(respond, [question, mode], [answer, sources])
     return demo

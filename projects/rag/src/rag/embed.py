@@ -31,9 +31,8 @@ class Embedder:
         try:
             return SentenceTransformer(self.name, device=self.device)
         except Exception as err:  # offline, unknown name, not a sentence-transformers model
-            raise UserError(
-                f"could not load embedding model {self.name!r} ({err}); offline, use {BUNDLED_MODEL}"
-            ) from None
+            message = f"could not load embedding model {self.name!r} ({err}); offline, use {BUNDLED_MODEL}"
+            raise UserError(message) from None
 
     @property
     def dim(self) -> int:
@@ -46,6 +45,7 @@ class Embedder:
         """[N, dim] float32, unit length."""
         if not texts:
             return np.zeros((0, self.dim), np.float32)
-        vectors = self.model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
-                                    convert_to_numpy=True, show_progress_bar=progress)  # fmt: skip
+        vectors = self.model.encode(
+            texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=progress
+        )
         return np.ascontiguousarray(vectors, dtype=np.float32)

@@ -28,11 +28,8 @@ def load_questions(path: Path) -> list[dict]:
             row = json.loads(line)
         except json.JSONDecodeError as err:
             raise UserError(f"{path}:{number}: not valid JSON ({err.msg})") from None
-        if (
-            not isinstance(row, dict)
-            or not isinstance(row.get("question"), str)
-            or not isinstance(row.get("source"), str)
-        ):
+        fields = (row.get("question"), row.get("source")) if isinstance(row, dict) else (None,)
+        if not all(isinstance(field, str) for field in fields):
             raise UserError(f'{path}:{number}: expected {{"question": "...", "source": "relative/path.md"}}')
         rows.append(row)
     if not rows:

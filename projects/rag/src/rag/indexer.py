@@ -25,9 +25,7 @@ def default_docs() -> Path:
     return here.parents[2]  # a fork: the project's own folder (README and docs)
 
 
-def _previous(
-    out: Path, cfg: IndexConfig
-) -> tuple[dict[str, list[dict]], dict[str, np.ndarray], dict[str, str]]:
+def _previous(out: Path, cfg: IndexConfig) -> tuple[dict[str, list[dict]], dict[str, np.ndarray], dict[str, str]]:
     """Chunks and vectors of the existing index, by file, when it was built with the same model and chunking."""
     try:
         old = LoadedIndex(out)
@@ -76,10 +74,8 @@ def build_index(cfg: IndexConfig, embedder: Embedder | None = None) -> dict:
             parts.append(old_vectors[name])
             reused += 1
             continue
-        new = [
-            c.to_dict()
-            for c in chunk_document(text, name, embedder.count_tokens, cfg.chunk_tokens, cfg.overlap_tokens)
-        ]
+        pieces = chunk_document(text, name, embedder.count_tokens, cfg.chunk_tokens, cfg.overlap_tokens)
+        new = [piece.to_dict() for piece in pieces]
         to_embed.append((len(chunks), new))
         chunks += new
         parts.append(np.zeros((len(new), embedder.dim), np.float32))  # filled below, in one batched pass
@@ -92,10 +88,25 @@ def build_index(cfg: IndexConfig, embedder: Embedder | None = None) -> dict:
         row += len(new)
 
     index_type = choose_index_type(len(chunks), cfg.index_type)
-    manifest = {"docs": str(docs), "model": cfg.model, "chunk_tokens": cfg.chunk_tokens,
-                "overlap_tokens": cfg.overlap_tokens, "index_type": index_type, "files": digests,
-                "skipped": skipped, "dim": int(vectors.shape[1])}  # fmt: skip
+    manifest = {
+        "docs": str(docs),
+        "model": cfg.model,
+        "chunk_tokens": cfg.chunk_tokens,
+        "overlap_tokens": cfg.overlap_tokens,
+        "index_type": index_type,
+        "files": digests,
+        "skipped": skipped,
+        "dim": int(vectors.shape[1]),
+    }
     save_index(Path(cfg.out), chunks, vectors, manifest)
-    return {"index": str(cfg.out), "files": len(digests), "files_reused": reused, "files_embedded": len(to_embed),
-            "files_skipped": len(skipped), "chunks": len(chunks), "chunks_embedded": len(texts),
-            "index_type": index_type, "seconds": round(time.perf_counter() - started, 2)}  # fmt: skip
+    return {
+        "index": str(cfg.out),
+        "files": len(digests),
+        "files_reused": reused,
+        "files_embedded": len(to_embed),
+        "files_skipped": len(skipped),
+        "chunks": len(chunks),
+        "chunks_embedded": len(texts),
+        "index_type": index_type,
+        "seconds": round(time.perf_counter() - started, 2),
+    }

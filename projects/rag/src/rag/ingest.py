@@ -101,17 +101,12 @@ def _sections(text: str, title: str) -> list[tuple[str, list[tuple[int, str]]]]:
         sections[-1][1].append((offset, line))
     sections = [(heading, lines) for heading, lines in sections if lines]
     if len(sections) > 1 and not "".join(line for _, line in sections[0][1]).strip():
-        sections[1] = (
-            sections[1][0],
-            sections[0][1] + sections[1][1],
-        )  # leading blank lines join the first heading
-        sections.pop(0)
+        (_, blank), (heading, lines) = sections[0], sections[1]
+        sections[:2] = [(heading, blank + lines)]  # leading blank lines join the first heading
     return sections
 
 
-def _pieces(
-    lines: list[tuple[int, str]], count: Callable[[str], int], budget: int
-) -> list[tuple[int, str, int]]:
+def _pieces(lines: list[tuple[int, str]], count: Callable[[str], int], budget: int) -> list[tuple[int, str, int]]:
     """Lines as (offset, text, tokens); a line over budget is cut at whitespace into pieces within budget."""
     pieces = []
     for offset, line in lines:
@@ -157,9 +152,8 @@ def chunk_document(
             start, end = pieces[i][0], pieces[j - 1][0] + len(pieces[j - 1][1])
             chunk_text = text[start:end]
             if chunk_text.strip():
-                chunks.append(
-                    Chunk(file, heading, start, end, line_of(start), line_of(max(start, end - 1)), chunk_text)
-                )
+                first_line, last_line = line_of(start), line_of(max(start, end - 1))
+                chunks.append(Chunk(file, heading, start, end, first_line, last_line, chunk_text))
             if j == len(pieces):
                 break
             back, kept = j, 0  # step back over whole pieces worth ~`overlap` tokens, always moving forward

@@ -40,13 +40,11 @@ def build_faiss(vectors: np.ndarray, index_type: str, seed: int = 0) -> faiss.In
         index.hnsw.efConstruction = 100
         index.hnsw.efSearch = 128  # recall@10 ~0.95+ on 384-d clustered data
     elif index_type == "ivfpq":
-        # ~sqrt(n) lists, trained on a sample of 64 points per list (faiss wants >= 39 per centroid): k-means on all of a
-        # million vectors would cost minutes for no gain; dim/4 sub-quantisers of 8 bits: 96 bytes per 384-d vector
+        # ~sqrt(n) lists, trained on a sample of 64 points per list (faiss wants >= 39 per centroid): k-means on all
+        # of a million vectors would cost minutes for no gain; dim/4 sub-quantisers of 8 bits: 96 bytes per 384-d vector
         nlist = max(1, min(int(math.sqrt(n)), n // 39))
         index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, dim // 4, 8, faiss.METRIC_INNER_PRODUCT)
-        sample = vectors[
-            np.random.default_rng(seed).permutation(n)[: max(64 * nlist, 40 * 256)]
-        ]  # PQ: 256 codes
+        sample = vectors[np.random.default_rng(seed).permutation(n)[: max(64 * nlist, 40 * 256)]]  # PQ: 256 codes
         index.train(sample)
         index.nprobe = min(nlist, 32)
     else:

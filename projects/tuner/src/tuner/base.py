@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import math
 import string
-import time
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from dlshared.cli import UserError
-from dlshared.monitor import RunLogger, Throughput
+from dlshared.monitor import RunLogger
+from dlshared.training import Meter
 
 from .config import TrainConfig
 from .task import pretrain_corpus
@@ -42,17 +41,24 @@ def build_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=PAD, eos_token=EOS, unk_token=UNK)
 
 
-def build_model(cfg: TrainConfig, tokenizer):
-    """A fresh Llama sized by the config (tied embeddings: the LM head reuses the token embedding)."""
+def build_model(tokenizer, n_layer: int, n_head: int, hidden: int, intermediate: int, max_positions: int):
+    """A fresh `LlamaForCausalLM` of that size over the tokenizer's vocabulary (tied embeddings: the LM head
+    reuses the token embedding). Its initial weights come from torch's global RNG: seed it first."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=cfg.hidden, intermediate_size=cfg.intermediate,
-        num_hidden_layers=cfg.n_layer, num_attention_heads=cfg.n_head, num_key_value_heads=cfg.n_head,
-        max_position_embeddings=cfg.max_positions, tie_word_embeddings=True,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
-    )  # fmt: skip
-    torch.manual_seed(cfg.seed)
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=intermediate,  # SwiGLU width
+        num_hidden_layers=n_layer,
+        num_attention_heads=n_head,
+        num_key_value_heads=n_head,
+        max_position_embeddings=max_positions,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
     return LlamaForCausalLM(config)
 
 
@@ -65,9 +71,7 @@ def prepare_tokenizer(tokenizer):
     if tokenizer.eos_token is None:
         ids = tokenizer("\n", add_special_tokens=False)["input_ids"]
         if len(ids) != 1 or ids[0] == tokenizer.unk_token_id:
-            raise UserError(
-                "the base tokenizer has no eos token and no single newline token to end answers with"
-            )
+            raise UserError("the base tokenizer has no eos token and no single newline token to end answers with")
         tokenizer.eos_token = "\n"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
@@ -100,33 +104,46 @@ def windows(ids: torch.Tensor, batch: int, length: int, generator: torch.Generat
     return torch.stack([ids[s : s + length] for s in starts.tolist()])
 
 
-def pretrain(cfg: TrainConfig, train_pairs, out_dir: Path, logger: RunLogger | None = None) -> dict:
-    """Train the embedded Llama from scratch on the arithmetic corpus; save it to `out_dir` (an HF folder)."""
-    from transformers import get_cosine_schedule_with_warmup
-
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    tokenizer = build_tokenizer()
-    model = build_model(cfg, tokenizer).to(device).train()
+def corpus_ids(tokenizer, train_pairs, cfg: TrainConfig) -> torch.Tensor:
+    """The pretraining corpus (task.py) as one token stream, each statement ended by <eos>: the boundary the
+    base later sees before a question."""
     docs = pretrain_corpus(train_pairs, cfg.pretrain_docs, cfg.seed)
     ids = torch.tensor(tokenizer(EOS.join(docs) + EOS, add_special_tokens=False)["input_ids"])
     if len(ids) <= cfg.max_positions:
-        raise UserError(
-            f"pretrain corpus of {len(ids)} tokens is shorter than one window ({cfg.max_positions})"
-        )
-    decay = [p for p in model.parameters() if p.dim() >= 2]  # no weight decay on norm gains
+        raise UserError(f"pretrain corpus of {len(ids)} tokens is shorter than one window ({cfg.max_positions})")
+    return ids
+
+
+def build_optimizer(model, lr: float, steps: int):
+    """AdamW (no weight decay on norm gains) and a cosine schedule after a 5% warm-up."""
+    from transformers import get_cosine_schedule_with_warmup
+
+    decay = [p for p in model.parameters() if p.dim() >= 2]
     rest = [p for p in model.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
-        lr=cfg.pretrain_lr, betas=(0.9, 0.99),
-    )  # fmt: skip
-    warmup = max(1, cfg.pretrain_steps // 20)
-    schedule = get_cosine_schedule_with_warmup(optimizer, warmup, cfg.pretrain_steps)
-    generator = torch.Generator().manual_seed(cfg.seed)
+    groups = [{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.99))
+    return optimizer, get_cosine_schedule_with_warmup(optimizer, max(1, steps // 20), steps)
+
+
+def pretrain(cfg: TrainConfig, train_pairs, out_dir: Path, logs: Path) -> dict:
+    """Train the embedded Llama from scratch on the arithmetic corpus; save it to `out_dir` (an HF folder)."""
+    # --- set-up: tokenizer, model, corpus, optimiser; TensorBoard under `logs` ---
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    tokenizer = build_tokenizer()
+    torch.manual_seed(cfg.seed)  # the initial weights
+    model = build_model(tokenizer, cfg.n_layer, cfg.n_head, cfg.hidden, cfg.intermediate, cfg.max_positions)
+    model = model.to(device).train()
+    ids = corpus_ids(tokenizer, train_pairs, cfg)
+    optimizer, schedule = build_optimizer(model, cfg.pretrain_lr, cfg.pretrain_steps)
+    generator = torch.Generator().manual_seed(cfg.seed)  # the order of the windows
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
-    meter, losses, started = Throughput(warmup=3), [], time.perf_counter()
-    bar = tqdm(range(cfg.pretrain_steps), desc="pretrain", disable=not cfg.progress)
-    for step in bar:
-        x = windows(ids, cfg.pretrain_batch, cfg.max_positions, generator).to(device)
+    log = RunLogger(logs)
+    meter = Meter(log, cfg.pretrain_steps, 0, every=20, unit="tokens", warmup=3, show=cfg.progress)
+
+    # --- the loop: next-token prediction on random windows of the corpus ---
+    losses = []
+    for step in range(cfg.pretrain_steps):
+        x = windows(ids, cfg.pretrain_batch, cfg.max_positions, generator).to(device)  # (B, T)
         with autocast:
             loss = model(input_ids=x, labels=x).loss  # the model shifts labels by one itself
         loss.backward()
@@ -134,22 +151,20 @@ def pretrain(cfg: TrainConfig, train_pairs, out_dir: Path, logger: RunLogger | N
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
-        meter.update(x.numel())
         losses.append(loss.item())
-        if logger is not None and (step % 20 == 0 or step == cfg.pretrain_steps - 1):
-            logger.scalars({"pretrain/loss": losses[-1], "pretrain/lr": schedule.get_last_lr()[0],
-                            "pretrain/tokens_per_s": meter.rate}, step)  # fmt: skip
-        bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    model.eval()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)  # config.json + model.safetensors
+        meter.step(step, x.numel(), loss=losses[-1], lr=schedule.get_last_lr()[0])
+
+    # --- finish: an ordinary Hugging Face folder, and the numbers ---
+    meter.close()
+    log.close()
+    model.eval().save_pretrained(out_dir)  # config.json + model.safetensors
     tokenizer.save_pretrained(out_dir)
-    tail = losses[-max(1, len(losses) // 10) :]
+    tail = losses[-max(1, len(losses) // 10) :]  # the last 10% of steps: less noisy than the last step
     return {
         "pretrain_loss_first": round(losses[0], 4),
         "pretrain_loss_last": round(sum(tail) / len(tail), 4),
         "pretrain_tokens_per_s": round(meter.rate, 1),
-        "pretrain_seconds": round(time.perf_counter() - started, 1),
+        "pretrain_seconds": round(meter.seconds, 1),
         "base_params": sum(p.numel() for p in model.parameters()),
         "pretrain_perplexity": round(math.exp(sum(tail) / len(tail)), 3),
     }

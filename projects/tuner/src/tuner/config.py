@@ -7,7 +7,6 @@ full             the same pipeline sized for one GPU (bigger base, more steps, b
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -26,12 +25,16 @@ class TrainConfig:
     """JSONL. {"prompt","chosen","rejected"} lines: SFT on prompt+chosen, then DPO on the pairs.
     {"prompt","completion"} or {"messages": [...]} lines: SFT only. Unset: the synthetic addition task."""
     stage: Literal["all", "pretrain", "sft", "dpo"] = "all"
-    """all = pretrain (only without --base) -> sft -> dpo. A single stage continues the run --name."""
+    """all = pretrain (only without --base) -> sft -> dpo. One stage alone runs in a new run folder (e.g. DPO on
+    --base), or, with --resume, in the existing run --name, on that run's base, replacing the stage's folder."""
 
     # --- embedded base model (a LlamaConfig; ignored with --base) ---
     n_layer: int = 4
+    """Transformer blocks of the embedded Llama."""
     n_head: int = 4
+    """Attention heads (hidden / n_head dimensions each)."""
     hidden: int = 128
+    """Width of the residual stream (and of the token embedding)."""
     intermediate: int = 384
     """SwiGLU width."""
     max_positions: int = 64
@@ -39,14 +42,17 @@ class TrainConfig:
 
     # --- stage pretrain: plain next-token prediction on raw arithmetic text, all weights ---
     pretrain_steps: int = 3000
+    """Optimizer steps of pretraining (AdamW, warm-up + cosine)."""
     pretrain_batch: int = 32
     """Windows of max_positions tokens per step."""
     pretrain_lr: float = 3e-3
+    """Peak learning rate of pretraining."""
     pretrain_docs: int = 200_000
     """Statements in the generated corpus."""
 
     # --- synthetic task (see task.py) ---
     max_number: int = 49
+    """Operands of the sums are 0..max_number."""
     heldout_fraction: float = 0.1
     """Share of number pairs (or of the --data file's lines) held out for evaluation."""
     format_fractions: tuple[float, float, float, float] = (1.0, 0.6, 0.3, 0.1)
@@ -55,14 +61,19 @@ class TrainConfig:
     wrong_fraction: float = 0.2
     """Share of DPO pairs whose rejected answer is a wrong number (the rest: right number, wrong format)."""
     sft_examples: int = 4000
+    """Instruction/answer rows generated for SFT."""
     dpo_pairs: int = 1000
+    """Preference pairs generated for DPO."""
     eval_prompts: int = 200
     """Held-out prompts for the task metric and held-out pairs for preference accuracy."""
 
     # --- LoRA (peft) ---
     lora_r: int = 4
+    """LoRA rank r: the adapter of a (out, in) layer is B (out, r) @ A (r, in)."""
     lora_alpha: int = 8
+    """LoRA scale: the update is (alpha / r) * B A."""
     lora_dropout: float = 0.0
+    """Dropout on the adapter's input."""
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     """Linear layers that get adapters; "all-linear" for every one but the LM head."""
     quantize: Literal["none", "4bit"] = "none"
@@ -70,13 +81,19 @@ class TrainConfig:
 
     # --- stage sft (trl SFTTrainer, LoRA) ---
     sft_steps: int = 500
+    """Optimizer steps of SFT (cosine schedule, 10% warm-up)."""
     sft_batch: int = 16
+    """Examples per SFT step."""
     sft_lr: float = 2e-3
+    """Peak learning rate of the SFT adapter."""
 
     # --- stage dpo (trl DPOTrainer on the SFT adapter; the reference is the SFT model) ---
     dpo_steps: int = 100
+    """Optimizer steps of DPO (cosine schedule, 10% warm-up)."""
     dpo_batch: int = 16
+    """Preference pairs per DPO step."""
     dpo_lr: float = 2e-4
+    """Peak learning rate of the DPO adapter."""
     beta: float = 0.1
     """DPO temperature: how far the policy may move from the reference (small = far)."""
     dpo_sft_weight: float = 1.0
@@ -88,36 +105,65 @@ class TrainConfig:
     bf16: bool = False
     """bf16 autocast (CPUs with AMX/AVX-512 and GPUs); off = float32."""
     seed: int = 0
+    """Seeds the data, the initial weights and every trainer: the same seed, the same numbers."""
     out: Path = Path("runs")
     """Runs go to OUT/tuner/NAME."""
     name: str | None = None
     """Run folder name (default: a timestamp)."""
     resume: bool = False
-    """Reuse the run --name (or the newest run) and skip the stages it has finished."""
+    """Continue the run --name (or the newest run) on its base: skip the stages it has finished, or rerun the one
+    --stage names. Without --resume or --overwrite, a run folder that exists is refused."""
+    overwrite: bool = False
+    """Delete the run --name, if it exists, and train it again from scratch."""
     progress: bool = True
     """Show progress bars."""
 
 
-# fmt: off
-PRESETS = {
-    "quick": TrainConfig(),
-    "tiny": TrainConfig(
-        n_layer=2, n_head=2, hidden=32, intermediate=64, pretrain_steps=30, pretrain_batch=8,
-        pretrain_docs=2000, sft_examples=64, sft_steps=4, sft_batch=8, dpo_pairs=32, dpo_steps=4, dpo_batch=8,
-        eval_prompts=8, lora_r=4, lora_alpha=8, progress=False,
-    ),
-    "full": TrainConfig(
-        n_layer=8, n_head=8, hidden=512, intermediate=1376, pretrain_steps=6000, pretrain_batch=128,
-        pretrain_lr=1e-3, pretrain_docs=1_000_000, sft_examples=20000, sft_steps=1500, sft_batch=64,
-        sft_lr=1e-3, dpo_pairs=5000, dpo_steps=500, dpo_batch=64, dpo_lr=2e-4, eval_prompts=1000, lora_r=16,
-        lora_alpha=32, bf16=True,
-    ),
-}
-# fmt: on
-
-
-def replace(cfg: TrainConfig, **changes) -> TrainConfig:
-    return dataclasses.replace(cfg, **changes)
+# seconds: a 2-layer Llama, a few steps per stage, 8 held-out prompts; what the tests run
+TINY = TrainConfig(
+    n_layer=2,
+    n_head=2,
+    hidden=32,
+    intermediate=64,
+    pretrain_steps=30,
+    pretrain_batch=8,
+    pretrain_docs=2000,
+    sft_examples=64,
+    sft_steps=4,
+    sft_batch=8,
+    dpo_pairs=32,
+    dpo_steps=4,
+    dpo_batch=8,
+    eval_prompts=8,
+    lora_r=4,
+    lora_alpha=8,
+    progress=False,
+)
+# the same pipeline sized for one GPU: a 25M-parameter base, bigger batches, more steps, bf16
+FULL = TrainConfig(
+    n_layer=8,
+    n_head=8,
+    hidden=512,
+    intermediate=1376,
+    pretrain_steps=6000,
+    pretrain_batch=128,
+    pretrain_lr=1e-3,
+    pretrain_docs=1_000_000,
+    sft_examples=20000,
+    sft_steps=1500,
+    sft_batch=64,
+    sft_lr=1e-3,
+    dpo_pairs=5000,
+    dpo_steps=500,
+    dpo_batch=64,
+    dpo_lr=2e-4,
+    eval_prompts=1000,
+    lora_r=16,
+    lora_alpha=32,
+    bf16=True,
+)
+# quick = the defaults: minutes on a 2-core CPU, the README's numbers
+PRESETS: dict[str, TrainConfig] = {"quick": TrainConfig(), "tiny": TINY, "full": FULL}
 
 
 @dataclass

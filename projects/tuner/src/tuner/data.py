@@ -120,9 +120,7 @@ def to_prompt_completion(rows: list[dict[str, Any]], tokenizer) -> list[dict[str
             continue
         messages = row["messages"]
         if messages[-1]["role"] != "assistant":
-            raise UserError(
-                f"a messages example must end with an assistant message, got {messages[-1]['role']!r}"
-            )
+            raise UserError(f"a messages example must end with an assistant message, got {messages[-1]['role']!r}")
         if getattr(tokenizer, "chat_template", None):
             prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
             full = tokenizer.apply_chat_template(messages, tokenize=False)
@@ -155,12 +153,13 @@ def load_task_data(cfg) -> TaskData:
         )
         train, heldout = task.split_pairs(spec)
         return TaskData(
-            source="synthetic addition", template=task.PROMPT_TEMPLATE,
+            source="synthetic addition",
+            template=task.PROMPT_TEMPLATE,
             sft_rows=task.sft_rows(train, cfg.sft_examples, spec, cfg.seed + 1),
             train_pairs=task.dpo_pairs(train, cfg.dpo_pairs, spec, cfg.seed + 2),
             heldout_pairs=task.dpo_pairs(heldout, cfg.eval_prompts, spec, cfg.seed + 3),
             eval_items=task.eval_prompts(heldout, cfg.eval_prompts, cfg.seed + 4),
-        )  # fmt: skip
+        )
     kind, rows = read_any(cfg.data)
     if kind == "sft":
         return TaskData(source=str(cfg.data), template="{prompt}", sft_rows=rows)
@@ -171,6 +170,17 @@ def load_task_data(cfg) -> TaskData:
     cut = min(len(rows) - 1, max(1, round(len(rows) * cfg.heldout_fraction)))
     heldout, train = [rows[i] for i in order[:cut]], [rows[i] for i in order[cut:]]
     return TaskData(
-        source=str(cfg.data), template="{prompt}", train_pairs=train, heldout_pairs=heldout,
+        source=str(cfg.data),
+        template="{prompt}",
+        train_pairs=train,
+        heldout_pairs=heldout,
         sft_rows=[{"prompt": p["prompt"], "completion": p["chosen"]} for p in train],  # SFT on chosen answers
-    )  # fmt: skip
+    )
+
+
+def read_heldout_pairs(path: str | Path) -> TaskData:
+    """A preference file to evaluate on as a whole: every pair is held out (the run never saw the file)."""
+    kind, rows = read_any(path)
+    if kind != "preferences":
+        raise UserError(f"{path}: eval needs {{prompt, chosen, rejected}} pairs")
+    return TaskData(source=str(path), template="{prompt}", sft_rows=[], heldout_pairs=rows)

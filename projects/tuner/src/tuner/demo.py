@@ -55,26 +55,18 @@ def answer_all(models: Models, question: str, max_new_tokens: int) -> tuple[str,
     if not question:
         return "", "", "", "⚠️ The question is empty: type one, e.g. What is 23 plus 45?"
     if len(question) > MAX_QUESTION_CHARS:
-        return (
-            "",
-            "",
-            "",
-            f"⚠️ The question has {len(question)} characters; shorten it to {MAX_QUESTION_CHARS} or fewer.",
-        )
+        message = f"⚠️ The question has {len(question)} characters; shorten it to {MAX_QUESTION_CHARS} or fewer."
+        return "", "", "", message
     prompt = models.template.format(prompt=question)
     answers = {}
     for stage in models.stages:
         if stage == "base":
-            context = (
-                models.model.disable_adapter() if hasattr(models.model, "disable_adapter") else nullcontext()
-            )
+            context = models.model.disable_adapter() if hasattr(models.model, "disable_adapter") else nullcontext()
         else:
             models.model.set_adapter(stage)
             context = nullcontext()
         with context:
-            answers[stage] = generate_answers(models.model, models.tokenizer, [prompt], max_new_tokens)[
-                0
-            ].strip()
+            answers[stage] = generate_answers(models.model, models.tokenizer, [prompt], max_new_tokens)[0].strip()
     status = ""
     numbers = [int(n) for n in re.findall(r"\d+", question)]
     if models.template == PROMPT_TEMPLATE and len(numbers) == 2:  # the synthetic task: grade the answers too

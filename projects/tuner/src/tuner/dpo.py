@@ -12,8 +12,11 @@ and the Bradley-Terry likelihood that the chosen answer beats the rejected one g
          = -log sigmoid(beta * ((log pi(y_w|x) - log ref(y_w|x)) - (log pi(y_l|x) - log ref(y_l|x)))),
 
 averaged over the batch. log pi(y|x) is the sum of the answer tokens' log-probs (`sequence_logps`); beta sets how
-far the policy may drift from the reference (small beta: far). trl's DPOTrainer computes the same quantities
-(loss_type="sigmoid"); tests/test_dpo.py checks that they agree.
+far the policy may drift from the reference (small beta: far).
+
+Where it runs: the DPO stage trains on `dpo_loss` (stages.HandWrittenDPOTrainer, trl's DPOTrainer with this loss),
+and the evaluation ranks held-out pairs with `sequence_logps` and `dpo_loss` (evaluate.py). tests/test_dpo.py
+checks both against trl's own DPOTrainer (loss_type="sigmoid").
 """
 
 from __future__ import annotations

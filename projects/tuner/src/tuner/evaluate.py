@@ -20,23 +20,22 @@ from .task import grade
 
 
 @torch.no_grad()
-def generate_answers(
-    model, tokenizer, prompts: list[str], max_new_tokens: int = 24, batch_size: int = 64
-) -> list[str]:
+def generate_answers(model, tokenizer, prompts: list[str], max_new_tokens: int = 24, batch_size: int = 64) -> list[str]:
     """Greedy completions (text after the prompt, up to eos) for each prompt, in batches."""
     side, tokenizer.padding_side = tokenizer.padding_side, "left"  # generation appends on the right
     device = next(model.parameters()).device
     out = []
     try:
         for i in range(0, len(prompts), batch_size):
-            batch = tokenizer(
-                prompts[i : i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
-            )
+            batch = tokenizer(prompts[i : i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
             batch = {k: v.to(device) for k, v in batch.items()}
             ids = model.generate(
-                **batch, max_new_tokens=max_new_tokens, do_sample=False,
-                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-            )  # fmt: skip
+                **batch,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
             new = ids[:, batch["input_ids"].shape[1] :]
             out += tokenizer.batch_decode(new, skip_special_tokens=True)
     finally:
@@ -79,17 +78,13 @@ def tokenize_answer(tokenizer, prompt: str, answer: str) -> tuple[list[int], lis
 
 
 @torch.no_grad()
-def answer_logps(
-    model, tokenizer, prompts: list[str], answers: list[str], batch_size: int = 64
-) -> torch.Tensor:
+def answer_logps(model, tokenizer, prompts: list[str], answers: list[str], batch_size: int = 64) -> torch.Tensor:
     """(N,) log pi(answer | prompt), summed over the answer tokens and eos (dpo.sequence_logps)."""
     device = next(model.parameters()).device
     out = []
     for i in range(0, len(prompts), batch_size):
-        rows = [
-            tokenize_answer(tokenizer, p, a)
-            for p, a in zip(prompts[i : i + batch_size], answers[i : i + batch_size], strict=True)
-        ]
+        batch = zip(prompts[i : i + batch_size], answers[i : i + batch_size], strict=True)
+        rows = [tokenize_answer(tokenizer, prompt, answer) for prompt, answer in batch]
         width = max(len(ids) for ids, _ in rows)
         pad = tokenizer.pad_token_id
         ids = torch.tensor([x + [pad] * (width - len(x)) for x, _ in rows], device=device)  # right padding
@@ -100,18 +95,19 @@ def answer_logps(
     return torch.cat(out)
 
 
-def pair_logps(model, tokenizer, pairs: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+Logps = tuple[torch.Tensor, torch.Tensor]
+"""(chosen, rejected) summed answer log-probs of one model, each (N,)."""
+
+
+def pair_logps(model, tokenizer, pairs: list[dict]) -> Logps:
     """(chosen, rejected) summed log-probs, each (N,), of one model on preference pairs."""
     prompts = [p["prompt"] for p in pairs]
-    return (
-        answer_logps(model, tokenizer, prompts, [p["chosen"] for p in pairs]),
-        answer_logps(model, tokenizer, prompts, [p["rejected"] for p in pairs]),
-    )
+    chosen = answer_logps(model, tokenizer, prompts, [p["chosen"] for p in pairs])
+    rejected = answer_logps(model, tokenizer, prompts, [p["rejected"] for p in pairs])
+    return chosen, rejected
 
 
-def preference_metrics(
-    policy: tuple[torch.Tensor, torch.Tensor], ref: tuple[torch.Tensor, torch.Tensor] | None, beta: float
-) -> dict:
+def preference_metrics(policy: Logps, ref: Logps | None, beta: float) -> dict:
     """Preference accuracy with dpo.py: against `ref` (pref_acc, loss, margin) and reference-free
     (logp_pref_acc)."""
     zeros = torch.zeros_like(policy[0])
@@ -119,9 +115,10 @@ def preference_metrics(
     if ref is not None:
         result = dpo_loss(*policy, *ref, beta=beta)
         out.update(
-            pref_acc=result.accuracy.item(), dpo_loss=result.loss.item(),
+            pref_acc=result.accuracy.item(),
+            dpo_loss=result.loss.item(),
             reward_margin=(result.chosen_rewards - result.rejected_rewards).mean().item(),
-        )  # fmt: skip
+        )
     return out
 
 

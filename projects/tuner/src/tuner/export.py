@@ -34,8 +34,9 @@ def merged_model(run_dir: Path, stage: str = "dpo"):
 def probe_batch(cfg, tokenizer) -> dict:
     """A few held-out prompts with their chosen answers, right-padded: the inputs the parity check runs on."""
     data = load_task_data(dataclasses.replace(cfg, eval_prompts=min(cfg.eval_prompts, 8)))
-    pairs = data.heldout_pairs or [{"prompt": r.get("prompt", ""), "chosen": r.get("completion", "")}
-                                   for r in data.sft_rows[:8]]  # fmt: skip
+    # a run trained on an SFT file has no pairs: its first prompt/completion rows are the probe instead
+    completions = [{"prompt": r.get("prompt", ""), "chosen": r.get("completion", "")} for r in data.sft_rows[:8]]
+    pairs = data.heldout_pairs or completions
     texts = [p["prompt"] + p["chosen"] for p in pairs[:8]]
     side, tokenizer.padding_side = tokenizer.padding_side, "right"
     try:
@@ -62,5 +63,10 @@ def export_merged(args: ExportArgs) -> dict:
         logits = reloaded(**probe).logits
     mask = probe["attention_mask"].bool()
     diff = (logits - adapter_logits)[mask].abs().max().item()  # padding positions do not count
-    return {"out": str(out), "architecture": type(reloaded).__name__, "stage": args.stage,
-            "max_abs_logit_diff": diff, "run_dir": str(run_dir)}  # fmt: skip
+    return {
+        "out": str(out),
+        "architecture": type(reloaded).__name__,
+        "stage": args.stage,
+        "max_abs_logit_diff": diff,
+        "run_dir": str(run_dir),
+    }

@@ -30,9 +30,13 @@ def lora_config(cfg: TrainConfig):
     targets = cfg.target_modules
     targets = "all-linear" if targets == ("all-linear",) else list(targets)
     return LoraConfig(
-        r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=targets,
-        bias="none", task_type="CAUSAL_LM",
-    )  # fmt: skip
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=targets,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
 
 
 def check_targets(model, cfg: TrainConfig) -> None:
@@ -42,9 +46,7 @@ def check_targets(model, cfg: TrainConfig) -> None:
     names = {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
     missing = [t for t in cfg.target_modules if t not in names]
     if missing:
-        raise UserError(
-            f"--target-modules {missing} not in this model; its linear layers: {', '.join(sorted(names))}"
-        )
+        raise UserError(f"--target-modules {missing} not in this model; its linear layers: {', '.join(sorted(names))}")
 
 
 def trainable_report(model) -> dict:
@@ -72,9 +74,11 @@ def quantization_config(cfg: TrainConfig):
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(
-        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=torch.bfloat16,
-    )  # fmt: skip
+    )
 
 
 def load_policy(base: str | Path, adapter: Path | None, cfg: TrainConfig, trainable: bool):

@@ -118,13 +118,8 @@ def dpo_pairs(pairs: list[tuple[int, int]], n: int, spec: TaskSpec, seed: int) -
     for _ in range(n):
         a, b = rng.choice(pairs)
         rejected = wrong_sum(a, b, rng) if rng.random() < spec.wrong_fraction else a + b
-        rows.append(
-            {
-                "prompt": render_prompt(question(a, b, rng)),
-                "chosen": " " + FORMAT.format(a + b),
-                "rejected": f" {rejected}",
-            }
-        )
+        prompt = render_prompt(question(a, b, rng))  # drawn after `rejected`: the order fixes the data set
+        rows.append({"prompt": prompt, "chosen": " " + FORMAT.format(a + b), "rejected": f" {rejected}"})
     return rows
 
 

@@ -2,15 +2,18 @@
 
     uv run tuner train                                   # quick preset: the synthetic addition task, CPU
     uv run tuner train --data pairs.jsonl --base DIR     # DPO (after SFT on the chosen answers) on your pairs
-    uv run tuner train --stage dpo --name NAME           # one stage of an existing run
+    uv run tuner train --stage dpo --name NAME --resume  # rerun one stage of the existing run NAME
 
 Each stage writes its own folder in the run (base/, sft/, dpo/) through a temporary name and a rename, so a
-run stopped at any moment holds only finished stages; `--resume` skips them. Evaluation reloads every model
-from disk, so the numbers in metrics.json are those of the saved artifacts.
+run stopped at any moment holds only finished stages; `--resume` skips them, or reruns the one `--stage` names.
+A run folder that exists is trained into only with --resume (continue it) or --overwrite (replace it), and one
+process at a time (a lock). Evaluation reloads every model from disk, so the numbers in metrics.json are those
+of the saved artifacts.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -19,50 +22,60 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+import torch
+
 from dlshared.checkpoint import load_json, save_json
 from dlshared.cli import UserError
-from dlshared.monitor import RunLogger
-from dlshared.runs import config_to_dict, resolve_run_dir
+from dlshared.runs import RunLock, config_to_dict, resolve_run_dir
 from dlshared.seed import seed_everything
 
 from .artifacts import base_path, has_stage
+from .base import build_model, build_tokenizer
 from .config import PROJECT, TrainConfig
 from .data import TaskData, load_task_data, to_prompt_completion
+from .lora import check_targets, lora_config, quantization_config
+
+FOLDER = {"pretrain": "base", "sft": "sft", "dpo": "dpo"}
+"""The folder of the run that each stage writes."""
 
 
 def validate(cfg: TrainConfig) -> None:
-    checks = {
-        "--pretrain-steps, --sft-steps and --dpo-steps must be at least 1": min(
-            cfg.pretrain_steps, cfg.sft_steps, cfg.dpo_steps) >= 1,
-        "batch sizes must be at least 1": min(cfg.pretrain_batch, cfg.sft_batch, cfg.dpo_batch) >= 1,
-        "--max-number must be at least 1": cfg.max_number >= 1,
-        "--heldout-fraction must be in (0, 1)": 0 < cfg.heldout_fraction < 1,
-        "--format-fractions and --wrong-fraction must be in [0, 1]": all(
-            0 <= f <= 1 for f in (*cfg.format_fractions, cfg.wrong_fraction)),
-        "--beta must be positive": cfg.beta > 0,
-        "--hidden must be a multiple of --n-head": cfg.hidden % max(1, cfg.n_head) == 0,
-        "--stage pretrain builds the embedded base; with --base the base is already trained": not (
-            cfg.stage == "pretrain" and cfg.base is not None),
-        "--sft-examples, --dpo-pairs and --eval-prompts must be at least 1": min(
-            cfg.sft_examples, cfg.dpo_pairs, cfg.eval_prompts) >= 1,
-    }  # fmt: skip
-    for message, ok in checks.items():
-        if not ok:
-            raise UserError(message)
+    """Refuse settings that cannot work before anything trains (found after pretraining, a mistake costs minutes)."""
+    at_least_one = {
+        "--pretrain-steps, --sft-steps and --dpo-steps": (cfg.pretrain_steps, cfg.sft_steps, cfg.dpo_steps),
+        "batch sizes": (cfg.pretrain_batch, cfg.sft_batch, cfg.dpo_batch),
+        "--sft-examples, --dpo-pairs and --eval-prompts": (cfg.sft_examples, cfg.dpo_pairs, cfg.eval_prompts),
+        "--max-number": (cfg.max_number,),
+    }
+    for names, values in at_least_one.items():
+        if min(values) < 1:
+            raise UserError(f"{names} must be at least 1")
+    if not 0 < cfg.heldout_fraction < 1:
+        raise UserError("--heldout-fraction must be in (0, 1)")
+    if not all(0 <= f <= 1 for f in (*cfg.format_fractions, cfg.wrong_fraction)):
+        raise UserError("--format-fractions and --wrong-fraction must be in [0, 1]")
+    if cfg.beta <= 0:
+        raise UserError("--beta must be positive")
+    if cfg.hidden % max(1, cfg.n_head) != 0:
+        raise UserError("--hidden must be a multiple of --n-head")
+    if cfg.stage == "pretrain" and cfg.base is not None:
+        raise UserError("--stage pretrain builds the embedded base; with --base the base is already trained")
     if cfg.data is not None and not Path(cfg.data).exists():
         raise UserError(f"{cfg.data}: no such file")
+    lora_config(cfg)  # LoRA and QLoRA settings raise their own one-line errors
+    quantization_config(cfg)
+    if cfg.base is None:  # the embedded Llama's layer names are known now (another base's once it is loaded)
+        with torch.device("meta"):  # shapes only: no memory, no initialisation
+            shape = (cfg.n_layer, cfg.n_head, cfg.hidden, cfg.intermediate, cfg.max_positions)
+            check_targets(build_model(build_tokenizer(), *shape), cfg)
 
 
-def run_stage(run_dir: Path, stage: str, fn: Callable[[Path], dict]) -> dict:
-    """Run `fn(tmp_dir)`, then rename tmp_dir to run_dir/stage: a stage folder exists only once complete."""
-    tmp = run_dir / f".{stage}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    print(f"--- stage {stage} ---", flush=True)
-    metrics = fn(tmp)
-    shutil.rmtree(run_dir / stage, ignore_errors=True)
-    os.replace(tmp, run_dir / stage)
-    return metrics
+def keep_the_runs_base(cfg: TrainConfig, run_dir: Path) -> TrainConfig:
+    """A resumed run goes on with the base it was trained on: --base may be left out, and must not change it."""
+    previous = load_json(run_dir / "config.json").get("base")
+    if cfg.base is not None and cfg.base != previous:
+        raise UserError(f"{run_dir} was trained on base {previous or 'embedded'}, not --base {cfg.base}")
+    return dataclasses.replace(cfg, base=previous)
 
 
 def stages_to_run(cfg: TrainConfig, run_dir: Path, data: TaskData) -> list[str]:
@@ -71,64 +84,74 @@ def stages_to_run(cfg: TrainConfig, run_dir: Path, data: TaskData) -> list[str]:
     todo = [] if cfg.base is not None else ["pretrain"]
     todo += ["sft"] + (["dpo"] if data.train_pairs else [])
     if cfg.resume:  # skip what this run has finished
-        folder = {"pretrain": "base", "sft": "sft", "dpo": "dpo"}
-        todo = [s for s in todo if not has_stage(run_dir, cfg, folder[s])]
+        todo = [stage for stage in todo if not has_stage(run_dir, cfg, FOLDER[stage])]
     return todo
 
 
-def train(cfg: TrainConfig) -> dict:
-    """Run the stages `cfg.stage` asks for, evaluate every model the run holds; returns the metrics (also
-    written to RUN/metrics.json)."""
-    from .base import pretrain
-    from .evaluate import evaluate_run
+def stage_function(stage: str, cfg: TrainConfig, run_dir: Path, data: TaskData) -> Callable[[Path], dict]:
+    """fn(folder) that trains `stage` into `folder` and returns its numbers, given what the run holds so far."""
+    from .base import load_base, pretrain
     from .stages import dpo, sft
+    from .task import TaskSpec, split_pairs
 
+    logs = run_dir / "logs" / stage
+    if stage == "pretrain":
+        train_pairs, _ = split_pairs(TaskSpec(cfg.max_number, cfg.heldout_fraction, seed=cfg.seed))
+        return partial(pretrain, cfg, train_pairs, logs=logs)
+    if not has_stage(run_dir, cfg, "base"):
+        raise UserError(f"--stage {stage}: no base model; give --base, or run --stage pretrain (or all) first")
+    base = base_path(run_dir, cfg)
+    if stage == "sft":
+        _, tokenizer = load_base(base)  # only to render chat messages with the base's own template
+        return partial(sft, cfg, base, to_prompt_completion(data.sft_rows, tokenizer), logs=logs)
+    if not data.train_pairs:
+        raise UserError(f"--stage dpo needs preference pairs; {data.source} has prompt/completion rows")
+    adapter = run_dir / "sft" if has_stage(run_dir, cfg, "sft") else None  # else a fresh adapter on the base
+    return partial(dpo, cfg, base, adapter, data.train_pairs, logs=logs)
+
+
+def run_stage(run_dir: Path, folder: str, fn: Callable[[Path], dict]) -> dict:
+    """Run `fn(tmp)`, then rename tmp to run_dir/folder: a stage's folder exists only once it is complete."""
+    tmp = run_dir / f".{folder}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    print(f"--- stage {folder} ---", flush=True)
+    metrics = fn(tmp)
+    shutil.rmtree(run_dir / folder, ignore_errors=True)  # the stage run again: the new one replaces it
+    os.replace(tmp, run_dir / folder)
+    return metrics
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Run the stages `cfg.stage` asks for, then evaluate every model the run holds; returns the metrics (also
+    written to RUN/metrics.json)."""
+    from .evaluate import evaluate_run
+
+    # --- set-up: checks, the run folder (locked while this process trains in it), its config, the data ---
     validate(cfg)
     seed_everything(cfg.seed)
     started = time.perf_counter()
-    run_dir = resolve_run_dir(PROJECT, cfg.out, cfg.name, cfg.resume, required="config.json")
-    if cfg.stage in ("sft", "dpo") and (run_dir / "config.json").is_file():
-        # a later stage of an existing run: the base is the one that run used
-        previous = load_json(run_dir / "config.json")
-        if cfg.base is None and previous.get("base") is not None:
-            cfg.base = previous["base"]
-    save_json(config_to_dict(cfg), run_dir / "config.json")
-    print(json.dumps({"run_dir": str(run_dir), **config_to_dict(cfg)}))
-    data = load_task_data(cfg)
-    old = run_dir / "metrics.json"
-    metrics = {k: v for k, v in load_json(old).items() if "/" not in k} if old.is_file() else {}
-    logger = RunLogger(run_dir / "logs")
-    for stage in stages_to_run(cfg, run_dir, data):
-        if stage == "pretrain":
-            from .task import TaskSpec, split_pairs
+    run_dir = resolve_run_dir(PROJECT, cfg.out, cfg.name, cfg.resume, "config.json", cfg.overwrite)
+    lock = RunLock(run_dir).acquire()
+    try:
+        cfg = keep_the_runs_base(cfg, run_dir) if cfg.resume else cfg
+        config = config_to_dict(cfg)
+        save_json(config, run_dir / "config.json")
+        print(f"config: {json.dumps({'run_dir': str(run_dir), **config})}", flush=True)
+        data = load_task_data(cfg)
+        old = run_dir / "metrics.json"  # an earlier call's training numbers stay; the evaluation is redone
+        metrics = {k: v for k, v in load_json(old).items() if "/" not in k} if old.is_file() else {}
 
-            train_pairs, _ = split_pairs(TaskSpec(cfg.max_number, cfg.heldout_fraction, seed=cfg.seed))
-            metrics |= run_stage(run_dir, "base", partial(pretrain, cfg, train_pairs, logger=logger))
-            continue
-        if not has_stage(run_dir, cfg, "base"):
-            raise UserError(
-                f"--stage {stage}: no base model; give --base, or run --stage pretrain (or all) first"
-            )
-        base = base_path(run_dir, cfg)
-        if stage == "sft":
-            from .base import load_base
+        # --- the stages, in order, each from what the ones before it saved ---
+        for stage in stages_to_run(cfg, run_dir, data):
+            metrics |= run_stage(run_dir, FOLDER[stage], stage_function(stage, cfg, run_dir, data))
 
-            _, tokenizer = load_base(base)  # only to render chat messages with the base's own template
-            rows = to_prompt_completion(data.sft_rows, tokenizer)
-            metrics |= run_stage(run_dir, "sft", partial(sft, cfg, base, rows, logs=run_dir / "logs" / "sft"))
-        else:
-            if not data.train_pairs:
-                raise UserError(
-                    f"--stage dpo needs preference pairs; {data.source} has prompt/completion rows"
-                )
-            adapter = run_dir / "sft" if has_stage(run_dir, cfg, "sft") else None
-            fn = partial(dpo, cfg, base, adapter, data.train_pairs, logs=run_dir / "logs" / "dpo")
-            metrics |= run_stage(run_dir, "dpo", fn)
-    logger.close()
-    print("--- evaluation ---", flush=True)
-    evaluation = evaluate_run(run_dir, cfg, data)
-    metrics |= evaluation
-    metrics |= {"data": data.source, "template": data.template, "run_dir": str(run_dir),
-                "total_seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
-    save_json(metrics, run_dir / "metrics.json")
+        # --- finish: every model the run holds, reloaded from disk, on the held-out data ---
+        print("--- evaluation ---", flush=True)
+        metrics |= evaluate_run(run_dir, cfg, data)
+        metrics |= {"data": data.source, "template": data.template, "run_dir": str(run_dir)}
+        metrics["total_seconds"] = round(time.perf_counter() - started, 1)
+        save_json(metrics, run_dir / "metrics.json")
+    finally:
+        lock.release()
     return metrics
