@@ -20,17 +20,11 @@ def run(argv: list[str], capsys) -> dict:
 
 def test_sample_writes_one_png_per_sample_and_a_grid(tiny_run, tmp_path, capsys):
     out = tmp_path / "samples"
-    result = run(["sample", "--ckpt", tiny_run["run_dir"], "--n", "5", "--class", "7", "--steps", "3",
-                  "--scheduler", "dpm", "--guidance", "3", "--seed", "1", "--out", str(out)], capsys)  # fmt: skip
+    args = ["--n", "5", "--class", "7", "--steps", "3", "--scheduler", "dpm", "--guidance", "3", "--seed", "1"]
+    result = run(["sample", "--ckpt", tiny_run["run_dir"], *args, "--out", str(out)], capsys)
     assert result["files"] == 5
-    assert sorted(p.name for p in out.iterdir()) == [
-        "7_0.png",
-        "7_1.png",
-        "7_2.png",
-        "7_3.png",
-        "7_4.png",
-        "grid.png",
-    ]
+    expected = ["7_0.png", "7_1.png", "7_2.png", "7_3.png", "7_4.png", "grid.png"]
+    assert sorted(p.name for p in out.iterdir()) == expected
     assert Image.open(out / "7_0.png").size == (16, 16)
     assert Image.open(out / "grid.png").size[0] > 16
 
@@ -42,18 +36,37 @@ def test_sample_without_a_class_goes_through_the_classes(tiny_run, tmp_path, cap
     assert {"0_0.png", "9_9.png", "0_10.png", "1_11.png", "grid.png"} <= names and len(names) == 13
 
 
-def test_same_seed_same_files(tiny_run, tmp_path, capsys):
+@pytest.mark.parametrize("sampler", ["ddim", "diffusers-ddpm"])
+def test_same_seed_same_files(tiny_run, tmp_path, capsys, sampler):
     for name in ("a", "b"):
-        run(["sample", "--ckpt", tiny_run["run_dir"], "--n", "2", "--class", "3", "--steps", "3",
-             "--out", str(tmp_path / name)], capsys)  # fmt: skip
+        args = ["--n", "2", "--class", "3", "--steps", "3", "--scheduler", sampler, "--out", str(tmp_path / name)]
+        run(["sample", "--ckpt", tiny_run["run_dir"], *args], capsys)
     assert (tmp_path / "a/3_1.png").read_bytes() == (tmp_path / "b/3_1.png").read_bytes()
 
 
 def test_eval_prints_judged_metrics(tiny_run, runs_root, capsys):
-    metrics = run(["eval", "--ckpt", tiny_run["run_dir"], "--n", "20", "--steps", "3", "--scheduler", "ddim",
-                   "--runs", str(runs_root)], capsys)  # fmt: skip
-    assert metrics["model"] == "diffusion" and metrics["samples"] == 20
+    args = ["--n", "20", "--steps", "3", "--scheduler", "ddim", "--runs", str(runs_root)]
+    metrics = run(["eval", "--ckpt", tiny_run["run_dir"], *args], capsys)
+    assert metrics["model"] == "diffusion" and metrics["samples"] == 20 and metrics["scheduler"] == "ddim"
     assert {"accuracy", "fid", "kid", "samples_per_s"} <= set(metrics)
+
+
+def test_eval_of_the_preset_sampler_reproduces_the_training_evaluation(tiny_run, runs_root, capsys):
+    """`eval` with the settings of the end-of-training evaluation gives the metrics train saved."""
+    saved = tiny_run["eval"]
+    args = ["--n", str(saved["samples"]), "--steps", str(saved["steps"]), "--scheduler", saved["scheduler"]]
+    metrics = run(["eval", "--ckpt", tiny_run["run_dir"], *args, "--runs", str(runs_root)], capsys)
+    for key in ("accuracy", "confidence", "fid", "kid"):
+        assert metrics[key] == saved[key], key
+
+
+def test_a_vae_run_is_evaluated_by_the_same_verb(runs_root, capsys):
+    args = ["--out", str(runs_root), "--name", "vae-cli", "--eval-samples", "0"]
+    run(["train-vae", "--preset", "tiny", *args], capsys)
+    metrics = run(
+        ["eval", "--ckpt", str(runs_root / "diffusion/vae-cli"), "--n", "20", "--runs", str(runs_root)], capsys
+    )
+    assert metrics["model"] == "vae" and metrics["samples"] == 20 and 0 <= metrics["accuracy"] <= 1
 
 
 def test_export_writes_a_diffusers_folder_that_loads(tiny_run, tmp_path, capsys):
@@ -64,9 +77,9 @@ def test_export_writes_a_diffusers_folder_that_loads(tiny_run, tmp_path, capsys)
 
 
 def test_bench_reports_samples_per_second(tiny_run, capsys):
-    result = run(["bench", "--ckpt", tiny_run["run_dir"], "--batch-size", "4", "--configs", "ddim:3", "dpm:2",
-                  "--train-steps", "0"], capsys)  # fmt: skip
-    assert set(result["sampling"]) == {"ddim:3", "dpm:2"}
+    args = ["--batch-size", "4", "--configs", "ddim:3", "diffusers-ddim:3", "dpm:2", "--train-steps", "0"]
+    result = run(["bench", "--ckpt", tiny_run["run_dir"], *args], capsys)
+    assert set(result["sampling"]) == {"ddim:3", "diffusers-ddim:3", "dpm:2"}
     assert all(v["samples_per_s"] > 0 for v in result["sampling"].values())
 
 
@@ -99,7 +112,10 @@ def test_missing_run_and_bad_scheduler(tmp_path, capsys):
     assert "no trained diffusion model" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["bench", "--configs", "euler:10", "--runs", str(tmp_path)])
-    assert "is not scheduler:steps" in capsys.readouterr().err
+    assert "is not sampler:steps" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sample", "--ckpt", str(tmp_path), "--scheduler", "euler"])  # not a sampler: refused by the parser
+    assert exit_info.value.code == 2 and "Traceback" not in capsys.readouterr().err
 
 
 def test_pipeline_refuses_bad_labels_directly(tiny_run):
@@ -116,25 +132,11 @@ def test_train_and_sample_on_an_rgb_image_folder(tmp_path, capsys):
     from .test_data import write_tree
 
     write_tree(tmp_path / "tree", classes=("cats", "dogs", "owls"), per_class=8)
-    summary = run(["train", "--preset", "tiny", "--data", str(tmp_path / "tree"), "--image-size", "8",
-                   "--channels", "3", "--steps", "6", "--out", str(tmp_path / "runs"), "--name", "rgb"], capsys)  # fmt: skip
+    args = f"--data {tmp_path / 'tree'} --image-size 8 --channels 3 --steps 6 --out {tmp_path / 'runs'} --name rgb"
+    summary = run(["train", "--preset", "tiny", *args.split()], capsys)
     assert summary["eval"]["samples"] == 20 and 0 <= summary["eval"]["accuracy"] <= 1
+    assert "history" not in summary  # the printed line leaves the long history out (it is in metrics.json)
     out = tmp_path / "samples"
-    run(
-        [
-            "sample",
-            "--ckpt",
-            summary["run_dir"],
-            "--n",
-            "2",
-            "--class",
-            "2",
-            "--steps",
-            "2",
-            "--out",
-            str(out),
-        ],
-        capsys,
-    )
+    run(["sample", "--ckpt", summary["run_dir"], "--n", "2", "--class", "2", "--steps", "2", "--out", str(out)], capsys)
     assert sorted(p.name for p in out.iterdir()) == ["grid.png", "owls_0.png", "owls_1.png"]
     assert Image.open(out / "owls_0.png").mode == "RGB" and Image.open(out / "owls_0.png").size == (8, 8)

@@ -23,7 +23,7 @@ def client(tiny_run, runs_root):
     demo.close()
 
 
-@pytest.mark.parametrize("scheduler", ["ddpm", "ddim", "dpm"])
+@pytest.mark.parametrize("scheduler", ["ddim", "ddpm", "dpm", "diffusers-ddim"])
 def test_generate_returns_a_grid_and_a_denoising_strip(client, scheduler):
     grid, strip, message = client.predict(4, scheduler, 5, 2.0, 0, api_name="/generate")
     assert "class **4**" in message

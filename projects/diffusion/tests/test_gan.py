@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from diffusion import gan
 from diffusion.baselines_config import GAN_PRESETS
 from diffusion.gan import (
     DISCRIMINATOR_WEIGHTS,
@@ -21,9 +20,10 @@ from diffusion.gan import (
     load_generator,
     sample_gan,
     train_gan,
-)  # fmt: skip
+)
 from dlshared.checkpoint import load_json
 from dlshared.cli import UserError
+from dlshared.training import Run
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Metric `Kernel Inception Distance`"),
@@ -64,9 +64,7 @@ def test_discriminator_uses_the_label():
 def test_losses_are_the_non_saturating_gan_losses():
     real, fake = torch.randn(8), torch.randn(8)
     ones, zeros = torch.ones(8), torch.zeros(8)
-    expected_d = F.binary_cross_entropy_with_logits(real, ones) + F.binary_cross_entropy_with_logits(
-        fake, zeros
-    )
+    expected_d = F.binary_cross_entropy_with_logits(real, ones) + F.binary_cross_entropy_with_logits(fake, zeros)
     torch.testing.assert_close(discriminator_loss(real, fake), expected_d)
     torch.testing.assert_close(generator_loss(fake), F.binary_cross_entropy_with_logits(fake, ones))
     # where D confidently rejects a fake, -log D(G(z)) still pushes hard; log(1 - D(G(z))) would not
@@ -81,7 +79,7 @@ def test_train_tiny_writes_loadable_files_and_the_discriminator_learns(tiny_run)
     assert history[-1]["step"] == GAN_PRESETS["tiny"].steps
     saved = load_json(f"{run_dir}/metrics.json")
     assert {"accuracy", "fid", "kid", "train_seconds", "train_samples_per_s", "run_dir"} <= saved.keys()
-    assert load_json(f"{run_dir}/config.json")["model"] == "gan"
+    assert load_json(f"{run_dir}/card.json")["model"] == "gan"  # what eval and the demo read
     gen = load_generator(run_dir)
     for key, value in load_file(f"{run_dir}/{GENERATOR_WEIGHTS}").items():
         torch.testing.assert_close(gen.state_dict()[key], value)
@@ -99,16 +97,16 @@ def test_resume_continues_from_the_saved_step(runs_root, tiny_run, monkeypatch, 
     class Killed(Exception):
         pass
 
-    real_save, saves = gan.save_resume_state, []
+    real_checkpoint, saves = Run.checkpoint, []
 
-    def save_then_die(state, path):  # the process dies right after the checkpoint of step 20
-        real_save(state, path)
-        saves.append(state["step"])
-        if state["step"] == 20:
+    def checkpoint_then_die(run, *args, **counters):  # the process dies right after the checkpoint of step 20
+        real_checkpoint(run, *args, **counters)
+        saves.append(counters["step"])
+        if counters["step"] == 20:
             raise Killed
 
     cfg = dataclasses.replace(GAN_PRESETS["tiny"], out=runs_root, name="interrupted")
-    monkeypatch.setattr(gan, "save_resume_state", save_then_die)
+    monkeypatch.setattr(Run, "checkpoint", checkpoint_then_die)
     with pytest.raises(Killed):
         train_gan(cfg)
     resumed = train_gan(dataclasses.replace(cfg, resume=True))

@@ -9,10 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from diffusion import autoencoder
 from diffusion.autoencoder import (
     CVAE,
-    VAE_RESUME,
     VAE_WEIGHTS,
     interpolate,
     kl_divergence,
@@ -22,11 +20,12 @@ from diffusion.autoencoder import (
     to_images,
     train_vae,
     vae_loss,
-)  # fmt: skip
+)
 from diffusion.baselines_config import VAE_PRESETS
 from diffusion.data import load_data
-from dlshared.checkpoint import load_json
+from dlshared.checkpoint import RESUME_NAME, load_json
 from dlshared.cli import UserError
+from dlshared.training import Run
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Metric `Kernel Inception Distance`"),
@@ -67,9 +66,7 @@ def test_kl_matches_closed_form_and_monte_carlo():
     p = torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu))
     torch.testing.assert_close(kl, torch.distributions.kl_divergence(q, p).sum(1))
     # KL = E_q[log q(z) - log p(z)], estimated with 200k reparameterised draws per example
-    z = reparameterise(
-        mu.expand(200_000, 4, 6), logvar.expand(200_000, 4, 6), torch.Generator().manual_seed(1)
-    )
+    z = reparameterise(mu.expand(200_000, 4, 6), logvar.expand(200_000, 4, 6), torch.Generator().manual_seed(1))
     monte_carlo = (q.log_prob(z) - p.log_prob(z)).sum(2).mean(0)
     torch.testing.assert_close(monte_carlo, kl, rtol=0.02, atol=0.02)
 
@@ -102,7 +99,7 @@ def test_train_tiny_writes_loadable_files_and_the_loss_falls(tiny_run):
     saved = load_json(f"{run_dir}/metrics.json")
     assert {"accuracy", "fid", "kid", "train_seconds", "train_samples_per_s", "run_dir"} <= saved.keys()
     assert saved["samples"] == VAE_PRESETS["tiny"].eval_samples
-    assert load_json(f"{run_dir}/config.json")["model"] == "vae"
+    assert load_json(f"{run_dir}/card.json")["model"] == "vae"  # what eval and the demo read
     vae = load_vae(run_dir)
     for key, value in load_file(f"{run_dir}/{VAE_WEIGHTS}").items():
         torch.testing.assert_close(vae.state_dict()[key], value)
@@ -119,16 +116,16 @@ def test_resume_continues_from_the_saved_step(runs_root, tiny_run, monkeypatch, 
     class Killed(Exception):
         pass
 
-    real_save, saves = autoencoder.save_resume_state, []
+    real_checkpoint, saves = Run.checkpoint, []
 
-    def save_then_die(state, path):  # the process dies right after the checkpoint of step 20
-        real_save(state, path)
-        saves.append(state["step"])
-        if state["step"] == 20:
+    def checkpoint_then_die(run, *args, **counters):  # the process dies right after the checkpoint of step 20
+        real_checkpoint(run, *args, **counters)
+        saves.append(counters["step"])
+        if counters["step"] == 20:
             raise Killed
 
     cfg = dataclasses.replace(VAE_PRESETS["tiny"], out=runs_root, name="interrupted")
-    monkeypatch.setattr(autoencoder, "save_resume_state", save_then_die)
+    monkeypatch.setattr(Run, "checkpoint", checkpoint_then_die)
     with pytest.raises(Killed):
         train_vae(cfg)
     resumed = train_vae(dataclasses.replace(cfg, resume=True))
@@ -138,7 +135,7 @@ def test_resume_continues_from_the_saved_step(runs_root, tiny_run, monkeypatch, 
     ours, theirs = (load_file(f"{m['run_dir']}/{VAE_WEIGHTS}") for m in (resumed, tiny_run))
     for key in theirs:
         assert torch.equal(ours[key], theirs[key]), key
-    assert (runs_root / "diffusion" / "interrupted" / VAE_RESUME).is_file()
+    assert (runs_root / "diffusion" / "interrupted" / RESUME_NAME).is_file()
 
 
 def test_interpolation_endpoints_decode_the_posterior_means(tiny_run):

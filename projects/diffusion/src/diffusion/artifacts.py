@@ -14,20 +14,20 @@ from dlshared.cli import UserError
 from dlshared.runs import latest_run
 
 from .config import PROJECT
-from .pipeline import ClassConditionalPipeline, make_scheduler
+from .pipeline import ClassConditionalPipeline
 
 PIPELINE_DIR = "pipeline"
+PIPELINE_INDEX = f"{PIPELINE_DIR}/model_index.json"
+"""What only a diffusion run holds, once it has a checkpoint: how `--resume`, eval and the demo find the newest."""
 
 
 def find_run(ckpt: Path | None, runs: Path = Path("runs")) -> Path:
     """--ckpt as given, or the newest diffusion run (one with a pipeline) under `runs`."""
     if ckpt is not None:
         return Path(ckpt)
-    newest = latest_run(PROJECT, runs, required=f"{PIPELINE_DIR}/model_index.json")
+    newest = latest_run(PROJECT, runs, required=PIPELINE_INDEX)
     if newest is None:
-        raise UserError(
-            f"no trained diffusion model under {runs / PROJECT}; run `diffusion train` or pass --ckpt"
-        )
+        raise UserError(f"no trained diffusion model under {runs / PROJECT}; run `diffusion train` or pass --ckpt")
     return newest
 
 
@@ -39,15 +39,12 @@ def pipeline_folder(path: Path) -> Path:
     raise UserError(f"{path}: not a diffusion run or pipeline folder (no model_index.json)")
 
 
-def load_pipeline(
-    path: Path, scheduler: str = "ddim", device: str | torch.device = "cpu"
-) -> ClassConditionalPipeline:
-    """A saved pipeline with the sampler `scheduler` (ddpm, ddim, dpm) plugged in; safetensors only."""
+def load_pipeline(path: Path, device: str | torch.device = "cpu") -> ClassConditionalPipeline:
+    """A saved pipeline (safetensors only); each call of it picks its sampler."""
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.disable_progress_bar()  # "Loading pipeline components" on every sample/eval call is noise
     pipe = ClassConditionalPipeline.from_pretrained(pipeline_folder(Path(path)), use_safetensors=True)
-    pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
@@ -59,6 +56,13 @@ def load_card(path: Path) -> dict:
             return load_json(candidate)
     pipe_config = load_json(pipeline_folder(Path(path)) / "unet" / "config.json")
     return {"classes": [str(i) for i in range(pipe_config["num_class_embeds"] - 1)], "source": "unknown"}
+
+
+def run_kind(run: Path) -> str:
+    """Which model a run folder of this project holds: "diffusion", "vae" or "gan" (card.json says)."""
+    if not (Path(run) / "config.json").is_file():
+        raise UserError(f"{run}: not a run folder of this project (no config.json)")
+    return load_card(run).get("model", "diffusion")
 
 
 def save_pipeline_atomically(pipe: ClassConditionalPipeline, folder: Path) -> None:

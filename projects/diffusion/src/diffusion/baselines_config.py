@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from .config import DataConfig
 
@@ -23,6 +24,8 @@ class BaselineRunConfig(DataConfig):
     seed: int = 0
     device: str = "auto"
     """auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps."""
+    mixed_precision: Literal["no", "bf16"] = "no"
+    """bf16: the forward passes run under bf16 autocast (Accelerate; recent CPUs and GPUs)."""
     eval_samples: int = 500
     """Samples generated (equally many per class) and scored by the judge at the end (0 = skip)."""
     out: Path = Path("runs")
@@ -32,10 +35,14 @@ class BaselineRunConfig(DataConfig):
     of the same model."""
     resume: bool = False
     """Continue the run named by --name from its last checkpoint."""
+    overwrite: bool = False
+    """Replace an earlier run of the same --name (without it, a non-empty run folder is refused)."""
     checkpoint_every: int = 500
     """Write weights, optimizer and RNG state every N steps (and at the end)."""
     log_every: int = 50
+    """Add the mean losses since the last entry to the history, and log to TensorBoard, every N steps."""
     progress: bool = True
+    """Show a progress bar."""
 
 
 @dataclass
@@ -74,18 +81,37 @@ class GANConfig(BaselineRunConfig):
 
 VAE_PRESETS: dict[str, VAEConfig] = {
     # seconds: a narrow net, a few dozen steps; what the tests run
-    "tiny": VAEConfig(width=8, latent_dim=8, steps=30, batch_size=32, kl_warmup_steps=10, checkpoint_every=10,
-                      log_every=5, eval_samples=20, progress=False),
+    "tiny": VAEConfig(
+        width=8,
+        latent_dim=8,
+        steps=30,
+        batch_size=32,
+        kl_warmup_steps=10,
+        checkpoint_every=10,
+        log_every=5,
+        eval_samples=20,
+        progress=False,
+    ),
     # about a minute on a 2-core CPU
     "quick": VAEConfig(),
-}  # fmt: skip
+}
 
 GAN_PRESETS: dict[str, GANConfig] = {
-    "tiny": GANConfig(g_width=8, d_width=8, noise_dim=16, embed_dim=8, steps=30, batch_size=32,
-                      checkpoint_every=10, log_every=5, eval_samples=20, progress=False),
+    "tiny": GANConfig(
+        g_width=8,
+        d_width=8,
+        noise_dim=16,
+        embed_dim=8,
+        steps=30,
+        batch_size=32,
+        checkpoint_every=10,
+        log_every=5,
+        eval_samples=20,
+        progress=False,
+    ),
     # about two minutes on a 2-core CPU
     "quick": GANConfig(),
-}  # fmt: skip
+}
 
 
 def baseline_config_from_dict(cls: type, values: dict):

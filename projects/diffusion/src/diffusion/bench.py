@@ -2,6 +2,7 @@
 
     uv run diffusion bench                      # the newest run (or a fresh quick-preset U-Net)
     OMP_WAIT_POLICY=PASSIVE uv run diffusion bench --configs ddim:50 dpm:20
+    uv run diffusion bench --configs ddim:50 diffusers-ddim:50 --train-steps 0   # the hand-written step vs diffusers'
 
 Sampling cost is (U-Net calls) x (batch): DDPM-1000 makes 1000 calls, DDIM-50 50, DPM-Solver++-20 20; guidance
 doubles the batch of every call. Numbers depend on threads: the result records them.
@@ -17,58 +18,67 @@ import torch
 from dlshared.cli import UserError
 from dlshared.runs import latest_run
 
-from .artifacts import PIPELINE_DIR, load_pipeline
-from .config import PRESETS, PROJECT, SCHEDULERS, BenchArgs
+from .artifacts import PIPELINE_INDEX, load_pipeline
+from .config import PRESETS, PROJECT, SAMPLERS, BenchArgs, TrainConfig
 from .model import build_unet
-from .pipeline import ClassConditionalPipeline, make_scheduler, training_scheduler
+from .pipeline import ClassConditionalPipeline, training_scheduler
 from .schedule import alphas_cumprod, diffusion_loss, make_betas, q_sample
 
 
 def parse_configs(configs: tuple[str, ...]) -> list[tuple[str, int]]:
+    """("ddim:50", ...) -> [("ddim", 50), ...]."""
     pairs = []
     for item in configs:
-        kind, _, steps = item.partition(":")
-        if kind not in SCHEDULERS or not steps.isdigit() or int(steps) < 1:
-            raise UserError(f"--configs: {item!r} is not scheduler:steps with scheduler in {SCHEDULERS}")
-        pairs.append((kind, int(steps)))
+        sampler, _, steps = item.partition(":")
+        if sampler not in SAMPLERS or not steps.isdigit() or not 1 <= int(steps) <= 1000:
+            raise UserError(f"--configs: {item!r} is not sampler:steps (1-1000 steps), sampler in {SAMPLERS}")
+        pairs.append((sampler, int(steps)))
     return pairs
 
 
+def quick_unet(cfg: TrainConfig):
+    """A freshly initialised U-Net of the quick preset's shape, for 10 classes: timing needs no trained weights."""
+    architecture = (cfg.block_out_channels, cfg.attention_levels, cfg.layers_per_block)
+    return build_unet(cfg.image_size, cfg.channels, 10, *architecture)
+
+
 def bench(args: BenchArgs) -> dict:
-    run = args.ckpt or latest_run(PROJECT, args.runs, required=f"{PIPELINE_DIR}/model_index.json")
+    pairs = parse_configs(args.configs)
+    run = args.ckpt or latest_run(PROJECT, args.runs, required=PIPELINE_INDEX)
     cfg = PRESETS["quick"]
     if run is not None:
-        pipe = load_pipeline(run, "ddim")
-    else:  # timing does not need trained weights
-        pipe = ClassConditionalPipeline(
-            build_unet(cfg, 10), training_scheduler(1000, cfg.beta_schedule, "epsilon")
-        )
+        pipe = load_pipeline(run)
+    else:
+        pipe = ClassConditionalPipeline(quick_unet(cfg), training_scheduler(1000, cfg.beta_schedule, "epsilon"))
         pipe.set_progress_bar_config(disable=True)
-    base_config = pipe.scheduler.config
     labels = torch.arange(args.batch_size) % pipe.num_classes
-    result = {"model": str(run) if run else "untrained quick U-Net", "threads": torch.get_num_threads(),
-              "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"), "batch_size": args.batch_size,
-              "guidance": args.guidance, "sampling": {}}  # fmt: skip
-    for kind, steps in parse_configs(args.configs):
-        pipe.scheduler = make_scheduler(kind, base_config)
-        pipe(labels[:2], 2, args.guidance)  # warm-up: allocator, lazy init
+    result = {
+        "model": str(run) if run else "untrained quick U-Net",
+        "threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
+        "batch_size": args.batch_size,
+        "guidance": args.guidance,
+        "sampling": {},
+    }
+    for sampler, steps in pairs:
+        pipe(labels[:2], 2, args.guidance, sampler=sampler)  # warm-up: allocator, lazy init
         started = time.perf_counter()
-        pipe(labels, steps, args.guidance, torch.Generator().manual_seed(0))
+        pipe(labels, steps, args.guidance, torch.Generator().manual_seed(0), sampler)
         seconds = time.perf_counter() - started
-        result["sampling"][f"{kind}:{steps}"] = {"samples_per_s": round(args.batch_size / seconds, 2),
-                                                 "seconds": round(seconds, 2)}  # fmt: skip
-        print(f"{kind}-{steps}: {args.batch_size / seconds:.2f} samples/s ({seconds:.1f} s)", flush=True)
+        rate = args.batch_size / seconds
+        result["sampling"][f"{sampler}:{steps}"] = {"samples_per_s": round(rate, 2), "seconds": round(seconds, 2)}
+        print(f"{sampler}-{steps}: {rate:.2f} samples/s ({seconds:.1f} s)", flush=True)
     if args.train_steps > 0:
         result["training"] = time_training(cfg, args.train_steps)
     return result
 
 
-def time_training(cfg, steps: int) -> dict:
+def time_training(cfg: TrainConfig, steps: int) -> dict:
     """Optimizer steps of the quick preset's shape on random data, fp32 and bf16 autocast."""
     out = {}
     alpha_bar = alphas_cumprod(make_betas(cfg.beta_schedule, cfg.num_train_timesteps))
     for precision in ("no", "bf16"):
-        unet = build_unet(cfg, 10).train()
+        unet = quick_unet(cfg).train()
         optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-4)
         x0 = torch.rand(cfg.batch_size, 1, cfg.image_size, cfg.image_size) * 2 - 1
         labels = torch.randint(0, 11, (cfg.batch_size,))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -12,8 +13,11 @@ import tyro
 PROJECT = "diffusion"
 """Name of the run folder family: runs/diffusion/<name>/."""
 
-SCHEDULERS = ("ddpm", "ddim", "dpm")
-"""Samplers the `sample` verb, eval, demo and bench offer: DDPM (ancestral), DDIM, DPM-Solver++ (multistep)."""
+Sampler = Literal["ddim", "ddpm", "dpm", "diffusers-ddim", "diffusers-ddpm"]
+SAMPLERS: tuple[str, ...] = typing.get_args(Sampler)
+"""The samplers `sample`, `eval`, the demo and `bench` offer. ddim (deterministic, 20-50 steps) and ddpm (ancestral,
+made for ~1000 steps) are the hand-written steps of schedule.py; diffusers-ddim and diffusers-ddpm the same two
+samplers from diffusers (DDIMScheduler, DDPMScheduler); dpm is diffusers' DPM-Solver++ (multistep, 10-20 steps)."""
 
 
 @dataclass
@@ -74,7 +78,9 @@ class TrainConfig(DataConfig):
     # --- evaluation at the end of training ---
     eval_samples: int = 500
     """Samples generated (equally many per class) to judge the model at the end (0 = skip)."""
-    eval_scheduler: Literal["ddpm", "ddim", "dpm"] = "ddim"
+    eval_scheduler: Sampler = "ddim"
+    """Sampler of that evaluation: ddim and ddpm are schedule.py's own steps, diffusers-ddim, diffusers-ddpm and dpm
+    diffusers' schedulers."""
     eval_steps: int = 50
     guidance: float = 2.0
     """Classifier-free guidance scale used at the end-of-training evaluation (1 = no guidance)."""
@@ -86,25 +92,50 @@ class TrainConfig(DataConfig):
     """Run folder name (default: a timestamp). With --resume and no name: the newest run."""
     resume: bool = False
     """Continue the run named by --name from its last checkpoint."""
+    overwrite: bool = False
+    """Replace an earlier run of the same --name (without it, a non-empty run folder is refused)."""
     checkpoint_every: int = 500
     """Write weights, EMA, optimizer and RNG state every N steps (and at the end)."""
     log_every: int = 50
+    """Log loss, learning rate, EMA decay and throughput to TensorBoard every N steps."""
     progress: bool = True
+    """Show a progress bar."""
 
 
 PRESETS: dict[str, TrainConfig] = {
     # seconds: a narrow U-Net, a few dozen steps; what the tests run
-    "tiny": TrainConfig(block_out_channels=(8, 16), attention_levels=(False, True), steps=30, batch_size=16,
-                        warmup_steps=5, checkpoint_every=10, log_every=5, eval_samples=20, eval_steps=5,
-                        progress=False),
+    "tiny": TrainConfig(
+        block_out_channels=(8, 16),
+        attention_levels=(False, True),
+        steps=30,
+        batch_size=16,
+        warmup_steps=5,
+        checkpoint_every=10,
+        log_every=5,
+        eval_samples=20,
+        eval_steps=5,
+        progress=False,
+    ),
     # minutes on a 2-core CPU: >= 90% of DDIM-50 guided samples judged the requested digit (see README)
     "quick": TrainConfig(mixed_precision="bf16"),  # bf16 autocast: 1.2x on this CPU (AMX), see README
     # the GPU recipe: CIFAR-10 at 32 px, a wider U-Net, bf16
-    "full": TrainConfig(dataset="cifar10", image_size=32, channels=3, block_out_channels=(128, 256, 256, 256),
-                        attention_levels=(False, True, False, False), layers_per_block=2, steps=100_000,
-                        batch_size=128, lr=2e-4, warmup_steps=1000, ema_decay=0.9999, mixed_precision="bf16",
-                        eval_samples=5000, checkpoint_every=5000),
-}  # fmt: skip
+    "full": TrainConfig(
+        dataset="cifar10",
+        image_size=32,
+        channels=3,
+        block_out_channels=(128, 256, 256, 256),
+        attention_levels=(False, True, False, False),
+        layers_per_block=2,
+        steps=100_000,
+        batch_size=128,
+        lr=2e-4,
+        warmup_steps=1000,
+        ema_decay=0.9999,
+        mixed_precision="bf16",
+        eval_samples=5000,
+        checkpoint_every=5000,
+    ),
+}
 
 
 def config_from_dict(values: dict) -> TrainConfig:
@@ -119,15 +150,14 @@ def config_from_dict(values: dict) -> TrainConfig:
     return TrainConfig(**kwargs)
 
 
-Scheduler = Literal["ddpm", "ddim", "dpm"]
-
-
 @dataclass
 class SamplingArgs:
     ckpt: Path | None = None
     """Run folder or pipeline folder (unset: the newest diffusion run under --runs)."""
-    scheduler: Scheduler = "ddim"
-    """ddpm (ancestral, needs many steps), ddim (deterministic), dpm (DPM-Solver++ multistep, few steps)."""
+    scheduler: Sampler = "ddim"
+    """The sampler. ddim (deterministic, 20-50 steps) and ddpm (ancestral, ~1000 steps): the hand-written steps of
+    schedule.py. diffusers-ddim, diffusers-ddpm: the same samplers from diffusers (equal to float precision).
+    dpm: diffusers' DPM-Solver++ (multistep, 10-20 steps)."""
     steps: int = 50
     """Denoising steps (the model was trained with 1000)."""
     guidance: float = 2.0
@@ -170,7 +200,7 @@ class BenchArgs:
     batch_size: int = 64
     """Samples per sampling call (guidance doubles the U-Net batch)."""
     configs: tuple[str, ...] = ("ddpm:1000", "ddim:50", "ddim:20", "dpm:20", "dpm:10")
-    """scheduler:steps pairs to time."""
+    """sampler:steps pairs to time (samplers as --scheduler of `sample`, e.g. diffusers-ddim:50)."""
     guidance: float = 2.0
     train_steps: int = 20
     """Timed training steps of the quick preset's batch (after 3 warm-up steps); 0 = skip."""

@@ -56,16 +56,18 @@ def split_indices(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[
     return np.sort(train), np.sort(test)
 
 
-def load_digits_bundle(cfg: DataConfig) -> DataBundle:
+def load_digits_bundle(image_size: int, channels: int, test_fraction: float, split_seed: int) -> DataBundle:
+    """scikit-learn's 1797 digits (8x8, bundled with the package: no network), upscaled to image_size."""
     from sklearn.datasets import load_digits
 
-    if cfg.channels != 1:
+    if channels != 1:
         raise UserError("the digits are grayscale: use --channels 1")
     digits = load_digits()
-    images, labels = digits_to_images(digits.data, cfg.image_size), torch.as_tensor(digits.target)
-    train, test = split_indices(digits.target, cfg.test_fraction, cfg.split_seed)
-    return DataBundle(images[train], labels[train], images[test], labels[test], [str(d) for d in range(10)],
-                      f"scikit-learn digits (8x8 -> {cfg.image_size}x{cfg.image_size})")  # fmt: skip
+    images, labels = digits_to_images(digits.data, image_size), torch.as_tensor(digits.target)
+    train, test = split_indices(digits.target, test_fraction, split_seed)
+    classes = [str(d) for d in range(10)]
+    source = f"scikit-learn digits (8x8 -> {image_size}x{image_size})"
+    return DataBundle(images[train], labels[train], images[test], labels[test], classes, source)
 
 
 def read_image(path: Path, size: int, channels: int) -> torch.Tensor:
@@ -73,9 +75,7 @@ def read_image(path: Path, size: int, channels: int) -> torch.Tensor:
 
     try:
         with Image.open(path) as image:
-            image = image.convert("RGB" if channels == 3 else "L").resize(
-                (size, size), Image.Resampling.BICUBIC
-            )
+            image = image.convert("RGB" if channels == 3 else "L").resize((size, size), Image.Resampling.BICUBIC)
             array = np.asarray(image, dtype=np.float32) / 127.5 - 1
     except (UnidentifiedImageError, OSError) as err:
         raise UserError(f"{path}: not an image PIL can read ({err})") from None
@@ -99,48 +99,53 @@ def read_class_folders(root: Path, size: int, channels: int, classes: list[str] 
     return torch.stack(images), torch.tensor(labels), classes
 
 
-def load_image_folder(cfg: DataConfig) -> DataBundle:
-    root = cfg.data
+def load_image_folder(
+    root: Path | None, image_size: int, channels: int, test_fraction: float, split_seed: int
+) -> DataBundle:
+    """root/<class>/<image> (split by seed), or root/train/<class>/... and root/test/<class>/..."""
     if root is None or not root.is_dir():
         raise UserError(f"--data {root}: no such folder")
-    source = f"ImageFolder {root} ({cfg.image_size}px, {cfg.channels} channel(s))"
+    source = f"ImageFolder {root} ({image_size}px, {channels} channel(s))"
     if (root / "train").is_dir() and (root / "test").is_dir():
-        train_x, train_y, classes = read_class_folders(root / "train", cfg.image_size, cfg.channels)
-        test_x, test_y, _ = read_class_folders(root / "test", cfg.image_size, cfg.channels, classes)
+        train_x, train_y, classes = read_class_folders(root / "train", image_size, channels)
+        test_x, test_y, _ = read_class_folders(root / "test", image_size, channels, classes)
         return DataBundle(train_x, train_y, test_x, test_y, classes, source)
-    images, labels, classes = read_class_folders(root, cfg.image_size, cfg.channels)
+    images, labels, classes = read_class_folders(root, image_size, channels)
     if min(np.bincount(labels.numpy())) < 2:
         raise UserError(f"{root}: every class needs at least 2 images (one to train on, one to hold out)")
-    train, test = split_indices(labels.numpy(), cfg.test_fraction, cfg.split_seed)
+    train, test = split_indices(labels.numpy(), test_fraction, split_seed)
     return DataBundle(images[train], labels[train], images[test], labels[test], classes, source)
 
 
-def load_cifar10(cfg: DataConfig) -> DataBundle:  # pragma: no cover - needs the network once
+def load_cifar10(root: Path | None, image_size: int, channels: int) -> DataBundle:  # pragma: no cover - online
+    """CIFAR-10's own train/test split, downloaded through torchvision into root (default data/cifar10)."""
     from torchvision.datasets import CIFAR10
 
-    root = cfg.data or Path("data/cifar10")
+    root = root or Path("data/cifar10")
     try:
         parts = [CIFAR10(str(root), train=t, download=True) for t in (True, False)]
     except OSError as err:
         raise UserError(f"could not download CIFAR-10 to {root} ({err}); are you online?") from None
     out = []
     for part in parts:
-        x = torch.from_numpy(part.data).permute(0, 3, 1, 2).float() / 127.5 - 1
-        if cfg.image_size != 32:
-            x = F.interpolate(
-                x, size=(cfg.image_size,) * 2, mode="bilinear", antialias=True, align_corners=False
-            )
-        if cfg.channels == 1:
+        x = torch.from_numpy(part.data).permute(0, 3, 1, 2).float() / 127.5 - 1  # [N, 3, 32, 32] in [-1, 1]
+        if image_size != 32:
+            x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False)
+        if channels == 1:
             x = x.mean(1, keepdim=True)
         out += [x, torch.tensor(part.targets)]
-    return DataBundle(*out, list(parts[0].classes), f"CIFAR-10 ({cfg.image_size}px)")
+    return DataBundle(*out, list(parts[0].classes), f"CIFAR-10 ({image_size}px)")
 
 
 def load_data(cfg: DataConfig) -> DataBundle:
-    dataset = cfg.dataset if cfg.dataset != "auto" else ("imagefolder" if cfg.data is not None else "digits")
+    """The data `cfg` names (its DataConfig fields), checked, in memory."""
     if cfg.image_size < 8 or cfg.image_size % 4:
         raise UserError(f"--image-size must be a multiple of 4 and at least 8, got {cfg.image_size}")
     if cfg.channels not in (1, 3):
         raise UserError(f"--channels must be 1 or 3, got {cfg.channels}")
-    loaders = {"digits": load_digits_bundle, "imagefolder": load_image_folder, "cifar10": load_cifar10}
-    return loaders[dataset](cfg)
+    dataset = cfg.dataset if cfg.dataset != "auto" else ("imagefolder" if cfg.data is not None else "digits")
+    if dataset == "digits":
+        return load_digits_bundle(cfg.image_size, cfg.channels, cfg.test_fraction, cfg.split_seed)
+    if dataset == "imagefolder":
+        return load_image_folder(cfg.data, cfg.image_size, cfg.channels, cfg.test_fraction, cfg.split_seed)
+    return load_cifar10(cfg.data, cfg.image_size, cfg.channels)

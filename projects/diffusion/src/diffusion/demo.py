@@ -2,7 +2,7 @@
 denoising trajectory (the x_0 estimate as the noise is removed); a second tab walks the VAE's latent space
 between two real digits.
 
-`build_demo(run_dir)` only builds the app; `diffusion demo` launches it (dlshared.demo.launch, 127.0.0.1).
+`build_demo(run_dir)` only builds the app; `diffusion demo` serves it (dlshared.demo.serve, 127.0.0.1).
 Bad values (a class out of range, 0 steps, a guidance scale out of range) become a message, not a traceback.
 """
 
@@ -17,58 +17,66 @@ from dlshared.checkpoint import load_json
 from dlshared.cli import UserError
 
 from .artifacts import load_card, load_pipeline
-from .config import PROJECT, SCHEDULERS, SamplingArgs
+from .baselines import interpolation_strip
+from .config import PROJECT, SAMPLERS, SamplingArgs
 from .sample import check_sampling_args, generate, make_grid
 
-GRID_SAMPLES, STRIP_POINTS, MAX_DEMO_STEPS = 16, 8, 1000
+GRID_SAMPLES, STRIP_POINTS = 16, 8
+SAMPLER_HELP = "ddim, ddpm: the hand-written steps of schedule.py; diffusers-*: the library's; dpm: DPM-Solver++"
+
+
+def is_finished_vae_run(folder: Path) -> bool:
+    card = folder / "card.json"
+    return (folder / "metrics.json").is_file() and card.is_file() and load_json(card).get("model") == "vae"
 
 
 def find_vae_run(vae_run: Path | None, runs: Path) -> Path | None:
+    """--vae as given, else the newest finished VAE run under runs/diffusion/, else None."""
     if vae_run is not None:
         return vae_run
     base = Path(runs) / PROJECT
-    if not base.is_dir():
-        return None
-    candidates = [d for d in base.iterdir() if (d / "config.json").is_file() and (d / "metrics.json").is_file()
-                  and load_json(d / "config.json").get("model") == "vae"]  # fmt: skip
+    candidates = [d for d in base.iterdir() if is_finished_vae_run(d)] if base.is_dir() else []
     return max(candidates, key=lambda d: (d / "metrics.json").stat().st_mtime, default=None)
+
+
+def model_summary(run_dir: Path) -> str:
+    """The end-of-training evaluation of the run, in one line."""
+    metrics = load_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
+    scores = metrics.get("eval")
+    if not scores:
+        return "not evaluated"
+    setting = f"{scores['scheduler']}-{scores['steps']}, guidance {scores['guidance']:g}"
+    return f"judged accuracy {scores['accuracy']:.1%}, FID {scores['fid']:.2f} ({setting})"
 
 
 def build_demo(run_dir: Path, vae_run: Path | None = None, runs: Path = Path("runs")) -> gr.Blocks:
     card = load_card(run_dir)
     classes = card["classes"]
-    pipes: dict[str, object] = {}  # one pipeline per sampler, loaded on first use
-
-    def pipeline(kind: str):
-        if kind not in pipes:
-            pipes[kind] = load_pipeline(run_dir, kind)
-        return pipes[kind]
+    pipe = load_pipeline(run_dir)  # one pipeline; each call picks its sampler
 
     def run_generate(digit, scheduler, steps, guidance, seed):
         try:
             if digit is None or steps is None or guidance is None or seed is None:
                 raise UserError("Fill in every field.")
-            if scheduler not in SCHEDULERS:
-                raise UserError(f"Choose a scheduler among {', '.join(SCHEDULERS)}.")
+            if scheduler not in SAMPLERS:
+                raise UserError(f"Choose a sampler among {', '.join(SAMPLERS)}.")
             if float(digit) != int(digit) or float(steps) != int(steps):
                 raise UserError("The class and the number of steps are whole numbers.")
-            args = SamplingArgs(
-                scheduler=scheduler, steps=int(steps), guidance=float(guidance), seed=int(seed)
-            )
+            args = SamplingArgs(scheduler=scheduler, steps=int(steps), guidance=float(guidance), seed=int(seed))
             check_sampling_args(args, len(classes), int(digit), GRID_SAMPLES)
             labels = torch.full((GRID_SAMPLES,), int(digit))
-            out = generate(args, labels, pipeline(scheduler), trajectory_points=min(STRIP_POINTS, args.steps))
+            out = generate(args, labels, pipe, trajectory_points=min(STRIP_POINTS, args.steps))
             strip = torch.stack([point[0] for point in out.trajectory])  # the first sample, step by step
-            message = (f"{GRID_SAMPLES} samples of class **{classes[int(digit)]}**, {scheduler.upper()} "
-                       f"{args.steps} steps, guidance {args.guidance:g}, seed {args.seed}")  # fmt: skip
+            message = (
+                f"{GRID_SAMPLES} samples of class **{classes[int(digit)]}**, sampler {scheduler}, "
+                f"{args.steps} steps, guidance {args.guidance:g}, seed {args.seed}"
+            )
             return make_grid(out.images, columns=4), make_grid(strip, columns=len(strip), scale=6), message
         except UserError as err:
             return None, None, f"⚠️ {str(err).replace('--class', 'the class').replace('--', '')}"
 
     def run_interpolate(digit_a, digit_b, points):
         try:
-            from .baselines import interpolation_strip
-
             found = find_vae_run(vae_run, runs)
             if found is None:
                 raise UserError("No VAE run yet: train one with `uv run diffusion train-vae`.")
@@ -78,23 +86,18 @@ def build_demo(run_dir: Path, vae_run: Path | None = None, runs: Path = Path("ru
             if points is None or not 2 <= int(points) <= 32:
                 raise UserError("Choose between 2 and 32 points.")
             strip = interpolation_strip(found, int(digit_a), int(digit_b), int(points))
-            return make_grid(
-                strip, columns=len(strip), scale=6
-            ), f"VAE latent path from a real {int(digit_a)} to a real {int(digit_b)}"
+            message = f"VAE latent path from a real {int(digit_a)} to a real {int(digit_b)}"
+            return make_grid(strip, columns=len(strip), scale=6), message
         except UserError as err:
             return None, f"⚠️ {err}"
 
-    metrics = load_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
-    scores = metrics.get("eval")
-    summary = (f"judged accuracy {scores['accuracy']:.1%}, FID {scores['fid']:.2f} "
-               f"({scores['scheduler'].upper()}-{scores['steps']}, guidance {scores['guidance']:g})" if scores else "not evaluated")  # fmt: skip
     with gr.Blocks(title="diffusion") as demo:
-        gr.Markdown(f"# Class-conditional diffusion\n**Data** {card['source']} · **Model** {summary}")
+        gr.Markdown(f"# Class-conditional diffusion\n**Data** {card['source']} · **Model** {model_summary(run_dir)}")
         with gr.Tab("Diffusion"):
             with gr.Row():
                 with gr.Column():
                     digit = gr.Number(value=3, precision=0, label=f"Class (0-{len(classes) - 1})")
-                    scheduler = gr.Radio(list(SCHEDULERS), value="ddim", label="Sampler")
+                    scheduler = gr.Radio(list(SAMPLERS), value="ddim", label="Sampler", info=SAMPLER_HELP)
                     steps = gr.Number(value=50, precision=0, label="Steps (1-1000; DDPM wants ~1000)")
                     guidance = gr.Slider(0, 10, value=2.0, step=0.5, label="Guidance scale (1 = none)")
                     seed = gr.Number(value=0, precision=0, label="Seed")
@@ -105,8 +108,9 @@ def build_demo(run_dir: Path, vae_run: Path | None = None, runs: Path = Path("ru
                     strip = gr.Image(
                         label="Denoising trajectory of the first sample (x_0 estimates)", interactive=False
                     )
-            button.click(run_generate, [digit, scheduler, steps, guidance, seed], [grid, strip, message],
-                         api_name="generate")  # fmt: skip
+            button.click(
+                run_generate, [digit, scheduler, steps, guidance, seed], [grid, strip, message], api_name="generate"
+            )
         with gr.Tab("VAE interpolation"):
             with gr.Row():
                 digit_a = gr.Number(value=1, precision=0, label="From digit")
@@ -115,6 +119,7 @@ def build_demo(run_dir: Path, vae_run: Path | None = None, runs: Path = Path("ru
             vae_button = gr.Button("Interpolate", variant="primary")
             vae_message = gr.Markdown()
             vae_strip = gr.Image(label="Decoded latent path", interactive=False)
-            vae_button.click(run_interpolate, [digit_a, digit_b, points], [vae_strip, vae_message],
-                             api_name="interpolate")  # fmt: skip
+            vae_button.click(
+                run_interpolate, [digit_a, digit_b, points], [vae_strip, vae_message], api_name="interpolate"
+            )
     return demo

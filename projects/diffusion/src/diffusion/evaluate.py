@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -35,9 +37,7 @@ CONFIDENT = 0.8
 
 def judge_folder(cfg: DataConfig, root: Path) -> Path:
     """Judges are cached per data source/size/split (not per run), so every model is scored by the same one."""
-    key = json.dumps(
-        [str(cfg.data), cfg.dataset, cfg.image_size, cfg.channels, cfg.test_fraction, cfg.split_seed]
-    )
+    key = json.dumps([str(cfg.data), cfg.dataset, cfg.image_size, cfg.channels, cfg.test_fraction, cfg.split_seed])
     return Path(root) / PROJECT / "judges" / hashlib.sha1(key.encode()).hexdigest()[:10]
 
 
@@ -87,12 +87,8 @@ def load_or_train_judge(cfg: DataConfig, data: DataBundle, root: Path = Path("ru
         return load_weights(judge, folder / "judge.safetensors").eval()
     judge, accuracy = train_judge(data)
     save_weights(judge, folder / "judge.safetensors")
-    save_json(
-        {"test_accuracy": accuracy, "classes": data.classes, "epochs": JUDGE_EPOCHS}, folder / "judge.json"
-    )
-    print(
-        f"judge trained: {accuracy:.4f} accuracy on {len(data.test_images)} held-out real images ({folder})"
-    )
+    save_json({"test_accuracy": accuracy, "classes": data.classes, "epochs": JUDGE_EPOCHS}, folder / "judge.json")
+    print(f"judge trained: {accuracy:.4f} accuracy on {len(data.test_images)} held-out real images ({folder})")
     return judge
 
 
@@ -150,6 +146,29 @@ def score_samples(
 def balanced_labels(n: int, num_classes: int) -> torch.Tensor:
     """0, 1, ..., K-1, 0, 1, ...: n requested classes, as equal in number as n allows."""
     return torch.arange(n) % num_classes
+
+
+def evaluate_pipeline(
+    pipe, judge: Judge, data: DataBundle, sampler: str, steps: int, guidance: float, n: int, seed: int = 0
+) -> dict:
+    """The diffusion model's score: n samples (the classes in turn) drawn with `sampler` (pipeline.py), judged.
+    At the end of training (train.py) and by `diffusion eval`."""
+    requested = balanced_labels(n, len(data.classes))
+    started = time.perf_counter()
+    samples = pipe(requested, steps, guidance, torch.Generator().manual_seed(seed), sampler=sampler).images
+    seconds = time.perf_counter() - started
+    scores = score_samples(judge, samples * 2 - 1, requested, data.test_images)
+    setting = {"scheduler": sampler, "steps": steps, "guidance": guidance, "seed": seed}
+    return {**setting, **scores, "sampling_seconds": round(seconds, 1), "samples_per_s": round(n / seconds, 2)}
+
+
+def score_generator(sample: Callable, judge: Judge, data: DataBundle, n: int, seed: int = 0) -> dict:
+    """The baselines' score: n samples of balanced classes from `sample(labels, generator)` ([-1, 1]), judged.
+    One generator seeded once: the same noise for every evaluation of a run."""
+    requested = balanced_labels(n, len(data.classes))
+    generator = torch.Generator().manual_seed(seed)
+    samples = torch.cat([sample(labels, generator) for labels in requested.split(500)])
+    return score_samples(judge, samples, requested, data.test_images)
 
 
 def real_data_floor(judge: Judge, data: DataBundle, n: int, seed: int = 0) -> dict[str, float]:

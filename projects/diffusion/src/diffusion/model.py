@@ -10,29 +10,33 @@ import torch
 import torch.nn as nn
 from diffusers import UNet2DModel
 
-from .config import TrainConfig
 
-
-def build_unet(cfg: TrainConfig, num_classes: int, in_channels: int | None = None) -> UNet2DModel:
-    """A UNet2DModel predicting noise (or v) for x_t, t and a class label.
+def build_unet(
+    image_size: int,
+    channels: int,
+    num_classes: int,
+    block_out_channels: tuple[int, ...] = (32, 64, 64),
+    attention_levels: tuple[bool, ...] = (False, False, True),
+    layers_per_block: int = 1,
+) -> UNet2DModel:
+    """A UNet2DModel predicting noise (or v) for x_t [B, C, S, S], t [B] and a class label [B].
 
     Labels 0..K-1 are the classes and label K is "no class": training drops labels to K at random, so one network
     learns both the conditional and the unconditional model that classifier-free guidance mixes.
     """
-    if len(cfg.attention_levels) != len(cfg.block_out_channels):
+    if len(attention_levels) != len(block_out_channels):
         raise ValueError("--attention-levels needs one entry per --block-out-channels entry")
-    channels = in_channels or cfg.channels
-    groups = 32 if all(c % 32 == 0 for c in cfg.block_out_channels) else 8
-    down = tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in cfg.attention_levels)
-    up = tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(cfg.attention_levels))
+    groups = 32 if all(c % 32 == 0 for c in block_out_channels) else 8  # GroupNorm groups must divide the channels
+    down = tuple("AttnDownBlock2D" if attend else "DownBlock2D" for attend in attention_levels)
+    up = tuple("AttnUpBlock2D" if attend else "UpBlock2D" for attend in reversed(attention_levels))
     return UNet2DModel(
-        sample_size=cfg.image_size,
+        sample_size=image_size,
         in_channels=channels,
         out_channels=channels,
         down_block_types=down,
         up_block_types=up,
-        block_out_channels=cfg.block_out_channels,
-        layers_per_block=cfg.layers_per_block,
+        block_out_channels=block_out_channels,
+        layers_per_block=layers_per_block,
         norm_num_groups=groups,
         attention_head_dim=8,
         num_class_embeds=num_classes + 1,  # + the "no class" label of classifier-free guidance
@@ -51,16 +55,25 @@ class Judge(nn.Module):
 
         def block(c_in: int, c_out: int) -> nn.Sequential:
             return nn.Sequential(
-                nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(),
-                nn.Conv2d(c_out, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(),
-            )  # fmt: skip
+                nn.Conv2d(c_in, c_out, 3, padding=1),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(),
+                nn.Conv2d(c_out, c_out, 3, padding=1),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(),
+            )
 
         self.body = nn.Sequential(
-            block(channels, width), nn.MaxPool2d(2),  # [B, w, S/2, S/2]
-            block(width, 2 * width), nn.MaxPool2d(2),  # [B, 2w, S/4, S/4]
-            block(2 * width, 4 * width), nn.AdaptiveAvgPool2d(1), nn.Flatten(),  # [B, 4w]
-            nn.Linear(4 * width, features), nn.ReLU(),  # [B, features]
-        )  # fmt: skip
+            block(channels, width),
+            nn.MaxPool2d(2),  # [B, w, S/2, S/2]
+            block(width, 2 * width),
+            nn.MaxPool2d(2),  # [B, 2w, S/4, S/4]
+            block(2 * width, 4 * width),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),  # [B, 4w]
+            nn.Linear(4 * width, features),
+            nn.ReLU(),  # [B, features]
+        )
         self.head = nn.Linear(features, num_classes)
         self.num_features = features  # read by torchmetrics' FID/KID
 

@@ -1,4 +1,5 @@
-"""The `sample` verb: draw samples of chosen classes with a chosen sampler and write them as PNG files."""
+"""The `sample` verb: draw samples of chosen classes with a chosen sampler and write them as PNG files; the
+checks and helpers the demo shares."""
 
 from __future__ import annotations
 
@@ -53,28 +54,32 @@ def make_grid(images: torch.Tensor, columns: int | None = None, scale: int = 4, 
 
 
 def generate(args: SamplingArgs, labels: torch.Tensor, pipe=None, trajectory_points: int = 0):
-    pipe = pipe or load_pipeline(find_run(args.ckpt, args.runs), args.scheduler, args.device)
+    """Samples of `labels` [N] with the sampler, steps, guidance and seed of `args` (pipeline.py)."""
+    pipe = pipe or load_pipeline(find_run(args.ckpt, args.runs), args.device)
     generator = torch.Generator(args.device).manual_seed(args.seed)
-    return pipe(labels, args.steps, args.guidance, generator, trajectory_points=trajectory_points)
+    return pipe(labels, args.steps, args.guidance, generator, args.scheduler, trajectory_points=trajectory_points)
 
 
-def sample_command(args: SampleArgs) -> dict:
+def write_samples(args: SampleArgs) -> dict:
+    """The `sample` verb: --n samples of --class (or the classes in turn) as PNG files plus grid.png."""
     run = find_run(args.ckpt, args.runs)
     if not run.exists():
         raise UserError(f"--ckpt {run}: no such folder")
     classes = load_card(run)["classes"]
     check_sampling_args(args, len(classes), args.digit, args.n)
-    labels = (
-        torch.full((args.n,), args.digit) if args.digit is not None else torch.arange(args.n) % len(classes)
-    )
-    images = generate(args, labels, load_pipeline(run, args.scheduler, args.device)).images
+    labels = torch.full((args.n,), args.digit) if args.digit is not None else torch.arange(args.n) % len(classes)
+    images = generate(args, labels, load_pipeline(run, args.device)).images
     args.out.mkdir(parents=True, exist_ok=True)
-    files = []
     for index, (image, label) in enumerate(zip(to_uint8(images), labels.tolist(), strict=True)):
-        path = args.out / f"{classes[label]}_{index}.png"
-        Image.fromarray(image).save(path)
-        files.append(path.name)
-    columns = len(classes) if args.digit is None and args.n >= len(classes) else None
+        Image.fromarray(image).save(args.out / f"{classes[label]}_{index}.png")
+    columns = len(classes) if args.digit is None and args.n >= len(classes) else None  # a row per round of classes
     Image.fromarray(make_grid(images, columns)).save(args.out / "grid.png")
-    return {"out": str(args.out), "files": len(files), "grid": str(Path(args.out) / "grid.png"),
-            "scheduler": args.scheduler, "steps": args.steps, "guidance": args.guidance, "seed": args.seed}  # fmt: skip
+    return {
+        "out": str(args.out),
+        "files": len(images),
+        "grid": str(Path(args.out) / "grid.png"),
+        "scheduler": args.scheduler,
+        "steps": args.steps,
+        "guidance": args.guidance,
+        "seed": args.seed,
+    }

@@ -1,5 +1,6 @@
-"""The diffusion training loop, written out: Accelerate supplies device, DDP and mixed precision; the noising and
-the objective come from schedule.py (the hand-written lesson); diffusers supplies the U-Net, EMA and samplers.
+"""The diffusion training loop, written out (day 31). Accelerate supplies device, DDP and mixed precision;
+`dlshared.training` the run folder, logs and resume file; the noising and the objective come from schedule.py
+(the hand-written lesson); diffusers supplies the U-Net and the EMA of its weights.
 
     uv run diffusion train                                   # quick preset: digits, ~8 min on 2 CPU cores
     uv run accelerate launch --num-processes 2 -m diffusion.cli train --preset full   # data-parallel
@@ -7,45 +8,32 @@ the objective come from schedule.py (the hand-written lesson); diffusers supplie
 
 from __future__ import annotations
 
-import json
 import math
 import time
+from functools import partial
 
 import torch
-from accelerate import Accelerator
-from accelerate.state import AcceleratorState, GradientState
+from diffusers import UNet2DModel
 from diffusers.training_utils import EMAModel
-from tqdm.auto import tqdm
 
-from dlshared.checkpoint import (
-    RESUME_NAME,
-    restore_training_state,
-    save_json,
-    save_resume_state,
-    training_state,
-)
-from dlshared.device import pick_device
-from dlshared.monitor import RunLogger, Throughput
-from dlshared.runs import config_to_dict, resolve_run_dir
 from dlshared.seed import seed_everything
+from dlshared.training import start_run
 
-from .artifacts import PIPELINE_DIR, load_pipeline, save_pipeline_atomically
+from .artifacts import PIPELINE_DIR, PIPELINE_INDEX, load_pipeline, save_pipeline_atomically
 from .config import PROJECT, TrainConfig
 from .data import load_data
-from .evaluate import balanced_labels, load_or_train_judge, score_samples
+from .evaluate import evaluate_pipeline, load_or_train_judge
 from .model import build_unet
 from .pipeline import ClassConditionalPipeline, training_scheduler
 from .schedule import alphas_cumprod, diffusion_loss, make_betas, q_sample, training_target
 
 
-def lr_lambda(cfg: TrainConfig):
-    def factor(step: int) -> float:  # linear warm-up, then cosine decay to 10% of the peak
-        if step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-    return factor
+def warmup_cosine(step: int, warmup: int, total: int) -> float:
+    """Learning-rate factor: linear warm-up to 1, then cosine decay to 0.1 at `total` steps."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
 def batch_indices(n: int, batch_size: int, seed: int, step: int, rank: int) -> torch.Tensor:
@@ -54,69 +42,62 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int, rank: int) -> t
     return torch.randint(0, n, (batch_size,), generator=g)
 
 
+def ema_copy(unet: UNet2DModel, ema: EMAModel) -> UNet2DModel:
+    """A U-Net of the same architecture holding the EMA weights: the one that is saved and sampled."""
+    copy = UNet2DModel.from_config(unet.config)  # a fresh U-Net: its initialisation draws from the global RNG
+    ema.copy_to(copy.parameters())
+    return copy
+
+
 def train(cfg: TrainConfig) -> dict:
     """Train a class-conditional diffusion model as `cfg` says; returns the final metrics (RUN/metrics.json)."""
-    device = pick_device(cfg.device)
-    AcceleratorState._reset_state()  # several runs in one process (tests) may differ in precision
-    GradientState._reset_state()
-    accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision=cfg.mixed_precision)
-    seed_everything(cfg.seed + accelerator.process_index)
-    run_dir = resolve_run_dir(PROJECT, cfg.out, cfg.name, cfg.resume)
-    log = RunLogger(run_dir, enabled=accelerator.is_main_process)
-    log.print(f"config: {json.dumps(config_to_dict(cfg))}")
-
+    # --- set-up: processes, run folder, data, model, noise schedule, optimiser, EMA, resume ---
+    run = start_run(PROJECT, cfg, required=PIPELINE_INDEX)  # --resume without --name: the newest diffusion run
+    accelerator, log = run.accelerator, run.log
+    seed_everything(cfg.seed + accelerator.process_index)  # each process draws its own noise and timesteps
     data = load_data(cfg)
-    classes = data.classes
-    unet = build_unet(cfg, len(classes), data.train_images.shape[1])
+    classes, channels = data.classes, data.train_images.shape[1]
+    architecture = (cfg.block_out_channels, cfg.attention_levels, cfg.layers_per_block)
+    unet = build_unet(cfg.image_size, channels, len(classes), *architecture)
     null_label = len(classes)  # the "no class" label of classifier-free guidance
-    card = {"classes": classes, "source": data.source, "image_size": cfg.image_size, "channels": cfg.channels,
-            "parameters": sum(p.numel() for p in unet.parameters())}  # fmt: skip
-    log.print(f"data: {data.source}: {len(data.train_images)} train / {len(data.test_images)} held out, "
-              f"{len(classes)} classes; U-Net {card['parameters']:,} parameters")  # fmt: skip
+    parameters = sum(p.numel() for p in unet.parameters())
+    card = {
+        "model": "diffusion",
+        "classes": classes,
+        "source": data.source,
+        "image_size": cfg.image_size,
+        "channels": cfg.channels,
+        "parameters": parameters,
+    }
+    run.save_json(card, "card.json")  # what a user of the pipeline needs: the class names, the data it learned
+    log.print(
+        f"data: {data.source}: {len(data.train_images)} train / {len(data.test_images)} held out, "
+        f"{len(classes)} classes; U-Net {parameters:,} parameters"
+    )
 
     noise_scheduler = training_scheduler(cfg.num_train_timesteps, cfg.beta_schedule, cfg.prediction_type)
     alpha_bar = alphas_cumprod(make_betas(cfg.beta_schedule, cfg.num_train_timesteps)).to(accelerator.device)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    lr_factor = partial(warmup_cosine, warmup=cfg.warmup_steps, total=cfg.steps)
+    lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     # EMA warm-up: the decay grows as 1 - (1 + step)^(-2/3) up to ema_decay, so early weights fade quickly
     ema = EMAModel(unet.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=2 / 3)
-
-    step, history = 0, []
-    if cfg.resume:
-        progress = restore_training_state(run_dir / RESUME_NAME, unet, optimizer, lr_schedule)
-        ema.load_state_dict(progress["ema"])
-        step, history = progress["step"], progress["history"]
-        log.print(f"resumed {run_dir} at step {step}")
     unet, optimizer = accelerator.prepare(unet, optimizer)
+    raw_unet = accelerator.unwrap_model(unet)  # without DDP's wrapper: what the EMA follows and resume.pt holds
+    progress = run.resume(raw_unet, optimizer, lr_schedule) or {"step": 0, "history": []}
+    step, history = progress["step"], progress["history"]
+    if "ema" in progress:
+        ema.load_state_dict(progress["ema"])
     ema.to(accelerator.device)
     images, labels = data.train_images.to(accelerator.device), data.train_labels.to(accelerator.device)
-    if accelerator.is_main_process:
-        save_json(config_to_dict(cfg), run_dir / "config.json")
-        save_json(card, run_dir / "card.json")
+    meter = run.meter(cfg.steps, step, every=cfg.log_every, unit="samples", warmup=5)
 
-    def checkpoint() -> None:  # the EMA weights as a pipeline to sample from; everything else to resume from
-        if not accelerator.is_main_process:
-            return
-        raw = accelerator.unwrap_model(unet)
-        ema_unet = build_unet(cfg, len(classes), data.train_images.shape[1])
-        ema.copy_to(ema_unet.parameters())
-        save_pipeline_atomically(ClassConditionalPipeline(ema_unet, noise_scheduler), run_dir / PIPELINE_DIR)
-        save_resume_state(training_state(raw, optimizer, lr_schedule, step=step, history=history,
-                                         ema=ema.state_dict()), run_dir / RESUME_NAME)  # fmt: skip
-
-    meter = Throughput(warmup=5)
-    started = time.perf_counter()
-    bar = tqdm(
-        total=cfg.steps,
-        initial=step,
-        desc="train",
-        disable=not (cfg.progress and accelerator.is_main_process),
-    )
+    # --- the loop: a random batch, noised to random steps; the U-Net learns to undo it ---
     unet.train()
     while step < cfg.steps:
         index = batch_indices(len(images), cfg.batch_size, cfg.seed, step, accelerator.process_index)
         x0, y = images[index], labels[index]
-        y = torch.where(torch.rand(len(y), device=y.device) < cfg.label_dropout, null_label, y)
+        y = torch.where(torch.rand(len(y), device=y.device) < cfg.label_dropout, null_label, y)  # for guidance
         noise = torch.randn_like(x0)
         t = torch.randint(0, cfg.num_train_timesteps, (len(x0),), device=x0.device)
         x_t = q_sample(x0, noise, t, alpha_bar)  # [B, C, H, W], the forward process in one jump
@@ -130,55 +111,44 @@ def train(cfg: TrainConfig) -> dict:
         optimizer.step()
         lr_schedule.step()
         optimizer.zero_grad(set_to_none=True)
-        ema.step(accelerator.unwrap_model(unet).parameters())
+        ema.step(raw_unet.parameters())
         step += 1
-        meter.update(len(x0) * accelerator.num_processes)
-        bar.update(1)
+        lr, ema_decay = lr_schedule.get_last_lr()[0], ema.cur_decay_value or 0.0
+        meter.step(step, len(x0) * accelerator.num_processes, loss=loss, lr=lr, ema_decay=ema_decay)
         if step % cfg.log_every == 0 or step == cfg.steps:
-            value = accelerator.reduce(loss.detach(), "mean").item()  # every rank logs the same mean
-            history.append({"step": step, "loss": round(value, 6)})
-            log.scalars({"train/loss": value, "train/lr": lr_schedule.get_last_lr()[0],
-                         "train/samples_per_s": meter.rate, "train/ema_decay": ema.cur_decay_value or 0.0}, step)  # fmt: skip
-            bar.set_postfix(loss=f"{value:.4f}", samples_s=f"{meter.rate:.0f}")
+            mean_loss = accelerator.reduce(loss.detach(), "mean").item()  # over processes: every rank logs the same
+            history.append({"step": step, "loss": round(mean_loss, 6)})
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            pause = time.perf_counter()
-            checkpoint()
-            meter.exclude(time.perf_counter() - pause)
-            accelerator.wait_for_everyone()
-    bar.close()
-    train_seconds = round(time.perf_counter() - started, 1)
+            with meter.paused():
+                # built before run.checkpoint saves the RNG: a resumed run then draws what this one draws next
+                pipe = ClassConditionalPipeline(ema_copy(raw_unet, ema), noise_scheduler)
+                publish = partial(save_pipeline_atomically, pipe, run.dir / PIPELINE_DIR)
+                counters = {"step": step, "history": history, "ema": ema.state_dict()}
+                run.checkpoint(raw_unet, optimizer, lr_schedule, publish, **counters)
+    meter.close()
 
-    metrics = {"steps": step, "train_seconds": train_seconds, "train_samples_per_s": round(meter.rate, 1),
-               "final_loss": history[-1]["loss"] if history else None, "parameters": card["parameters"],
-               "processes": accelerator.num_processes, "run_dir": str(run_dir)}  # fmt: skip
-    if accelerator.is_main_process and cfg.eval_samples > 0:
+    # --- finish: the EMA model's samples, judged (main process) ---
+    metrics = {
+        "steps": step,
+        "train_seconds": round(meter.seconds, 1),
+        "train_samples_per_s": round(meter.rate, 1),
+        "final_loss": history[-1]["loss"] if history else None,
+        "parameters": parameters,
+        "processes": accelerator.num_processes,
+        "run_dir": str(run.dir),
+    }
+    if run.is_main and cfg.eval_samples > 0:
         started = time.perf_counter()
-        metrics["eval"] = evaluate_run(cfg, run_dir, cfg.eval_scheduler, cfg.eval_steps, cfg.guidance,
-                                       cfg.eval_samples, data=data)  # fmt: skip
-        metrics["eval_seconds"] = round(time.perf_counter() - started, 1)
-        e = metrics["eval"]
-        log.print(f"eval ({e['scheduler']}-{e['steps']}, guidance {e['guidance']}): accuracy {e['accuracy']:.4f}, "
-                  f"FID {e['fid']:.3f}, KID {e['kid']:.4f} on {e['samples']} samples")  # fmt: skip
+        judge = load_or_train_judge(cfg, data, cfg.out)
+        pipe = load_pipeline(run.dir, accelerator.device)
+        sampling = (cfg.eval_scheduler, cfg.eval_steps, cfg.guidance, cfg.eval_samples)
+        scores = evaluate_pipeline(pipe, judge, data, *sampling)
+        metrics["eval"], metrics["eval_seconds"] = scores, round(time.perf_counter() - started, 1)
+        log.print(
+            f"eval ({cfg.eval_scheduler}-{cfg.eval_steps}, guidance {cfg.guidance}): "
+            f"accuracy {scores['accuracy']:.4f}, FID {scores['fid']:.3f}, KID {scores['kid']:.4f} "
+            f"on {scores['samples']} samples"
+        )
     metrics["history"] = history
-    if accelerator.is_main_process:
-        save_json(metrics, run_dir / "metrics.json")
-    log.print(f"done: {step} steps in {train_seconds} s ({meter.rate:.0f} samples/s), run folder {run_dir}")
-    log.close()
-    accelerator.end_training()
-    return metrics
-
-
-def evaluate_run(
-    cfg, run_dir, scheduler: str, steps: int, guidance: float, n: int, seed: int = 0, data=None
-) -> dict:
-    """Generate n samples (classes in turn) with a sampler and score them with the judge (evaluate.py)."""
-    data = data or load_data(cfg)
-    pipe = load_pipeline(run_dir, scheduler)
-    requested = balanced_labels(n, len(data.classes))
-    started = time.perf_counter()
-    samples = pipe(requested, steps, guidance, torch.Generator().manual_seed(seed)).images
-    seconds = time.perf_counter() - started
-    judge = load_or_train_judge(cfg, data, cfg.out)
-    scores = score_samples(judge, samples * 2 - 1, requested, data.test_images)
-    return {"scheduler": scheduler, "steps": steps, "guidance": guidance, "seed": seed, **scores,
-            "sampling_seconds": round(seconds, 1), "samples_per_s": round(n / seconds, 2)}  # fmt: skip
+    summary = f"done: {step} steps in {meter.seconds:.1f} s ({meter.rate:.0f} samples/s), run folder {run.dir}"
+    return run.finish(metrics, summary)
