@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import importlib
 import io
+import itertools
 import json
 import os
 import re
@@ -142,10 +143,10 @@ def _parse(config_type: type, prog: str, description: str, args: list[str], kwar
     except SystemExit as exit_:
         if exit_.code in (0, None):
             raise
-        # the message is the first framed row with a "name: detail" in it (the box's title has none)
+        # the box: a title row, the message (wrapped over rows), a separator row, help text; keep the message
         rows = [re.sub(r"^[\s│╭╰╮╯─|+-]+|[\s│╭╰╮╯─|+-]+$", "", line) for line in captured.getvalue().splitlines()]
-        message = next((row for row in rows if ": " in row and not row.startswith("For full helptext")), "")
-        _fail(prog, f"{message or 'bad arguments'} (see --help)")
+        body = list(itertools.takewhile(bool, rows[1:]))
+        _fail(prog, f"{' '.join(body) or 'bad arguments'} (see --help)")
 
 
 def _pop_preset(prog: str, args: list[str]) -> tuple[str | None, list[str]]:
