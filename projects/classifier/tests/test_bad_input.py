@@ -30,7 +30,9 @@ def test_export_never_writes_into_a_folder_it_did_not_create(tiny_run, tmp_path,
         (mine, ["--overwrite"], "was not written by this tool"),
         (tiny_run["run_dir"], [], "which is being read"),
     ]:
-        err = assert_one_line_error(main, ["export", "--ckpt", tiny_run["run_dir"], "--out", str(out), *overwrite], capsys)
+        err = assert_one_line_error(
+            main, ["export", "--ckpt", tiny_run["run_dir"], "--out", str(out), *overwrite], capsys
+        )
         assert message in err
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
 
