@@ -118,3 +118,13 @@ def test_every_rank_resumes_its_own_rng_state(tmp_path):
     (save0, resume0), (save1, resume1) = run_distributed(resume_rng_selftest, tmp_path)
     assert save0 == resume0 and save1 == resume1  # each rank continues its own random stream
     assert save0 != save1
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [("cat", "cat"), ("../../etc/passwd", "_.._etc_passwd"), ("/tmp/x", "_tmp_x"), ("a b", "a_b"), ("..", "item")],
+)
+def test_names_from_artefacts_become_harmless_file_names(name, expected):
+    from dlshared.outputs import safe_filename
+
+    assert safe_filename(name) == expected

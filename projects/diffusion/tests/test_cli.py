@@ -11,6 +11,7 @@ from PIL import Image
 
 from diffusion.cli import main
 from diffusion.pipeline import ClassConditionalPipeline
+from dlshared.testing import assert_one_line_error
 
 
 def run(argv: list[str], capsys) -> dict:
@@ -74,6 +75,26 @@ def test_export_writes_a_diffusers_folder_that_loads(tiny_run, tmp_path, capsys)
     assert "unet/diffusion_pytorch_model.safetensors" in result["files"] and "card.json" in result["files"]
     pipe = ClassConditionalPipeline.from_pretrained(tmp_path / "export")
     assert pipe.num_classes == 10
+
+
+def test_export_never_deletes_what_it_did_not_write(tiny_run, tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    run_dir = tiny_run["run_dir"]
+    cases = [
+        (mine, [], "is not empty"),
+        (mine, ["--overwrite"], "not written by this tool"),
+        (run_dir, [], "being read"),
+    ]
+    for out, extra, message in cases:
+        assert message in assert_one_line_error(main, ["export", "--ckpt", run_dir, "--out", str(out), *extra], capsys)
+    assert (mine / "thesis.tex").read_text() == "years of work"
+    assert (Path(run_dir) / "pipeline" / "model_index.json").is_file()  # the run is intact
+    out = tmp_path / "export-twice"
+    run(["export", "--ckpt", run_dir, "--out", str(out)], capsys)
+    run(["export", "--ckpt", run_dir, "--out", str(out), "--overwrite"], capsys)  # its own export: replaced
+    assert (out / "card.json").is_file() and not list(tmp_path.glob(".export-twice.*"))
 
 
 def test_bench_reports_samples_per_second(tiny_run, capsys):

@@ -144,9 +144,12 @@ def _parse(config_type: type, prog: str, description: str, args: list[str], kwar
         if exit_.code in (0, None):
             raise
         # the box: a title row, the message (wrapped over rows), a separator row, help text; keep the message
-        rows = [re.sub(r"^[\s│╭╰╮╯─|+-]+|[\s│╭╰╮╯─|+-]+$", "", line) for line in captured.getvalue().splitlines()]
-        body = list(itertools.takewhile(bool, rows[1:]))
-        _fail(prog, f"{' '.join(body) or 'bad arguments'} (see --help)")
+        text = re.sub(r"\x1b\[[0-9;]*m", "", captured.getvalue())  # colours, when rich thinks it has a terminal
+        rows = [re.sub(r"^[\s│╭╰╮╯─|+-]+|[\s│╭╰╮╯─|+-]+$", "", line) for line in text.splitlines()]
+        after_title = list(itertools.dropwhile(lambda row: not row, rows[1:]))
+        body = list(itertools.takewhile(bool, after_title))
+        message = " ".join(body) if body else text.strip().replace("\n", " ")[-300:]
+        _fail(prog, f"{message or 'bad arguments'} (see --help)")
 
 
 def _pop_preset(prog: str, args: list[str]) -> tuple[str | None, list[str]]:

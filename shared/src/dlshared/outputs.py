@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -19,6 +20,14 @@ from pathlib import Path
 from .cli import UserError
 
 MARKER = ".written-by-capstones"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_filename(name: str, fallback: str = "item") -> str:
+    """`name` as one harmless file name: runs of other characters become "_", no leading dots, so a class name
+    such as "../../etc" or "/tmp/x" read from an artefact can only ever name a file inside the output folder."""
+    cleaned = _UNSAFE.sub("_", str(name)).lstrip(".")
+    return cleaned[:100] or fallback
 
 
 def check_output_folder(dest: Path, overwrite: bool = False, sources: tuple[Path, ...] = ()) -> None:

@@ -190,6 +190,8 @@ class ExportArgs:
     out: Path | None = None
     """Output folder (default: CKPT/export): a diffusers pipeline folder + card.json, loadable with
     ClassConditionalPipeline.from_pretrained or UNet2DModel.from_pretrained(out, subfolder="unet")."""
+    overwrite: bool = False
+    """Replace an earlier export in --out (only a folder an export wrote; anything else is refused)."""
     runs: Path = Path("runs")
 
 

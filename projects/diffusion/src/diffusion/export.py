@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import shutil
 
+from dlshared.outputs import staged_output
+
 from .artifacts import find_run, load_card, pipeline_folder
 from .config import ExportArgs
 
@@ -15,10 +17,10 @@ from .config import ExportArgs
 def export(args: ExportArgs) -> dict:
     run = find_run(args.ckpt, args.runs)
     source = pipeline_folder(run)
-    out = args.out or run / "export"
-    if out.exists():
-        shutil.rmtree(out)
-    shutil.copytree(source, out)
-    (out / "card.json").write_text(json.dumps(load_card(run), indent=2))
-    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    out = (args.out or run / "export").resolve()
+    # staged, then renamed: a user's folder is refused (never deleted), an earlier export replaced only when asked
+    with staged_output(out, args.overwrite, sources=(run,)) as stage:
+        shutil.copytree(source, stage, dirs_exist_ok=True)
+        (stage / "card.json").write_text(json.dumps(load_card(run), indent=2), encoding="utf-8")
+        files = sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if p.is_file())
     return {"out": str(out), "format": "diffusers", "files": files}
