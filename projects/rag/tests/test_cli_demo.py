@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 
+from dlshared.cli import UserError
 from dlshared.demo import launch
 from dlshared.testing import free_port
 from rag.answer import answer_question
@@ -106,5 +109,65 @@ def test_demo_answers_through_gradio_client(index_dir, embedder):
         assert "unique" in answer and "notes/zebra.md" in sources and "<details>" in sources
         answer, sources = client.predict("   ", "hybrid", api_name="/ask")
         assert "Type a question first" in answer and sources == ""
+    finally:
+        demo.close()
+
+
+def _boom(**kwargs):
+    raise RuntimeError("CUDA out of memory.\nTried to allocate 2 GiB")
+
+
+def _stall(**kwargs):
+    time.sleep(3)  # a generate() that neither writes nor ends (a daemon thread: it does not outlive the session)
+
+
+def test_a_generator_that_fails_or_stalls_ends_the_stream(index_dir, embedder, tiny_generator, monkeypatch):
+    hits = Retriever(index_dir, embedder).search("resume training", 2)
+    monkeypatch.setattr(tiny_generator.model, "generate", _boom)
+    with pytest.raises(UserError, match="the generator failed: CUDA out of memory. Tried to allocate 2 GiB$"):
+        list(tiny_generator.stream("how do I resume?", hits))
+    monkeypatch.setattr(tiny_generator.model, "generate", _stall)
+    monkeypatch.setattr(tiny_generator, "timeout", 0.3)
+    started = time.monotonic()
+    with pytest.raises(UserError, match="wrote nothing for 0.3 s"):
+        list(tiny_generator.stream("how do I resume?", hits))
+    assert time.monotonic() - started < 2
+
+
+def test_a_reader_that_stops_stops_the_generator_thread(index_dir, embedder, tiny_generator, monkeypatch):
+    import torch
+
+    stopped = threading.Event()
+
+    def endless(streamer, stopping_criteria, **kwargs):  # writes until told to stop, as generate() does
+        ids = torch.zeros((1, 1), dtype=torch.long)
+        while not stopping_criteria(ids, None).all():
+            streamer.on_finalized_text("word ")
+            time.sleep(0.01)
+        stopped.set()
+
+    monkeypatch.setattr(tiny_generator.model, "generate", endless)
+    stream = tiny_generator.stream("how do I resume?", Retriever(index_dir, embedder).search("resume", 1))
+    assert next(stream) == "word "
+    stream.close()  # the page was closed
+    assert stopped.wait(2)
+
+
+def test_the_demo_reports_a_failed_generator_and_keeps_serving(index_dir, embedder, tiny_generator, monkeypatch):
+    from gradio_client import Client
+
+    from rag.demo import build_demo
+
+    monkeypatch.setattr(tiny_generator, "timeout", 0.3)
+    demo = build_demo(Retriever(index_dir, embedder), tiny_generator)
+    url = launch(demo, port=free_port(), block=False)
+    try:
+        client = Client(url, verbose=False)
+        for generate, message in [(_boom, "the generator failed"), (_stall, "wrote nothing for 0\\.3 s")]:
+            monkeypatch.setattr(tiny_generator.model, "generate", generate)
+            answer, sources = client.predict("How do I resume training?", "hybrid", api_name="/ask")
+            assert answer.startswith("⚠️") and message in answer and "guide/training.md" in sources
+        answer, _ = client.predict("why? " * 300, "hybrid", api_name="/ask")
+        assert "at most 1000" in answer
     finally:
         demo.close()

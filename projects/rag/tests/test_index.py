@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -46,7 +47,7 @@ def test_reindexing_embeds_only_changed_files(docs_dir, embedder, tmp_path, make
     assert first["files_embedded"] == 4 and first["files_reused"] == 0
     (docs / "notes" / "zebra.md").write_text("# Zebras\n\nZebras sleep standing up.\n")
     (docs / "notes" / "cooking.txt").unlink()
-    second = build_index(cfg, embedder)
+    second = build_index(dataclasses.replace(cfg, overwrite=True), embedder)  # replacing its own index: asked
     assert (second["files"], second["files_embedded"], second["files_reused"]) == (3, 1, 2)
     retriever = Retriever(out, embedder)
     assert "standing up" in retriever.search("how do zebras sleep", 1)[0].chunk["text"]
@@ -63,6 +64,7 @@ def test_a_folder_with_a_binary_file_indexes_the_rest(tmp_path, embedder, make_d
     (docs / "broken.md").write_bytes(b"\x00\xff\x00 not text")
     result = build_index(IndexConfig(docs=docs, out=tmp_path / "idx"), embedder)
     assert result["files"] == 4 and result["files_skipped"] == 1
+    assert result["skipped"] == ["broken.md: looks binary (NUL bytes)"]
     assert "skipped broken.md" in capsys.readouterr().out
 
 

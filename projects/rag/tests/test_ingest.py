@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import pytest
 
 from rag.ingest import chunk_document, find_documents, read_document
@@ -60,10 +63,57 @@ def test_binary_and_undecodable_files_are_skipped_with_a_warning(tmp_path):
     (tmp_path / "latin.txt").write_bytes("caf\xe9".encode("latin-1"))
     (tmp_path / ".hidden").mkdir()
     (tmp_path / ".hidden" / "x.md").write_text("hidden")
-    found = find_documents(tmp_path)
-    assert [p.name for p in found] == ["blob.txt", "latin.txt", "ok.md"]
+    found, skipped = find_documents(tmp_path)
+    assert [p.name for p in found] == ["blob.txt", "latin.txt", "ok.md"] and skipped == []
     with pytest.warns(UserWarning, match="binary"):
         assert read_document(tmp_path / "blob.txt") is None
     with pytest.warns(UserWarning, match="utf-8"):
         assert read_document(tmp_path / "latin.txt") is None
     assert read_document(tmp_path / "ok.md") == "# fine\n"
+
+
+def test_only_regular_files_inside_the_folder_are_read(tmp_path):
+    docs, outside = tmp_path / "docs", tmp_path / "outside"
+    docs.mkdir(), outside.mkdir()
+    (docs / "ok.md").write_text("# fine\n")
+    (outside / "secret.md").write_text("the password is hunter2\n")
+    (docs / "leak.md").symlink_to(outside / "secret.md")  # a link to a file elsewhere: the reported leak
+    (docs / "linked").symlink_to(outside, target_is_directory=True)  # a linked folder
+    (docs / "alias.md").symlink_to(docs / "ok.md")  # a link that stays inside: harmless
+    (docs / "dangling.md").symlink_to(tmp_path / "nowhere.md")
+    (docs / "big.md").write_text("word " * 400)  # 2000 bytes
+    os.mkfifo(docs / "pipe.md")  # reading it would block forever
+    found, skipped = find_documents(docs, max_bytes=1000)
+    assert [p.name for p in found] == ["alias.md", "ok.md"]
+    reasons = dict(skipped)
+    assert set(reasons) == {"leak.md", "linked/", "dangling.md", "big.md", "pipe.md"}
+    assert "outside the folder" in reasons["leak.md"] and "not followed" in reasons["linked/"]
+    assert reasons["big.md"] == "0.00191 MB, over the 0.000954 MB limit (--max-file-mb)"
+    assert reasons["pipe.md"] == "not a regular file"
+
+
+def test_reading_stops_at_the_size_limit(tmp_path):
+    (tmp_path / "grew.md").write_text("word " * 400)  # listed when small, then grew: still not read past the limit
+    with pytest.warns(UserWarning, match="over the"):
+        assert read_document(tmp_path / "grew.md", max_bytes=1000) is None
+    assert read_document(tmp_path / "grew.md", max_bytes=2000) == "word " * 400
+
+
+def test_index_leaves_out_what_it_may_not_read_and_says_so(tmp_path, embedder, make_docs, capsys, monkeypatch):
+    from rag.cli import main
+
+    docs, outside = make_docs(tmp_path / "docs"), tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.md").write_text("# Secret\n\nThe database password is hunter2.\n")
+    (docs / "leak.md").symlink_to(outside / "secret.md")
+    (docs / "linked").symlink_to(outside, target_is_directory=True)
+    (docs / "big.md").write_text("# Big\n\n" + "hunter2 " * 200)
+    monkeypatch.setattr("rag.indexer.Embedder", lambda *args, **kwargs: embedder)  # the session's, loaded once
+    main(["index", "--docs", str(docs), "--out", str(tmp_path / "idx"), "--max-file-mb", "0.001"])
+    out = capsys.readouterr().out
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["files"] == 4 and summary["files_skipped"] == 3
+    assert [line.split(":")[0] for line in summary["skipped"]] == ["big.md", "leak.md", "linked/"]
+    assert "warning: skipped leak.md (a link to a file outside the folder" in out
+    chunks = (tmp_path / "idx" / "chunks.jsonl").read_text()
+    assert "hunter2" not in chunks and "secret" not in chunks.lower()

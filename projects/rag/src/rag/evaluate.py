@@ -12,6 +12,7 @@ import numpy as np
 
 from dlshared.cli import UserError
 
+from .answer import check_question
 from .retrieve import Retriever
 
 BUNDLED_QUESTIONS = Path(__file__).with_name("questions.jsonl")
@@ -31,6 +32,10 @@ def load_questions(path: Path) -> list[dict]:
         fields = (row.get("question"), row.get("source")) if isinstance(row, dict) else (None,)
         if not all(isinstance(field, str) for field in fields):
             raise UserError(f'{path}:{number}: expected {{"question": "...", "source": "relative/path.md"}}')
+        try:
+            check_question(row["question"])
+        except UserError as err:
+            raise UserError(f"{path}:{number}: {err}") from None
         rows.append(row)
     if not rows:
         raise UserError(f"{path}: no questions")

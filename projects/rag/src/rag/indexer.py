@@ -9,11 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from dlshared.cli import UserError
+from dlshared.outputs import staged_output
 
 from .config import IndexConfig
+from .display import terminal_text
 from .embed import Embedder
-from .ingest import chunk_document, embedding_text, file_digest, find_documents, read_document
-from .store import LoadedIndex, choose_index_type, save_index
+from .ingest import MB, chunk_document, embedding_text, file_digest, find_documents, read_document
+from .store import IndexProblem, LoadedIndex, check_index_type, choose_index_type, save_index
 
 
 def default_docs() -> Path:
@@ -26,10 +28,15 @@ def default_docs() -> Path:
 
 
 def _previous(out: Path, cfg: IndexConfig) -> tuple[dict[str, list[dict]], dict[str, np.ndarray], dict[str, str]]:
-    """Chunks and vectors of the existing index, by file, when it was built with the same model and chunking."""
+    """Chunks and vectors of the index being replaced, by file, when it was built with the same model and chunking
+    (and can be read: a broken one is simply rebuilt from scratch)."""
+    if not cfg.overwrite:
+        return {}, {}, {}
     try:
         old = LoadedIndex(out)
-    except FileNotFoundError:
+    except IndexProblem as problem:
+        if (out / "manifest.json").exists():
+            print(f"note: embedding every file again, the old index is unreadable ({terminal_text(str(problem))})")
         return {}, {}, {}
     settings = ("model", "chunk_tokens", "overlap_tokens")
     if any(old.manifest.get(key) != getattr(cfg, key) for key in settings):
@@ -44,29 +51,48 @@ def _previous(out: Path, cfg: IndexConfig) -> tuple[dict[str, list[dict]], dict[
     return chunks_by_file, vectors_by_file, old.manifest.get("files", {})
 
 
+def _skip(skipped: list[tuple[str, str]], name: str, why: str) -> None:
+    skipped.append((name, why))
+    print(f"warning: skipped {terminal_text(name)} ({terminal_text(why)})", flush=True)
+
+
 def build_index(cfg: IndexConfig, embedder: Embedder | None = None) -> dict:
+    """Index `cfg.docs` into `cfg.out`: staged beside it and renamed into place once complete (dlshared.outputs),
+    so a folder rag did not write is never touched and a crash leaves the old index or the new one."""
+    if cfg.overlap_tokens >= cfg.chunk_tokens:  # before anything is loaded or written
+        raise UserError(f"--overlap-tokens {cfg.overlap_tokens}: must be less than --chunk-tokens {cfg.chunk_tokens}")
     docs = Path(cfg.docs) if cfg.docs is not None else default_docs()
     if not docs.is_dir():
         raise UserError(f"--docs {docs}: no such folder")
-    paths = find_documents(docs)
+    max_bytes = int(cfg.max_file_mb * MB)
+    paths, unsafe = find_documents(docs, max_bytes)
     if not paths:
-        raise UserError(f"--docs {docs}: no Markdown, text or PDF files in it")
-    embedder = embedder or Embedder(cfg.model)
-    started = time.perf_counter()
-    old_chunks, old_vectors, old_digests = _previous(Path(cfg.out), cfg)
+        raise UserError(f"--docs {docs}: no Markdown, text or PDF files to read in it ({len(unsafe)} skipped)")
+    out = Path(cfg.out)
+    with staged_output(out, cfg.overwrite, sources=(docs,)) as stage:
+        skipped: list[tuple[str, str]] = []
+        for name, why in unsafe:
+            _skip(skipped, name, why)
+        embedder = embedder or Embedder(cfg.model)
+        started = time.perf_counter()
+        result = _build(stage, docs, paths, skipped, cfg, embedder, _previous(out, cfg))
+    return {"index": str(cfg.out), **result, "seconds": round(time.perf_counter() - started, 2)}
 
+
+def _build(stage: Path, docs: Path, paths: list[Path], skipped: list, cfg, embedder, previous) -> dict:
+    """Read, chunk and embed (reusing the vectors of files that did not change), then save into `stage`."""
+    old_chunks, old_vectors, old_digests = previous
     chunks: list[dict] = []
     parts: list[np.ndarray] = []
     digests: dict[str, str] = {}
-    skipped, reused, to_embed = [], 0, []
+    reused, to_embed = 0, []
     for path in paths:
         name = path.relative_to(docs).as_posix()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            text = read_document(path)
+            text = read_document(path, int(cfg.max_file_mb * MB))
         if text is None:
-            skipped.append(f"{name}: {caught[0].message}" if caught else name)
-            print(f"warning: skipped {name} ({caught[0].message if caught else 'unreadable'})")
+            _skip(skipped, name, str(caught[0].message).removeprefix(f"skipped {path}: ") if caught else "unreadable")
             continue
         digests[name] = file_digest(text)
         if old_digests.get(name) == digests[name] and name in old_chunks:
@@ -79,6 +105,8 @@ def build_index(cfg: IndexConfig, embedder: Embedder | None = None) -> dict:
         to_embed.append((len(chunks), new))
         chunks += new
         parts.append(np.zeros((len(new), embedder.dim), np.float32))  # filled below, in one batched pass
+    index_type = choose_index_type(len(chunks), cfg.index_type)
+    check_index_type(index_type, len(chunks), embedder.dim)  # before the embedding, which is the slow part
     texts = [embedding_text(c) for _, new in to_embed for c in new]
     fresh = embedder.encode(texts, cfg.batch_size, progress=len(texts) > 500)
     vectors = np.concatenate(parts) if parts else np.zeros((0, embedder.dim), np.float32)
@@ -86,8 +114,7 @@ def build_index(cfg: IndexConfig, embedder: Embedder | None = None) -> dict:
     for start, new in to_embed:
         vectors[start : start + len(new)] = fresh[row : row + len(new)]
         row += len(new)
-
-    index_type = choose_index_type(len(chunks), cfg.index_type)
+    skipped_lines = [f"{name}: {why}" for name, why in skipped]  # what was left out, and why: summary and manifest
     manifest = {
         "docs": str(docs),
         "model": cfg.model,
@@ -95,18 +122,17 @@ def build_index(cfg: IndexConfig, embedder: Embedder | None = None) -> dict:
         "overlap_tokens": cfg.overlap_tokens,
         "index_type": index_type,
         "files": digests,
-        "skipped": skipped,
+        "skipped": skipped_lines,
         "dim": int(vectors.shape[1]),
     }
-    save_index(Path(cfg.out), chunks, vectors, manifest)
+    save_index(stage, chunks, vectors, manifest)
     return {
-        "index": str(cfg.out),
         "files": len(digests),
         "files_reused": reused,
         "files_embedded": len(to_embed),
         "files_skipped": len(skipped),
+        "skipped": skipped_lines,
         "chunks": len(chunks),
         "chunks_embedded": len(texts),
         "index_type": index_type,
-        "seconds": round(time.perf_counter() - started, 2),
     }

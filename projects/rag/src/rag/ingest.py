@@ -10,7 +10,9 @@ word boundaries.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import stat
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -44,27 +46,68 @@ def embedding_text(chunk: dict) -> str:
     return f"{chunk['heading']}\n{chunk['text']}" if chunk["heading"] else chunk["text"]
 
 
-def find_documents(folder: Path) -> list[Path]:
-    """Markdown, text and PDF files under `folder`, skipping hidden folders, virtual envs and run outputs."""
-    skip = {".venv", "node_modules", "runs", "__pycache__", "site-packages"}
-    files = []
-    for path in sorted(folder.rglob("*")):
-        parts = path.relative_to(folder).parts
-        if any(p.startswith(".") or p in skip for p in parts[:-1]):
-            continue
-        if path.is_file() and path.suffix.lower() in TEXT_SUFFIXES | PDF_SUFFIXES:
-            files.append(path)
-    return files
+SKIP_FOLDERS = {".venv", "node_modules", "runs", "__pycache__", "site-packages"}
+MB = 2**20
 
 
-def read_document(path: Path) -> str | None:
+def find_documents(folder: Path, max_bytes: int = 10 * MB) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Markdown, text and PDF files under `folder` that are safe to read, and (name, why) for those skipped.
+
+    Only regular files that resolve inside `folder` are read: a link to a file elsewhere (a key, a password file)
+    would otherwise be indexed and quoted in answers, and a linked folder is listed, never entered. Files over
+    `max_bytes` are skipped rather than read into memory. Hidden folders, virtual envs and run outputs are left out.
+    """
+    root = folder.resolve()
+    files, skipped = [], []
+
+    def unlistable(err: OSError) -> None:
+        skipped.append((Path(err.filename).relative_to(folder).as_posix() + "/", "cannot be listed"))
+
+    for here, dirs, names in os.walk(folder, onerror=unlistable):  # followlinks=False: linked folders stay shut
+        here = Path(here)
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in SKIP_FOLDERS]
+        for name in dirs:
+            if (here / name).is_symlink():
+                skipped.append(((here / name).relative_to(folder).as_posix() + "/", "a linked folder, not followed"))
+        for name in names:
+            path = here / name
+            if path.suffix.lower() not in TEXT_SUFFIXES | PDF_SUFFIXES:
+                continue
+            why = _unsafe(path, root, max_bytes)
+            if why:
+                skipped.append((path.relative_to(folder).as_posix(), why))
+            else:
+                files.append(path)
+    return sorted(files), sorted(skipped)
+
+
+def _unsafe(path: Path, root: Path, max_bytes: int) -> str | None:
+    """Why `path` must not be read, or None."""
+    try:
+        target = path.resolve(strict=True)
+        info = target.stat()
+    except (OSError, RuntimeError):  # a dangling link, a link loop, no permission
+        return "cannot be opened"
+    if not target.is_relative_to(root):
+        return "a link to a file outside the folder, not followed"
+    if not stat.S_ISREG(info.st_mode):  # a FIFO or a device would block or never end
+        return "not a regular file"
+    if info.st_size > max_bytes:
+        return f"{info.st_size / MB:.3g} MB, over the {max_bytes / MB:.3g} MB limit (--max-file-mb)"
+    return None
+
+
+def read_document(path: Path, max_bytes: int = 10 * MB) -> str | None:
     """The text of a document, or None (with a warning) when it is binary, undecodable or an unreadable PDF."""
     try:
         if path.suffix.lower() in PDF_SUFFIXES:
             from pypdf import PdfReader
 
             return "\n\n".join(page.extract_text() or "" for page in PdfReader(path).pages)
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            data = f.read(max_bytes + 1)  # a file that grew since it was listed is still read no further
+        if len(data) > max_bytes:
+            raise ValueError(f"over the {max_bytes / MB:.3g} MB limit (--max-file-mb)")
         if b"\x00" in data[:8192]:
             raise ValueError("looks binary (NUL bytes)")
         return data.decode("utf-8")

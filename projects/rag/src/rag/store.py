@@ -1,24 +1,27 @@
-"""The index folder: faiss vectors + BM25 + chunk metadata, built incrementally, saved and loaded.
+"""The index folder: faiss vectors + BM25 + chunk metadata, written once into a staging folder, loaded and checked.
 
 index.faiss     the vector index (flat, HNSW or IVF-PQ)
 vectors.npy     the embeddings themselves, so re-indexing embeds only the files that changed
 chunks.jsonl    one chunk per line: file, heading, character span, line range, text
 bm25/           the bm25s sparse index over the same chunks
-manifest.json   model, chunking settings, index type, per-file digests, counts, build time
+manifest.json   model, chunking settings, index type, per-file digests, counts, skipped files, build time
+
+Loading checks that the parts agree (as many chunks as vectors, BM25 documents and the manifest says): a file that
+is corrupt or cut short is named in one line that says how to rebuild, never a traceback or a wrong answer.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-from dlshared.checkpoint import atomic_path, load_json, save_json
+from dlshared.checkpoint import load_json, save_json
+from dlshared.cli import UserError
 
 EXACT_UP_TO, HNSW_UP_TO = 50_000, 2_000_000
 
@@ -61,18 +64,19 @@ def build_bm25(texts: list[str]):
     return retriever
 
 
+def check_index_type(index_type: str, n: int, dim: int) -> None:
+    """IVF-PQ learns 256 codes per sub-vector (so needs 256 vectors) and cuts vectors into dim/4 pieces."""
+    if index_type == "ivfpq" and n < 256:
+        raise UserError(f"--index-type ivfpq needs at least 256 vectors (chunks), not {n}; use flat or hnsw")
+    if index_type == "ivfpq" and dim % 4:
+        raise UserError(f"--index-type ivfpq needs a vector size that is a multiple of 4, not {dim}; use flat or hnsw")
+
+
 def save_index(folder: Path, chunks: list[dict], vectors: np.ndarray, manifest: dict) -> None:
-    """Write every part; the manifest is written last, so a folder with a manifest is complete."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "manifest.json").unlink(missing_ok=True)
-    index = build_faiss(vectors, manifest["index_type"])
-    with atomic_path(folder / "index.faiss") as tmp:
-        faiss.write_index(index, str(tmp))
-    with atomic_path(folder / "vectors.npy") as tmp, open(tmp, "wb") as f:
-        np.save(f, vectors)
-    with atomic_path(folder / "chunks.jsonl") as tmp:
-        tmp.write_text("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in chunks))
-    shutil.rmtree(folder / "bm25", ignore_errors=True)
+    """Write every part into `folder`, a fresh staging folder (see indexer.build_index); the manifest goes last."""
+    faiss.write_index(build_faiss(vectors, manifest["index_type"]), str(folder / "index.faiss"))
+    np.save(folder / "vectors.npy", vectors)
+    (folder / "chunks.jsonl").write_text("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in chunks))
     if chunks:
         build_bm25([_bm25_text(c) for c in chunks]).save(str(folder / "bm25"))
     save_json(
@@ -85,21 +89,55 @@ def _bm25_text(chunk: dict) -> str:
     return f"{chunk['file']} {chunk['heading']}\n{chunk['text']}"
 
 
+class IndexProblem(UserError):
+    """The index folder is missing, or one of its files is unreadable or disagrees with the others."""
+
+
+MANIFEST_FIELDS = {"model": str, "dim": int, "chunks": int, "index_type": str, "files": dict, "chunk_tokens": int}
+CHUNK_FIELDS = ("file", "heading", "line_start", "line_end", "text")
+
+
 class LoadedIndex:
-    """An index folder in memory: faiss, BM25, chunks and manifest."""
+    """An index folder in memory: faiss, BM25, chunks and manifest, checked to agree with one another
+    (as many chunks as faiss vectors, BM25 documents, saved vectors and the manifest's count)."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         if not (self.folder / "manifest.json").is_file():
-            raise FileNotFoundError(f"{folder} is not a complete rag index (no manifest.json)")
-        self.manifest = load_json(self.folder / "manifest.json")
-        self.chunks = [json.loads(line) for line in (self.folder / "chunks.jsonl").read_text().splitlines()]
-        self.faiss = faiss.read_index(str(self.folder / "index.faiss"))
-        self.bm25 = None
-        if self.chunks:
-            import bm25s
+            raise IndexProblem(
+                f"--index {folder}: no index there; build one with `rag index --docs DIR --out {folder}`"
+            )
+        self.manifest = self._read("manifest.json", _read_manifest)
+        self.chunks = self._read("chunks.jsonl", _read_chunks)
+        self.faiss = self._read("index.faiss", lambda path: faiss.read_index(str(path)))
+        self.bm25 = self._read("bm25", _read_bm25) if self.chunks else None
+        self._check_counts()
 
-            self.bm25 = bm25s.BM25.load(str(self.folder / "bm25"))
+    def broken(self, name: str, problem: str) -> IndexProblem:
+        return IndexProblem(
+            f"{self.folder / name}: {problem}; rebuild the index: rag index --docs DIR --out {self.folder} --overwrite"
+        )
+
+    def _read(self, name: str, read):
+        try:
+            return read(self.folder / name)
+        except IndexProblem as err:  # the reader's own, more precise reason
+            raise self.broken(name, str(err)) from None
+        except Exception:  # missing, cut short, not this format: all mean "rebuild it"
+            raise self.broken(name, "missing, corrupt or cut short") from None
+
+    def _check_counts(self) -> None:
+        n, m = len(self.chunks), self.manifest
+        if m["chunks"] != n:
+            raise self.broken("chunks.jsonl", f"{n} chunks, but manifest.json says {m['chunks']} (cut short?)")
+        if (self.faiss.ntotal, self.faiss.d) != (n, m["dim"]):
+            shape = f"{self.faiss.ntotal} vectors of size {self.faiss.d}"
+            raise self.broken("index.faiss", f"{shape} for {n} chunks of size {m['dim']}")
+        if self.bm25 is not None and self.bm25.scores["num_docs"] != n:
+            raise self.broken("bm25", f"{self.bm25.scores['num_docs']} documents for {n} chunks")
+        shape = self._read("vectors.npy", lambda path: np.load(path, mmap_mode="r").shape)  # reads the header only
+        if shape != (n, m["dim"]):
+            raise self.broken("vectors.npy", f"shape {shape} for {n} chunks of size {m['dim']}")
 
     def vectors(self) -> np.ndarray:
         return np.load(self.folder / "vectors.npy")
@@ -123,3 +161,32 @@ class LoadedIndex:
             return []
         ids, scores = self.bm25.retrieve(words, k=k, show_progress=False, n_threads=1)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if s > 0]
+
+
+def _read_manifest(path: Path) -> dict:
+    manifest = load_json(path)
+    if not isinstance(manifest, dict):
+        raise IndexProblem("not a JSON object")
+    for key, kind in MANIFEST_FIELDS.items():
+        if not isinstance(manifest.get(key), kind):
+            raise IndexProblem(f"no {kind.__name__} {key!r}")
+    return manifest
+
+
+def _read_chunks(path: Path) -> list[dict]:
+    chunks = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            chunk = json.loads(line)
+        except json.JSONDecodeError:
+            raise IndexProblem(f"line {number} is not valid JSON (cut short?)") from None
+        if not isinstance(chunk, dict) or not all(key in chunk for key in CHUNK_FIELDS):
+            raise IndexProblem(f"line {number} is not a chunk")
+        chunks.append(chunk)
+    return chunks
+
+
+def _read_bm25(path: Path):
+    import bm25s
+
+    return bm25s.BM25.load(str(path))
