@@ -40,9 +40,11 @@ def test_text_that_is_not_utf8_or_too_short_is_refused(tmp_path, capsys):
     [
         (["--prompt", ""], "prompt is empty"),
         (["--prompt", "x" * 40], "shorten it"),
-        (["--max-new-tokens", "0"], "max new tokens"),
-        (["--temperature", "-1"], "temperature"),
-        (["--top-p", "1.5"], "top-p"),
+        (["--prompt", "x" * 200_000], "prompts are limited to 100,000 characters"),
+        (["--max-new-tokens", "0"], "--max-new-tokens 0: must be at least 1"),
+        (["--max-new-tokens", "5000"], "max new tokens must be between 1 and 4096"),
+        (["--temperature", "-1"], "--temperature -1.0: must be 0 or more"),
+        (["--top-p", "1.5"], "--top-p 1.5: must be greater than 0 and at most 1"),
     ],
 )
 def test_bad_generation_requests(tiny_run, extra, message, capsys):
@@ -62,3 +64,25 @@ def test_generate_streams_a_completion(tiny_run, capsys):
         main(["generate", "--ckpt", tiny_run["run_dir"], *settings, *flag])
         greedy.append(capsys.readouterr().out)
     assert greedy[0] == greedy[1]
+
+
+def test_generated_escape_sequences_never_reach_a_terminal(tiny_run, capsys, monkeypatch):
+    """Generated text is data: a model trained on logs may write colour codes, a window title or a screen clear.
+    On a terminal they are dropped (even when a sequence arrives one token at a time); piped, the text is kept."""
+    import sys
+
+    import tinygpt.serve
+
+    text = "red\x1b[31m!\x1b]0;owned\x07 \x1b[2Jdone\rX\tok\n"
+
+    def one_character_at_a_time(*args, **kwargs):
+        yield from (text[:i] for i in range(1, len(text) + 1))
+
+    monkeypatch.setattr(tinygpt.serve, "stream_completion", one_character_at_a_time)
+    argv = ["generate", "--ckpt", tiny_run["run_dir"], "--prompt", "say \x1b[1mhi"]
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    main(argv)
+    assert capsys.readouterr().out == "say hired! doneX\tok\n\n"
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
+    main(argv)
+    assert capsys.readouterr().out == f"say \x1b[1mhi{text}\n"

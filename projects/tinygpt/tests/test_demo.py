@@ -23,6 +23,17 @@ def client(tiny_run):
     demo.close()
 
 
+def test_the_page_shows_the_run_name_as_text(tiny_run, tmp_path):
+    """A folder name is data: HTML in it is escaped, not rendered."""
+    import shutil
+
+    from tinygpt.demo import model_summary
+
+    run = Path(shutil.copytree(tiny_run["run_dir"], tmp_path / "<img src=x onerror=alert(1)>"))
+    summary = model_summary(load_model(run, "cpu"))
+    assert "<img" not in summary and "&lt;img src=x onerror=alert(1)&gt;" in summary
+
+
 def test_a_prompt_gets_a_completion(client):
     text, status = client.predict("def ", 12, 0.8, 50, 1.0, 7, api_name="/complete")
     assert text and "tokens in" in status
@@ -32,7 +43,7 @@ def test_a_prompt_gets_a_completion(client):
 
 @pytest.mark.parametrize(
     "prompt, max_new, message",
-    [("", 10, "prompt is empty"), ("y" * 100, 10, "shorten it")],
+    [("", 10, "prompt is empty"), ("y" * 100, 10, "shorten it"), ("z" * 200_000, 10, "limited to 100,000 characters")],
 )
 def test_bad_requests_get_a_message(client, prompt, max_new, message):
     text, status = client.predict(prompt, max_new, 0.8, 50, 1.0, 7, api_name="/complete")

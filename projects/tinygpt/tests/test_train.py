@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from dlshared.checkpoint import load_resume_state
-from dlshared.testing import run_distributed
+from dlshared.testing import assert_one_line_error, run_distributed
 from tinygpt.artifacts import load_model
 from tinygpt.cli import main
 from tinygpt.config import PRESETS
@@ -71,6 +72,27 @@ def test_resume_continues_exactly_where_the_run_stopped(tmp_path, tiny_run):
     for name, tensor in whole.items():
         torch.testing.assert_close(halves[name], tensor, rtol=1e-5, atol=1e-6, msg=name)
     assert resumed["val_loss"] == tiny_run["val_loss"]
+
+
+def test_resume_from_the_command_line_uses_the_runs_own_config(tiny_run, tmp_path, capsys):
+    # the run was trained with --preset tiny; resumed without it (the default preset is quick, another size), its
+    # config.json gives the architecture and everything not typed; typed run-time flags (--max-iters) apply
+    run = Path(shutil.copytree(tiny_run["run_dir"], tmp_path / "tinygpt" / "copy"))
+    main(["train", "--out", str(tmp_path), "--name", "copy", "--resume", "--max-iters", "50", "--n-layer", "2"])
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert metrics["iters"] == 50 and metrics["parameters"] == tiny_run["parameters"]
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["max_iters"] == 50 and saved["n_embd"] == PRESETS["tiny"].n_embd != PRESETS["quick"].n_embd
+    assert saved["eval_interval"] == PRESETS["tiny"].eval_interval  # not typed: the run's own
+
+
+def test_resume_refuses_another_architecture_in_one_line_and_leaves_the_run_alone(tiny_run, tmp_path, capsys):
+    run = Path(shutil.copytree(tiny_run["run_dir"], tmp_path / "tinygpt" / "copy"))
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    argv = ["train", "--out", str(tmp_path), "--name", "copy", "--resume", "--n-layer", "3", "--arch", "gpt2"]
+    err = assert_one_line_error(main, argv, capsys)
+    assert "--n-layer 2" in err and "--arch llama" in err and "keeps its architecture" in err
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 
 def test_two_process_ddp_trains_and_resumes_exactly(tmp_path):

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is d
         (["train", "--data", "/no/such/file.jsonl"], "no such file"),
         (["train", "--preset", "huge"], "unknown preset"),
         (["train", "--preset", "tiny", "--sft-steps", "0"], "at least 1"),
-        (["train", "--preset", "tiny", "--beta", "0"], "beta must be positive"),
+        (["train", "--preset", "tiny", "--beta", "0"], "--beta 0.0: must be greater than 0"),
         (["train", "--preset", "tiny", "--heldout-fraction", "1.5"], "heldout-fraction"),
         (["train", "--preset", "tiny", "--stage", "pretrain", "--base", "x"], "already trained"),
         (["train", "--preset", "tiny", "--base", "/no/such/model"], "cannot load base model"),
@@ -78,7 +78,7 @@ def test_bad_lora_settings_and_qlora_without_a_gpu(tiny_run, tmp_path, capsys):
     assert "not in this model" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([*common, "--lora-r", "0"])
-    assert "--lora-r >= 1" in capsys.readouterr().err
+    assert "--lora-r 0: must be at least 1" in capsys.readouterr().err
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit):
             main([*common, "--quantize", "4bit"])
@@ -101,7 +101,7 @@ def test_help_lists_every_verb_and_field(capsys):
 
 @pytest.mark.parametrize(
     ("flags", "message"),
-    [(["--target-modules", "c_attn"], "not in this model"), (["--lora-r", "0"], "--lora-r >= 1")],
+    [(["--target-modules", "c_attn"], "not in this model"), (["--lora-r", "0"], "--lora-r 0: must be at least 1")],
 )
 def test_bad_lora_settings_for_the_embedded_base_fail_before_pretraining(tmp_path, capsys, flags, message):
     """Found after pretraining they would cost minutes, and the unfinished run folder is deleted with the error."""

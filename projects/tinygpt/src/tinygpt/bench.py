@@ -20,6 +20,7 @@ import torch
 from dlshared.cli import UserError
 from dlshared.device import pick_device
 
+from .artifacts import check_device
 from .config import PRESETS, BenchArgs
 from .evaluate import precision_autocast
 from .generate import generate
@@ -44,6 +45,7 @@ def generation_speed(model: GPT, new_tokens: int, use_cache: bool, autocast) -> 
 def bench(args: BenchArgs) -> dict:
     if args.preset not in PRESETS:
         raise UserError(f"unknown preset {args.preset!r}; choose one of: {', '.join(PRESETS)}")
+    check_device(args.device)
     overrides = {"data": args.data} if args.data is not None else {}
     if args.mixed_precision is not None:
         overrides["mixed_precision"] = args.mixed_precision

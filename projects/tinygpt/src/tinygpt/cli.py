@@ -5,26 +5,46 @@ A verb that returns a dict has it printed as the last stdout line, one JSON obje
 
 from __future__ import annotations
 
+import dataclasses
+import sys
+from collections.abc import Collection, Sequence
+from functools import partial
+
 from dlshared.cli import Command, UserError, run_cli
 
-from .config import PRESETS, BenchArgs, DemoArgs, EvalArgs, ExportArgs, GenerateArgs, TrainConfig, config_from_dict
+from .config import PRESETS, BenchArgs, DemoArgs, EvalArgs, ExportArgs, GenerateArgs, TrainConfig
+
+
+def train_command(cfg: TrainConfig, typed: Collection[str] = ()) -> dict:
+    """Train; with --resume, on the run's own config.json, changed only by the flags typed (`typed`)."""
+    from .train import resumed_config, train
+
+    return train(resumed_config(cfg, typed) if cfg.resume else cfg)
+
+
+def typed_fields(args: Sequence[str], config_type: type) -> frozenset[str]:
+    """The fields of `config_type` whose flags appear in `args`: `--max-iters 9`, `--max-iters=9`, `--no-bias`."""
+    names = {field.name for field in dataclasses.fields(config_type)}
+    typed = set()
+    for arg in args:
+        if arg.startswith("--"):
+            name = arg[2:].split("=", 1)[0].replace("-", "_")
+            typed.add(name[3:] if name not in names and name.startswith("no_") else name)
+    return frozenset(typed & names)
 
 
 def eval_command(args: EvalArgs) -> dict:
     """Loss and perplexity of a run on its own validation split (every window: train's final val_loss) or a file."""
     import torch
 
-    from dlshared.checkpoint import load_json
-
-    from .artifacts import load_model, resolve_checkpoint
+    from .artifacts import check_device, load_model, read_run_config, resolve_checkpoint
     from .data import load_text, read_text_file, split_text
     from .evaluate import evaluate_loss, perplexity, precision_autocast
 
+    check_device(args.device)
     run_dir = resolve_checkpoint(args.ckpt, args.runs)
     loaded = load_model(run_dir, args.device)
-    if not (run_dir / "config.json").is_file():
-        raise UserError(f"{run_dir} has no config.json: it is not a complete tinygpt run folder")
-    run_cfg = config_from_dict(load_json(run_dir / "config.json"))
+    run_cfg = read_run_config(run_dir)
     if args.data is not None:
         text, split = read_text_file(args.data), str(args.data)
     else:  # the run's own validation split: the same text and 90/10 cut as training
@@ -49,34 +69,42 @@ def eval_command(args: EvalArgs) -> dict:
 
 
 def generate_command(args: GenerateArgs) -> str:
-    """Stream a completion to stdout as it is sampled; returns it (not printed again)."""
-    from .artifacts import load_model, resolve_checkpoint
-    from .serve import stream_completion
+    """Stream a completion to stdout as it is sampled; returns it (not printed again).
 
+    Generated text is data: on a terminal, escape sequences and control characters in it are dropped (a model
+    trained on logs can write colour codes, or worse); piped to a file it is written as generated."""
+    from . import serve
+    from .artifacts import check_device, load_model, resolve_checkpoint
+
+    check_device(args.device)
     loaded = load_model(resolve_checkpoint(args.ckpt, args.runs), args.device)
     sampling = {"top_k": args.top_k, "top_p": args.top_p, "seed": args.seed, "use_cache": not args.no_cache}
-    print(args.prompt, end="", flush=True)
+    serve.check_request(loaded, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p)
+    out = serve.TerminalText() if sys.stdout.isatty() else None
+    print(out.clean(args.prompt) if out else args.prompt, end="", flush=True)
     completion = ""
-    for so_far in stream_completion(loaded, args.prompt, args.max_new_tokens, args.temperature, **sampling):
-        print(so_far[len(completion) :], end="", flush=True)  # only what is new
+    for so_far in serve.stream_completion(loaded, args.prompt, args.max_new_tokens, args.temperature, **sampling):
+        new = out.update(so_far) if out else so_far[len(completion) :]  # only what is new
+        print(new, end="", flush=True)
         completion = so_far
-    print()
+    print(out.finish(completion) if out else "")
     return completion
 
 
 def demo_command(args: DemoArgs) -> None:
     from dlshared.demo import serve
 
-    from .artifacts import load_model
+    from .artifacts import check_device, load_model
     from .demo import build_demo
     from .train import train
 
+    check_device(args.device)
     serve("tinygpt", args, lambda run_dir: build_demo(load_model(run_dir, args.device)), train, PRESETS["quick"])
 
 
 COMMANDS = {
     "train": Command(
-        "tinygpt.train:train",
+        train_command,
         TrainConfig,
         "Train a GPT; writes runs/tinygpt/NAME.",
         PRESETS,
@@ -96,7 +124,12 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_cli("tinygpt", COMMANDS, argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = COMMANDS
+    if argv[:1] == ["train"]:  # --resume needs to know which flags were typed, not just their values
+        train_typed = partial(train_command, typed=typed_fields(argv[1:], TrainConfig))
+        commands = {**COMMANDS, "train": dataclasses.replace(COMMANDS["train"], fn=train_typed)}
+    run_cli("tinygpt", commands, argv)
 
 
 if __name__ == "__main__":

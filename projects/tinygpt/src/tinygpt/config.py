@@ -11,10 +11,21 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+
+from dlshared.cli import Check, NonNegative, NonNegativeFloat, Positive, PositiveFloat, UserError
 
 PROJECT = "tinygpt"
 """Name of the run folder family: runs/tinygpt/<name>/."""
+
+# the rules of this project's own fields, beside dlshared's Positive, PositiveFloat, ...
+BelowOne = Annotated[float, Check(lambda v: 0 <= v < 1, "0 or more and below 1", (1.0, -0.1))]
+"""Dropout and Adam's betas: 1 would drop everything / never forget."""
+TopP = Annotated[float, Check(lambda v: 0 < v <= 1, "greater than 0 and at most 1", (0.0, 1.5))]
+Port = Annotated[int, Check(lambda v: 1 <= v <= 65535, "between 1 and 65535", (0, 70000))]
+
+ARCHITECTURE = ("arch", "n_layer", "n_head", "n_embd", "block_size", "bias", "tokenizer", "vocab_size")
+"""Fields that fix the shape of the weights or the token ids: a resumed run keeps its own."""
 
 
 @dataclass
@@ -25,42 +36,43 @@ class TrainConfig:
     dataset: Literal["auto", "stdlib", "shakespeare"] = "auto"
     """auto = the --data file when given, else stdlib (Python's standard library source, on every machine).
     shakespeare downloads tiny Shakespeare once (online) into ~/.cache/tinygpt."""
-    max_chars: int | None = None
+    max_chars: Positive | None = None
     """Use only the first N characters of the text (quick experiments, tests)."""
     tokenizer: Literal["char", "bpe"] = "char"
     """char: one token per character (nanoGPT's shakespeare_char). bpe: byte-level BPE trained on the train split."""
-    vocab_size: int = 2048
+    vocab_size: Positive = 2048
     """bpe: vocabulary size to train (256 bytes + merges + specials). Ignored for char."""
 
     # --- model (see model.GPTConfig) ---
     arch: Literal["gpt2", "llama"] = "gpt2"
     """gpt2: learned positions, LayerNorm, GELU. llama: rotary positions, RMSNorm, SwiGLU."""
-    n_layer: int = 6
-    n_head: int = 6
-    n_embd: int = 384
-    block_size: int = 256
+    n_layer: Positive = 6
+    n_head: Positive = 6
+    """Attention heads; must divide --n-embd (each head gets n_embd / n_head dimensions)."""
+    n_embd: Positive = 384
+    block_size: Positive = 256
     """Context length in tokens."""
-    dropout: float = 0.0
+    dropout: BelowOne = 0.0
     bias: bool = False
 
     # --- optimisation ---
-    batch_size: int = 64
+    batch_size: Positive = 64
     """Sequences per micro-batch and process (tokens per step = batch x block x grad_accum x processes)."""
-    grad_accum: int = 1
-    max_iters: int = 5000
+    grad_accum: Positive = 1
+    max_iters: Positive = 5000
     """Optimizer steps."""
-    lr: float = 1e-3
+    lr: PositiveFloat = 1e-3
     """Peak learning rate (after linear warm-up)."""
-    min_lr: float = 1e-4
+    min_lr: NonNegativeFloat = 1e-4
     """Cosine decay ends here, at lr_decay_iters."""
-    warmup_iters: int = 100
-    lr_decay_iters: int | None = None
+    warmup_iters: NonNegative = 100
+    lr_decay_iters: Positive | None = None
     """Default: max_iters."""
-    weight_decay: float = 0.1
+    weight_decay: NonNegativeFloat = 0.1
     """AdamW decoupled weight decay, on matrices and embeddings only (not biases or norms)."""
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0
+    beta1: BelowOne = 0.9
+    beta2: BelowOne = 0.99
+    grad_clip: NonNegativeFloat = 1.0
     """Clip the global gradient norm (0 = off)."""
     fused_adamw: bool = True
     """One fused AdamW kernel over all parameters (CPU and CUDA) instead of a Python loop of per-tensor ops."""
@@ -73,17 +85,17 @@ class TrainConfig:
     faults on large activations; the process holds its peak memory). See perf.reuse_freed_memory."""
 
     # --- evaluation, logging, checkpoints ---
-    eval_interval: int = 250
+    eval_interval: Positive = 250
     """Estimate train/val loss and checkpoint every N steps (and at the end)."""
-    eval_iters: int = 200
+    eval_iters: Positive = 200
     """Batches per loss estimate: the estimate scores eval_iters x batch_size windows of each split. The final
     val_loss scores every window of the validation split (what `tinygpt eval` reports)."""
-    log_interval: int = 10
+    log_interval: Positive = 10
     """Log loss, learning rate, tokens/s and MFU to TensorBoard every N steps."""
-    throughput_warmup: int | None = None
+    throughput_warmup: NonNegative | None = None
     """Steps left out of tokens/s and MFU: the first ones pay for memory allocation and, with --compile,
     compilation. Unset: 3, or 10 with --compile."""
-    sample_tokens: int = 200
+    sample_tokens: NonNegative = 200
     """Tokens of text sampled into the log and metrics.json at the end (0 = none)."""
 
     # --- run ---
@@ -95,12 +107,13 @@ class TrainConfig:
     name: str | None = None
     """Run folder name (default: a timestamp)."""
     resume: bool = False
-    """Continue the run --name (or the newest run with a resume.pt) from its last checkpoint."""
+    """Continue the run --name (or the newest run with a resume.pt) from its last checkpoint, with the run's own
+    config.json: flags typed with --resume change run-time fields (e.g. --max-iters), never the architecture."""
     overwrite: bool = False
     """Replace an earlier run of the same --name (without it, a non-empty run folder is refused)."""
     progress: bool = True
     """Show a progress bar."""
-    peak_flops: float | None = None
+    peak_flops: PositiveFloat | None = None
     """Peak FLOP/s of one device for MFU. Unset: a table for known GPUs; on a CPU, a measured matmul."""
 
 
@@ -192,6 +205,21 @@ def config_from_dict(values: dict) -> TrainConfig:
     return TrainConfig(**kwargs)
 
 
+def check_relations(cfg: TrainConfig) -> TrainConfig:
+    """The rules between fields (each field's own rule is declared with it), checked before any folder exists."""
+    if cfg.n_embd % cfg.n_head:
+        raise UserError(
+            f"--n-head {cfg.n_head} does not divide --n-embd {cfg.n_embd}: each head gets n_embd / n_head dimensions"
+        )
+    if cfg.arch == "llama" and cfg.n_embd // cfg.n_head % 2:
+        raise UserError(
+            f"--arch llama rotates pairs of dimensions: n_embd / n_head = {cfg.n_embd // cfg.n_head} must be even"
+        )
+    if cfg.tokenizer == "bpe" and cfg.vocab_size < 257:
+        raise UserError(f"--vocab-size {cfg.vocab_size}: a byte-level BPE needs at least 257 (256 bytes + 1 special)")
+    return cfg
+
+
 @dataclass
 class CheckpointArgs:
     ckpt: Path | None = None
@@ -204,20 +232,21 @@ class CheckpointArgs:
 class EvalArgs(CheckpointArgs):
     data: Path | None = None
     """A text file to score (all of it). Default: the run's own validation split."""
-    batch_size: int | None = None
+    batch_size: Positive | None = None
     """Windows per forward pass. Unset: the run's training batch size, which reproduces train's val_loss exactly."""
-    max_windows: int | None = None
+    max_windows: Positive | None = None
     """Score at most N context windows, evenly spaced (default: every non-overlapping window)."""
 
 
 @dataclass
 class GenerateArgs(CheckpointArgs):
     prompt: str = "\n"
-    max_new_tokens: int = 200
-    temperature: float = 0.8
+    """Text to continue: at most 100,000 characters, and fewer tokens than the model's context (else refused)."""
+    max_new_tokens: Positive = 200
+    temperature: NonNegativeFloat = 0.8
     """0 = greedy."""
-    top_k: int | None = 200
-    top_p: float | None = None
+    top_k: Positive | None = 200
+    top_p: TopP | None = None
     """Nucleus sampling: keep the smallest set of tokens holding this much probability (e.g. 0.9)."""
     seed: int = 1337
     no_cache: bool = False
@@ -230,13 +259,18 @@ class ExportArgs(CheckpointArgs):
     """Folder to write (a Hugging Face model folder with the tokenizer)."""
     format: Literal["hf"] = "hf"
     """hf: GPT2LMHeadModel (arch gpt2) or LlamaForCausalLM (arch llama) + tokenizer, loadable by transformers."""
+    overwrite: bool = False
+    """Replace an earlier export in --out (only a folder an export wrote; anything else is refused)."""
 
 
 @dataclass
 class DemoArgs(CheckpointArgs):
     host: str = "127.0.0.1"
     """Interface to serve on; 0.0.0.0 exposes the demo to the network."""
-    port: int = 7860
+    port: Port = 7860
+    """Port to serve on (the next free one if it is taken)."""
+    share: bool = False
+    """Also open a public gradio.live link (off unless asked: anyone with the link can use the demo)."""
 
 
 @dataclass
@@ -245,9 +279,9 @@ class BenchArgs:
     """Training preset whose model and batch shape are measured."""
     data: Path | None = None
     """Text file (default: the preset's own data)."""
-    steps: int = 30
+    steps: Positive = 30
     """Timed training steps after warm-up."""
-    warmup: int = 5
+    warmup: NonNegative = 5
     """Untimed steps first (compilation, allocator warm-up)."""
     mixed_precision: Literal["no", "bf16", "fp16"] | None = None
     """Override the preset's precision."""
@@ -255,7 +289,7 @@ class BenchArgs:
     """Override the preset's torch.compile setting."""
     reuse_freed_memory: bool = True
     """See `train --help`: glibc keeps freed memory instead of unmapping it every step."""
-    new_tokens: int = 256
+    new_tokens: NonNegative = 256
     """Generation benchmark: tokens generated with and without the KV cache (0 = skip)."""
     device: str = "auto"
-    peak_flops: float | None = None
+    peak_flops: PositiveFloat | None = None

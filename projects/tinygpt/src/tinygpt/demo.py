@@ -6,6 +6,7 @@ over-long prompt, out-of-range setting) becomes a message under the output, neve
 
 from __future__ import annotations
 
+import html
 import time
 from collections.abc import Iterator
 
@@ -14,13 +15,13 @@ import gradio as gr
 from dlshared.cli import UserError
 
 from .artifacts import LoadedModel
-from .serve import stream_completion
+from .serve import MAX_PROMPT_CHARS, stream_completion
 
 
 def model_summary(loaded: LoadedModel) -> str:
     cfg, tok = loaded.model.cfg, loaded.tokenizer
     return (
-        f"**{loaded.run_dir.name}**: {cfg.arch}, {cfg.n_layer} layers x {cfg.n_head} heads x {cfg.n_embd} wide, "
+        f"**{html.escape(loaded.run_dir.name)}**: {cfg.arch}, {cfg.n_layer} layers x {cfg.n_head} heads x {cfg.n_embd} wide, "
         f"{loaded.model.num_params():,} parameters, context {cfg.block_size} tokens, "
         f"{tok.kind} tokenizer ({tok.vocab_size} tokens), on {loaded.device}."
     )
@@ -51,7 +52,7 @@ def build_demo(loaded: LoadedModel) -> gr.Blocks:
         gr.Markdown("# tinygpt\nA GPT written from scratch (course days 21-27). " + model_summary(loaded))
         with gr.Row():
             with gr.Column():
-                prompt = gr.Textbox(label="Prompt", lines=4, value="def ")
+                prompt = gr.Textbox(label="Prompt", lines=4, value="def ", max_length=MAX_PROMPT_CHARS)
                 max_new = gr.Slider(1, 1000, value=200, step=1, label="Max new tokens")
                 temperature = gr.Slider(0.0, 2.0, value=0.8, step=0.05, label="Temperature (0 = greedy)")
                 top_k = gr.Slider(0, vocab_size, value=min(200, vocab_size), step=1, label="Top-k (0 = off)")

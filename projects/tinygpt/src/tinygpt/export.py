@@ -14,7 +14,9 @@ from pathlib import Path
 
 import torch
 
-from .artifacts import LoadedModel, load_model, resolve_checkpoint
+from dlshared.outputs import staged_output
+
+from .artifacts import LoadedModel, check_device, load_model, resolve_checkpoint
 from .config import ExportArgs
 from .model import GPT
 
@@ -131,21 +133,23 @@ def max_logit_difference(model: GPT, hf_model, ids: torch.Tensor) -> float:
 
 
 def export_hf(args: ExportArgs) -> dict:
-    loaded: LoadedModel = load_model(resolve_checkpoint(args.ckpt, args.runs), "cpu")
-    model, tokenizer = loaded.model, loaded.tokenizer
-    hf_tokenizer = tokenizer.to_hf()
-    hf_model = to_hf(model, hf_tokenizer.eos_token_id)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    hf_model.save_pretrained(out)  # model.safetensors + config.json
-    hf_tokenizer.save_pretrained(out)
-
+    """The run as a transformers folder, written into a staging folder that becomes --out once it is complete and
+    checked (never into a folder an export did not write, nor over the run it reads)."""
     from transformers import AutoModelForCausalLM
 
-    reloaded = AutoModelForCausalLM.from_pretrained(out).eval()
-    generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(tokenizer.vocab_size, (2, model.cfg.block_size), generator=generator)
-    diff = max_logit_difference(model, reloaded, ids)
+    check_device(args.device)  # the export itself runs on the CPU; a bad name is still refused
+    loaded: LoadedModel = load_model(resolve_checkpoint(args.ckpt, args.runs), "cpu")
+    model, tokenizer = loaded.model, loaded.tokenizer
+    out = Path(args.out).resolve()
+    with staged_output(out, args.overwrite, sources=(loaded.run_dir,)) as stage:
+        hf_tokenizer = tokenizer.to_hf()
+        hf_model = to_hf(model, hf_tokenizer.eos_token_id)
+        hf_model.save_pretrained(stage)  # model.safetensors + config.json
+        hf_tokenizer.save_pretrained(stage)
+        reloaded = AutoModelForCausalLM.from_pretrained(stage).eval()
+        generator = torch.Generator().manual_seed(0)
+        ids = torch.randint(tokenizer.vocab_size, (2, model.cfg.block_size), generator=generator)
+        diff = max_logit_difference(model, reloaded, ids)
     return {
         "out": str(out),
         "architecture": type(reloaded).__name__,

@@ -1,7 +1,13 @@
-"""Prompt text in, streamed completion text out: the checks and decoding shared by `generate` and the demo."""
+"""Prompt text in, streamed completion text out: the checks and decoding shared by `generate` and the demo, and
+what makes generated text safe to print on a terminal.
+
+A prompt must leave the model room to write: over MAX_PROMPT_CHARS characters, or as many tokens as the context
+(`block_size`) or more, it is refused with a message saying so, never silently cut.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import torch
@@ -12,6 +18,13 @@ from .artifacts import LoadedModel
 from .generate import generate
 
 MAX_NEW_TOKENS = 4096
+MAX_PROMPT_CHARS = 100_000
+"""Longer prompts are refused before they are tokenized: pasting a book costs nothing."""
+
+# ANSI escape sequences: CSI (colours, cursor moves, clearing the screen), OSC (window title, hyperlinks), 2-byte ones
+_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b\n]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+_UNFINISHED = re.compile(r"\x1b(?:\[[0-?]*[ -/]*|\][^\x07\x1b\n]*\x1b?)?\Z")  # a sequence that may still go on
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # control characters other than tab and newline
 
 
 def check_request(
@@ -20,8 +33,13 @@ def check_request(
     """The prompt's token ids, or a UserError saying what is wrong with the request."""
     if not prompt:
         raise UserError("the prompt is empty: type at least one character")
-    ids = loaded.tokenizer.encode(prompt)
     block = loaded.model.cfg.block_size
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise UserError(
+            f"the prompt is {len(prompt):,} characters; prompts are limited to {MAX_PROMPT_CHARS:,} characters "
+            f"and fewer tokens than the model's context ({block}): shorten it below {block} tokens"
+        )
+    ids = loaded.tokenizer.encode(prompt)
     if len(ids) >= block:
         raise UserError(
             f"the prompt is {len(ids)} tokens; this model reads at most {block} tokens of context "
@@ -36,6 +54,30 @@ def check_request(
     if top_p is not None and not 0 < top_p <= 1:
         raise UserError(f"top-p must be in (0, 1], got {top_p}")
     return ids
+
+
+class TerminalText:
+    """Streamed text made safe to print on a terminal: escape sequences and control characters are dropped, and
+    the tail of a sequence still being generated is held back until it is complete (or the stream ends)."""
+
+    def __init__(self):
+        self.shown = 0  # characters of the text already handed out
+
+    @staticmethod
+    def clean(text: str) -> str:
+        return _CONTROL.sub("", _ESCAPE.sub("", text))
+
+    def update(self, text: str) -> str:
+        """What to print now that the text so far is `text` (which extends the previous one)."""
+        unfinished = _UNFINISHED.search(text, self.shown)
+        end = unfinished.start() if unfinished else len(text)
+        piece, self.shown = text[self.shown : end], end
+        return self.clean(piece)
+
+    def finish(self, text: str) -> str:
+        """The rest of the final `text`, a cut-off sequence included (its escape character dropped)."""
+        piece, self.shown = text[self.shown :], len(text)
+        return self.clean(piece)
 
 
 def stream_completion(

@@ -14,7 +14,7 @@ import dataclasses
 from pathlib import Path
 
 from dlshared.checkpoint import load_json
-from dlshared.cli import UserError
+from dlshared.cli import UserError, validate
 from dlshared.runs import latest_run
 
 from .config import PROJECT, TrainConfig
@@ -48,7 +48,29 @@ def config_from_dict(values: dict) -> TrainConfig:
 
 
 def run_config(run_dir: Path) -> TrainConfig:
-    return config_from_dict(load_json(Path(run_dir) / "config.json"))
+    """RUN/config.json as a TrainConfig, or a one-line error naming the file."""
+    path = Path(run_dir) / "config.json"
+    try:
+        return validate(config_from_dict(read_json(path)))
+    except (TypeError, ValueError, UserError) as err:  # fields of another kind, or values no run could have had
+        raise UserError(f"{path} is not a tuner run config ({reason(err)}); copy the run folder again") from None
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object from `path`, or a one-line error naming the file."""
+    try:
+        value = load_json(path)
+    except (OSError, ValueError) as err:  # unreadable, not UTF-8, not JSON
+        raise UserError(f"{path} cannot be read ({reason(err)}); copy the run folder again") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{path} holds a JSON {type(value).__name__}, not an object; copy the run folder again")
+    return value
+
+
+def reason(err: BaseException) -> str:
+    """An exception as a short one-line reason (library messages can run over many lines)."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0][:200]}" if lines else type(err).__name__
 
 
 def base_path(run_dir: Path, cfg: TrainConfig) -> str | Path:

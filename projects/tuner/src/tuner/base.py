@@ -15,6 +15,7 @@ import string
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
 from dlshared.cli import UserError
 from dlshared.monitor import RunLogger
@@ -78,10 +79,23 @@ def prepare_tokenizer(tokenizer):
     return tokenizer
 
 
+def quiet_weight_loading() -> None:
+    """No "Loading weights" bar from transformers: a command loads the base several times (each stage, each model
+    evaluated), in milliseconds for these sizes, and an error must stay one line. Download bars are kept."""
+    from transformers.utils import logging
+
+    def hook(factory, args, kwargs):
+        quiet = kwargs.get("desc") == "Loading weights"
+        return factory(*args, **{**kwargs, "disable": True}) if quiet else factory(*args, **kwargs)
+
+    logging.set_tqdm_hook(hook)
+
+
 def load_base(base: str | Path, dtype=torch.float32, quantization_config=None):
     """(model, tokenizer) from a Hub id or folder; a missing or offline model is a one-line UserError."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    quiet_weight_loading()
     kwargs = {"dtype": dtype}
     if quantization_config is not None:
         kwargs.update(quantization_config=quantization_config, device_map={"": 0})
@@ -89,13 +103,22 @@ def load_base(base: str | Path, dtype=torch.float32, quantization_config=None):
         tokenizer = AutoTokenizer.from_pretrained(str(base))
         model = AutoModelForCausalLM.from_pretrained(str(base), **kwargs)
     except OSError as err:  # not a folder, not on the Hub, or offline
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"cannot load base model {str(base)!r}: {first}") from None
-    except ValueError as err:  # e.g. a folder that is not a causal LM
-        raise UserError(f"cannot load base model {str(base)!r} as a causal LM: {err}") from None
+        raise UserError(f"cannot load base model {str(base)!r}: {_first_line(err)}") from None
+    except (ValueError, KeyError, TypeError) as err:  # e.g. a folder that is not a causal LM, a garbled file
+        raise UserError(f"cannot load base model {str(base)!r} as a causal LM: {_first_line(err)}") from None
+    except (SafetensorError, RuntimeError) as err:  # truncated weights, or weights of another size
+        weights = Path(base) / "model.safetensors"
+        where = weights if weights.is_file() else base
+        raise UserError(f"cannot load base model: {where}: {_first_line(err)}; copy the base again") from None
     prepare_tokenizer(tokenizer)
     model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
+
+
+def _first_line(err: BaseException) -> str:
+    """Library messages can run over many lines; a user error is one."""
+    lines = str(err).strip().splitlines()
+    return lines[0][:300] if lines else type(err).__name__
 
 
 def windows(ids: torch.Tensor, batch: int, length: int, generator: torch.Generator) -> torch.Tensor:

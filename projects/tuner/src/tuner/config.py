@@ -9,10 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+
+from dlshared.cli import Check, Fraction, NonNegative, NonNegativeFloat, Positive, PositiveFloat, Probability
 
 PROJECT = "tuner"
 """Name of the run folder family: runs/tuner/<name>/."""
+
+# the rules of this project's own fields, beside dlshared's Positive, PositiveFloat, ...
+BelowOne = Annotated[float, Check(lambda v: 0 <= v < 1, "0 or more and below 1", (1.0, -0.1))]
+Port = Annotated[int, Check(lambda v: 1 <= v <= 65535, "between 1 and 65535", (0, 70000))]
+MAX_NEW_TOKENS = 512
+NewTokens = Annotated[int, Check(lambda v: 1 <= v <= MAX_NEW_TOKENS, f"between 1 and {MAX_NEW_TOKENS}", (0, 10_000))]
 
 
 @dataclass
@@ -29,50 +37,50 @@ class TrainConfig:
     --base), or, with --resume, in the existing run --name, on that run's base, replacing the stage's folder."""
 
     # --- embedded base model (a LlamaConfig; ignored with --base) ---
-    n_layer: int = 4
+    n_layer: Positive = 4
     """Transformer blocks of the embedded Llama."""
-    n_head: int = 4
+    n_head: Positive = 4
     """Attention heads (hidden / n_head dimensions each)."""
-    hidden: int = 128
+    hidden: Positive = 128
     """Width of the residual stream (and of the token embedding)."""
-    intermediate: int = 384
+    intermediate: Positive = 384
     """SwiGLU width."""
-    max_positions: int = 64
+    max_positions: Positive = 64
     """Context length in tokens (characters: the embedded tokenizer is character level)."""
 
     # --- stage pretrain: plain next-token prediction on raw arithmetic text, all weights ---
-    pretrain_steps: int = 3000
+    pretrain_steps: Positive = 3000
     """Optimizer steps of pretraining (AdamW, warm-up + cosine)."""
-    pretrain_batch: int = 32
+    pretrain_batch: Positive = 32
     """Windows of max_positions tokens per step."""
-    pretrain_lr: float = 3e-3
+    pretrain_lr: PositiveFloat = 3e-3
     """Peak learning rate of pretraining."""
-    pretrain_docs: int = 200_000
+    pretrain_docs: Positive = 200_000
     """Statements in the generated corpus."""
 
     # --- synthetic task (see task.py) ---
-    max_number: int = 49
+    max_number: Positive = 49
     """Operands of the sums are 0..max_number."""
-    heldout_fraction: float = 0.1
+    heldout_fraction: Fraction = 0.1
     """Share of number pairs (or of the --data file's lines) held out for evaluation."""
-    format_fractions: tuple[float, float, float, float] = (1.0, 0.6, 0.3, 0.1)
+    format_fractions: tuple[Probability, Probability, Probability, Probability] = (1.0, 0.6, 0.3, 0.1)
     """Share of SFT answers in the required format ("The answer is N.") for each question phrasing of task.py
     ("What is a plus b?", "What is a + b?", "How much is a plus b?", "Add a and b.")."""
-    wrong_fraction: float = 0.2
+    wrong_fraction: Probability = 0.2
     """Share of DPO pairs whose rejected answer is a wrong number (the rest: right number, wrong format)."""
-    sft_examples: int = 4000
+    sft_examples: Positive = 4000
     """Instruction/answer rows generated for SFT."""
-    dpo_pairs: int = 1000
+    dpo_pairs: Positive = 1000
     """Preference pairs generated for DPO."""
-    eval_prompts: int = 200
+    eval_prompts: Positive = 200
     """Held-out prompts for the task metric and held-out pairs for preference accuracy."""
 
     # --- LoRA (peft) ---
-    lora_r: int = 4
+    lora_r: Positive = 4
     """LoRA rank r: the adapter of a (out, in) layer is B (out, r) @ A (r, in)."""
-    lora_alpha: int = 8
+    lora_alpha: Positive = 8
     """LoRA scale: the update is (alpha / r) * B A."""
-    lora_dropout: float = 0.0
+    lora_dropout: BelowOne = 0.0
     """Dropout on the adapter's input."""
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     """Linear layers that get adapters; "all-linear" for every one but the LM head."""
@@ -80,23 +88,23 @@ class TrainConfig:
     """4bit = QLoRA: the frozen base in 4-bit NF4 (bitsandbytes, CUDA only), adapters in bf16."""
 
     # --- stage sft (trl SFTTrainer, LoRA) ---
-    sft_steps: int = 500
+    sft_steps: Positive = 500
     """Optimizer steps of SFT (cosine schedule, 10% warm-up)."""
-    sft_batch: int = 16
+    sft_batch: Positive = 16
     """Examples per SFT step."""
-    sft_lr: float = 2e-3
+    sft_lr: PositiveFloat = 2e-3
     """Peak learning rate of the SFT adapter."""
 
     # --- stage dpo (trl DPOTrainer on the SFT adapter; the reference is the SFT model) ---
-    dpo_steps: int = 100
+    dpo_steps: Positive = 100
     """Optimizer steps of DPO (cosine schedule, 10% warm-up)."""
-    dpo_batch: int = 16
+    dpo_batch: Positive = 16
     """Preference pairs per DPO step."""
-    dpo_lr: float = 2e-4
+    dpo_lr: PositiveFloat = 2e-4
     """Peak learning rate of the DPO adapter."""
-    beta: float = 0.1
+    beta: PositiveFloat = 0.1
     """DPO temperature: how far the policy may move from the reference (small = far)."""
-    dpo_sft_weight: float = 1.0
+    dpo_sft_weight: NonNegativeFloat = 1.0
     """Weight of an SFT (NLL) term on the chosen answers added to the DPO loss (trl loss_type "sft", RPO: Pang
     et al. 2024). Pure DPO (0) lowers the chosen answers' likelihood too, and greedy answers drift (measured:
     "The ansrer is 56."); 0 = plain DPO."""
@@ -104,7 +112,7 @@ class TrainConfig:
     # --- run ---
     bf16: bool = False
     """bf16 autocast (CPUs with AMX/AVX-512 and GPUs); off = float32."""
-    seed: int = 0
+    seed: NonNegative = 0
     """Seeds the data, the initial weights and every trainer: the same seed, the same numbers."""
     out: Path = Path("runs")
     """Runs go to OUT/tuner/NAME."""
@@ -178,7 +186,7 @@ class EvalArgs(RunArgs):
     data: Path | None = None
     """A {"prompt","chosen","rejected"} JSONL file: preference accuracy on all of it. Default: the run's own
     held-out prompts and pairs."""
-    eval_prompts: int | None = None
+    eval_prompts: Positive | None = None
     """Held-out prompts to score (default: as in training)."""
 
 
@@ -188,11 +196,17 @@ class ExportArgs(RunArgs):
     """Folder to write: a plain Hugging Face model (adapter merged in) + tokenizer."""
     stage: Literal["dpo", "sft"] = "dpo"
     """Which adapter to merge."""
+    overwrite: bool = False
+    """Replace an earlier export in --out (only a folder an export wrote; anything else is refused)."""
 
 
 @dataclass
 class DemoArgs(RunArgs):
     host: str = "127.0.0.1"
     """Interface to serve on; 0.0.0.0 exposes the demo to the network."""
-    port: int = 7860
-    max_new_tokens: int = 32
+    port: Port = 7860
+    """Port to serve on (the next free one if it is taken)."""
+    share: bool = False
+    """Also open a public gradio.live link (off unless asked: anyone with the link can use the demo)."""
+    max_new_tokens: NewTokens = 32
+    """Tokens each model may write per answer."""

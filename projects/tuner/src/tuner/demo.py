@@ -7,6 +7,7 @@ builds the app; `tuner demo` launches it on 127.0.0.1. A bad request becomes a m
 
 from __future__ import annotations
 
+import html
 import re
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -32,19 +33,15 @@ class Models:
 
 
 def load_models(run_dir: Path) -> Models:
-    from peft import PeftModel
-
     from .base import load_base
+    from .lora import attach_adapter
 
     cfg = run_config(run_dir)
     model, tokenizer = load_base(base_path(run_dir, cfg))
     stages = ["base"]
     for stage in ("sft", "dpo"):
         if has_stage(run_dir, cfg, stage):
-            if isinstance(model, PeftModel):
-                model.load_adapter(str(run_dir / stage), adapter_name=stage)
-            else:
-                model = PeftModel.from_pretrained(model, str(run_dir / stage), adapter_name=stage)
+            model = attach_adapter(model, run_dir / stage, name=stage)
             stages.append(stage)
     return Models(model.eval(), tokenizer, stages, template_of(run_dir), Path(run_dir).name)
 
@@ -86,10 +83,10 @@ def build_demo(models: Models, max_new_tokens: int = 32) -> gr.Blocks:
 
     with gr.Blocks(title="tuner") as demo:
         gr.Markdown(
-            f"# tuner: base vs SFT vs DPO\nRun **{models.name}**. The same greedy decoding for all three; "
+            f"# tuner: base vs SFT vs DPO\nRun **{html.escape(models.name)}**. The same greedy decoding for all three; "
             "SFT teaches the answers, DPO the required format (course days 28-30)."
         )
-        question = gr.Textbox(label="Question", value="What is 23 plus 45?", lines=1)
+        question = gr.Textbox(label="Question", value="What is 23 plus 45?", lines=1, max_length=MAX_QUESTION_CHARS)
         button = gr.Button("Answer", variant="primary")
         with gr.Row():
             outputs = [gr.Textbox(label=label, lines=3) for label in COLUMNS.values()]

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from dlshared.cli import UserError
+from dlshared.outputs import check_output_folder, staged_output
 
-from .artifacts import load_stage, resolve_run, run_config
+from .artifacts import base_path, load_stage, resolve_run, run_config
 from .config import ExportArgs
 from .data import load_task_data
 
@@ -46,21 +46,24 @@ def probe_batch(cfg, tokenizer) -> dict:
 
 
 def export_merged(args: ExportArgs) -> dict:
+    """The merged model, written into a staging folder that becomes --out once it is complete and checked (never
+    into a folder an export did not write, nor over the run or the base it reads)."""
     from transformers import AutoModelForCausalLM
 
     run_dir = resolve_run(args.ckpt, args.runs)
-    out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not (out / "config.json").is_file():
-        raise UserError(f"{out}: exists and is not a model folder; choose an empty or new --out")
+    base = base_path(run_dir, run_config(run_dir))
+    sources = (run_dir, *([Path(base)] if Path(base).exists() else []))  # a Hub id is no folder of this machine
+    out = Path(args.out).resolve()
+    check_output_folder(out, args.overwrite, sources)  # before loading and merging
     merged, tokenizer, adapter_logits, probe = merged_model(run_dir, args.stage)
     merged.generation_config.eos_token_id = tokenizer.eos_token_id
     merged.generation_config.pad_token_id = tokenizer.pad_token_id
-    out.mkdir(parents=True, exist_ok=True)
-    merged.save_pretrained(out)  # config.json + model.safetensors
-    tokenizer.save_pretrained(out)
-    reloaded = AutoModelForCausalLM.from_pretrained(out).eval()  # transformers alone: no peft involved
-    with torch.no_grad():
-        logits = reloaded(**probe).logits
+    with staged_output(out, args.overwrite, sources) as stage:
+        merged.save_pretrained(stage)  # config.json + model.safetensors
+        tokenizer.save_pretrained(stage)
+        reloaded = AutoModelForCausalLM.from_pretrained(stage).eval()  # transformers alone: no peft involved
+        with torch.no_grad():
+            logits = reloaded(**probe).logits
     mask = probe["attention_mask"].bool()
     diff = (logits - adapter_logits)[mask].abs().max().item()  # padding positions do not count
     return {

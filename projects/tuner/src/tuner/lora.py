@@ -10,6 +10,7 @@ QLoRA (Dettmers et al. 2023, https://arxiv.org/abs/2305.14314) also stores the f
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import torch
@@ -20,13 +21,9 @@ from .config import TrainConfig
 
 
 def lora_config(cfg: TrainConfig):
+    """peft's LoraConfig of `cfg` (its values are checked where they are declared, in config.py)."""
     from peft import LoraConfig
 
-    if cfg.lora_r < 1 or cfg.lora_alpha <= 0 or not 0 <= cfg.lora_dropout < 1:
-        raise UserError(
-            f"LoRA needs --lora-r >= 1, --lora-alpha > 0 and 0 <= --lora-dropout < 1 "
-            f"(got {cfg.lora_r}, {cfg.lora_alpha}, {cfg.lora_dropout})"
-        )
     targets = cfg.target_modules
     targets = "all-linear" if targets == ("all-linear",) else list(targets)
     return LoraConfig(
@@ -92,7 +89,31 @@ def load_policy(base: str | Path, adapter: Path | None, cfg: TrainConfig, traina
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     if adapter is not None:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
+        model = attach_adapter(model, adapter, trainable=trainable)
     return model, tokenizer
+
+
+def attach_adapter(model, folder: Path, name: str = "default", trainable: bool = False):
+    """`model` with the LoRA adapter saved in `folder` on it (a PeftModel; a second adapter is added by `name`).
+    A truncated, garbled or foreign adapter is a one-line error naming the file, and what to do."""
+    from peft import PeftModel
+    from safetensors import SafetensorError
+
+    from .artifacts import reason
+
+    config, weights = Path(folder) / "adapter_config.json", Path(folder) / "adapter_model.safetensors"
+    redo = f"train that stage again (tuner train --stage {Path(folder).name} --resume --name RUN)"
+    try:
+        if isinstance(model, PeftModel):
+            model.load_adapter(str(folder), adapter_name=name, is_trainable=trainable)
+        else:
+            model = PeftModel.from_pretrained(model, str(folder), adapter_name=name, is_trainable=trainable)
+    except (KeyError, TypeError, json.JSONDecodeError) as err:  # not JSON, an unknown peft_type, unknown fields
+        raise UserError(f"{config} is not a LoRA adapter config ({reason(err)}); {redo}") from None
+    except SafetensorError as err:
+        raise UserError(f"{weights} cannot be read ({reason(err)}): truncated or not safetensors; {redo}") from None
+    except RuntimeError as err:  # "size mismatch": an adapter of another rank or another base
+        raise UserError(f"{weights} does not fit this base ({reason(err)}); {redo}") from None
+    except (OSError, ValueError) as err:  # a file missing, or peft's own refusal
+        raise UserError(f"{folder}: cannot load the LoRA adapter ({reason(err)}); {redo}") from None
+    return model

@@ -5,7 +5,8 @@
     uv run tuner train --stage dpo --name NAME --resume  # rerun one stage of the existing run NAME
 
 Each stage writes its own folder in the run (base/, sft/, dpo/) through a temporary name and a rename, so a
-run stopped at any moment holds only finished stages; `--resume` skips them, or reruns the one `--stage` names.
+run stopped at any moment holds only finished stages; `--resume` skips them and redoes the stage that was
+interrupted (the next call deletes its half-written .STAGE.tmp), or reruns the one `--stage` names.
 A run folder that exists is trained into only with --resume (continue it) or --overwrite (replace it), and one
 process at a time (a lock). Evaluation reloads every model from disk, so the numbers in metrics.json are those
 of the saved artifacts.
@@ -24,46 +25,34 @@ from pathlib import Path
 
 import torch
 
-from dlshared.checkpoint import load_json, save_json
-from dlshared.cli import UserError
+from dlshared.checkpoint import save_json
+from dlshared.cli import UserError, validate
 from dlshared.runs import RunLock, config_to_dict, resolve_run_dir
 from dlshared.seed import seed_everything
 
-from .artifacts import base_path, has_stage
+from .artifacts import base_path, has_stage, read_json, run_config
 from .base import build_model, build_tokenizer
 from .config import PROJECT, TrainConfig
 from .data import TaskData, load_task_data, to_prompt_completion
-from .lora import check_targets, lora_config, quantization_config
+from .lora import check_targets, quantization_config
 
 FOLDER = {"pretrain": "base", "sft": "sft", "dpo": "dpo"}
 """The folder of the run that each stage writes."""
 
 
-def validate(cfg: TrainConfig) -> None:
-    """Refuse settings that cannot work before anything trains (found after pretraining, a mistake costs minutes)."""
-    at_least_one = {
-        "--pretrain-steps, --sft-steps and --dpo-steps": (cfg.pretrain_steps, cfg.sft_steps, cfg.dpo_steps),
-        "batch sizes": (cfg.pretrain_batch, cfg.sft_batch, cfg.dpo_batch),
-        "--sft-examples, --dpo-pairs and --eval-prompts": (cfg.sft_examples, cfg.dpo_pairs, cfg.eval_prompts),
-        "--max-number": (cfg.max_number,),
-    }
-    for names, values in at_least_one.items():
-        if min(values) < 1:
-            raise UserError(f"{names} must be at least 1")
-    if not 0 < cfg.heldout_fraction < 1:
-        raise UserError("--heldout-fraction must be in (0, 1)")
-    if not all(0 <= f <= 1 for f in (*cfg.format_fractions, cfg.wrong_fraction)):
-        raise UserError("--format-fractions and --wrong-fraction must be in [0, 1]")
-    if cfg.beta <= 0:
-        raise UserError("--beta must be positive")
-    if cfg.hidden % max(1, cfg.n_head) != 0:
-        raise UserError("--hidden must be a multiple of --n-head")
+def check_config(cfg: TrainConfig) -> None:
+    """Refuse settings that cannot work before anything trains (found after pretraining, a mistake costs minutes):
+    each field's own rule (declared with it in config.py), then the rules between fields."""
+    validate(cfg)
+    if cfg.hidden % cfg.n_head != 0:
+        raise UserError(f"--n-head {cfg.n_head} does not divide --hidden {cfg.hidden}: each head gets hidden / n_head")
+    if cfg.hidden // cfg.n_head % 2:
+        raise UserError(f"rotary positions need an even head size; --hidden / --n-head = {cfg.hidden // cfg.n_head}")
     if cfg.stage == "pretrain" and cfg.base is not None:
         raise UserError("--stage pretrain builds the embedded base; with --base the base is already trained")
     if cfg.data is not None and not Path(cfg.data).exists():
         raise UserError(f"{cfg.data}: no such file")
-    lora_config(cfg)  # LoRA and QLoRA settings raise their own one-line errors
-    quantization_config(cfg)
+    quantization_config(cfg)  # QLoRA settings raise their own one-line errors
     if cfg.base is None:  # the embedded Llama's layer names are known now (another base's once it is loaded)
         with torch.device("meta"):  # shapes only: no memory, no initialisation
             shape = (cfg.n_layer, cfg.n_head, cfg.hidden, cfg.intermediate, cfg.max_positions)
@@ -72,7 +61,7 @@ def validate(cfg: TrainConfig) -> None:
 
 def keep_the_runs_base(cfg: TrainConfig, run_dir: Path) -> TrainConfig:
     """A resumed run goes on with the base it was trained on: --base may be left out, and must not change it."""
-    previous = load_json(run_dir / "config.json").get("base")
+    previous = run_config(run_dir).base
     if cfg.base is not None and cfg.base != previous:
         raise UserError(f"{run_dir} was trained on base {previous or 'embedded'}, not --base {cfg.base}")
     return dataclasses.replace(cfg, base=previous)
@@ -111,15 +100,30 @@ def stage_function(stage: str, cfg: TrainConfig, run_dir: Path, data: TaskData) 
 
 
 def run_stage(run_dir: Path, folder: str, fn: Callable[[Path], dict]) -> dict:
-    """Run `fn(tmp)`, then rename tmp to run_dir/folder: a stage's folder exists only once it is complete."""
-    tmp = run_dir / f".{folder}.tmp"
+    """Run `fn(tmp)`, then rename tmp to run_dir/folder: a stage's folder exists only once it is complete. A stage
+    run again replaces its folder: the old one is set aside (.FOLDER.old) and deleted only once the new one is in."""
+    tmp, old = run_dir / f".{folder}.tmp", run_dir / f".{folder}.old"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     print(f"--- stage {folder} ---", flush=True)
     metrics = fn(tmp)
-    shutil.rmtree(run_dir / folder, ignore_errors=True)  # the stage run again: the new one replaces it
+    if (run_dir / folder).exists():
+        os.replace(run_dir / folder, old)
     os.replace(tmp, run_dir / folder)
+    shutil.rmtree(old, ignore_errors=True)
     return metrics
+
+
+def clean_interrupted_stages(run_dir: Path) -> None:
+    """What a run killed inside `run_stage` leaves: a half-written .FOLDER.tmp is deleted (the stage is not done,
+    so it runs again); a finished stage set aside (.FOLDER.old) goes back if the kill came before its successor
+    was renamed into place, else it is deleted. Call it holding the run's lock."""
+    for folder in FOLDER.values():
+        shutil.rmtree(run_dir / f".{folder}.tmp", ignore_errors=True)
+        old = run_dir / f".{folder}.old"
+        if old.is_dir() and not (run_dir / folder).exists():
+            os.replace(old, run_dir / folder)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -128,19 +132,20 @@ def train(cfg: TrainConfig) -> dict:
     from .evaluate import evaluate_run
 
     # --- set-up: checks, the run folder (locked while this process trains in it), its config, the data ---
-    validate(cfg)
+    check_config(cfg)
     seed_everything(cfg.seed)
     started = time.perf_counter()
     run_dir = resolve_run_dir(PROJECT, cfg.out, cfg.name, cfg.resume, "config.json", cfg.overwrite)
     lock = RunLock(run_dir).acquire()
     try:
+        clean_interrupted_stages(run_dir)
         cfg = keep_the_runs_base(cfg, run_dir) if cfg.resume else cfg
         config = config_to_dict(cfg)
         save_json(config, run_dir / "config.json")
         print(f"config: {json.dumps({'run_dir': str(run_dir), **config})}", flush=True)
         data = load_task_data(cfg)
         old = run_dir / "metrics.json"  # an earlier call's training numbers stay; the evaluation is redone
-        metrics = {k: v for k, v in load_json(old).items() if "/" not in k} if old.is_file() else {}
+        metrics = {k: v for k, v in read_json(old).items() if "/" not in k} if old.is_file() else {}
 
         # --- the stages, in order, each from what the ones before it saved ---
         for stage in stages_to_run(cfg, run_dir, data):
