@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from PIL import Image
 
 from diffusion.cli import main
 from diffusion.pipeline import ClassConditionalPipeline
+from dlshared.outputs import MARKER
 from dlshared.testing import assert_one_line_error
 
 
@@ -19,13 +21,19 @@ def run(argv: list[str], capsys) -> dict:
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
+def written(out: Path) -> list[str]:
+    """The files a verb wrote into `out`, without the marker that says it wrote them."""
+    assert (out / MARKER).is_file()
+    return sorted(p.name for p in out.iterdir() if p.name != MARKER)
+
+
 def test_sample_writes_one_png_per_sample_and_a_grid(tiny_run, tmp_path, capsys):
     out = tmp_path / "samples"
     args = ["--n", "5", "--class", "7", "--steps", "3", "--scheduler", "dpm", "--guidance", "3", "--seed", "1"]
     result = run(["sample", "--ckpt", tiny_run["run_dir"], *args, "--out", str(out)], capsys)
     assert result["files"] == 5
     expected = ["7_0.png", "7_1.png", "7_2.png", "7_3.png", "7_4.png", "grid.png"]
-    assert sorted(p.name for p in out.iterdir()) == expected
+    assert written(out) == expected
     assert Image.open(out / "7_0.png").size == (16, 16)
     assert Image.open(out / "grid.png").size[0] > 16
 
@@ -33,7 +41,7 @@ def test_sample_writes_one_png_per_sample_and_a_grid(tiny_run, tmp_path, capsys)
 def test_sample_without_a_class_goes_through_the_classes(tiny_run, tmp_path, capsys):
     out = tmp_path / "all"
     run(["sample", "--ckpt", tiny_run["run_dir"], "--n", "12", "--steps", "2", "--out", str(out)], capsys)
-    names = {p.name for p in out.iterdir()}
+    names = set(written(out))
     assert {"0_0.png", "9_9.png", "0_10.png", "1_11.png", "grid.png"} <= names and len(names) == 13
 
 
@@ -97,6 +105,53 @@ def test_export_never_deletes_what_it_did_not_write(tiny_run, tmp_path, capsys):
     assert (out / "card.json").is_file() and not list(tmp_path.glob(".export-twice.*"))
 
 
+def test_class_names_from_card_json_never_name_a_path_outside_out(tiny_run, tmp_path, capsys):
+    """card.json is an artefact anyone can edit: its class names become file names only through safe_filename."""
+    run_dir = tmp_path / "edited-run"
+    shutil.copytree(tiny_run["run_dir"], run_dir)
+    hostile = ["../escape", "/tmp/abs", ".hidden", "a/../../b", "..", "", "<b>x</b>", "ok", "ok", "C:\\win"]
+    card = json.loads((run_dir / "card.json").read_text())
+    (run_dir / "card.json").write_text(json.dumps({**card, "classes": hostile}))
+    before = {p for p in tmp_path.parent.rglob("*") if "samples" not in p.parts}
+    out = tmp_path / "samples"
+    run(["sample", "--ckpt", str(run_dir), "--n", "10", "--steps", "1", "--out", str(out)], capsys)
+    after = {p for p in tmp_path.parent.rglob("*") if "samples" not in p.parts}
+    assert after == before  # nothing appeared outside --out (nor a leftover staging folder)
+    names = written(out)
+    assert len(names) == 11 and "grid.png" in names  # ten samples, no two of them in one file
+    assert {
+        "_escape_0.png",
+        "_tmp_abs_1.png",
+        "hidden_2.png",
+        "a_.._.._b_3.png",
+        "class_4.png",
+        "ok_7.png",
+        "ok_8.png",
+    } <= set(names)
+    assert all(p.parent == out and not p.name.startswith(".") for p in out.iterdir() if p.name != MARKER)
+
+
+def test_sample_writes_only_into_a_folder_it_may_replace(tiny_run, tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "holiday.png").write_bytes(b"not ours")
+    base = ["sample", "--ckpt", tiny_run["run_dir"], "--n", "2", "--steps", "1"]
+    for out, extra, message in [
+        (mine, [], "is not empty"),
+        (mine, ["--overwrite"], "not written by this tool"),
+        (tiny_run["run_dir"], [], "being read"),
+        (Path(tiny_run["run_dir"]).parent, [], "being read"),
+    ]:
+        assert message in assert_one_line_error(main, [*base, "--out", str(out), *extra], capsys)
+    assert [p.name for p in mine.iterdir()] == ["holiday.png"]
+    out = tmp_path / "twice"
+    run([*base, "--class", "1", "--out", str(out)], capsys)
+    assert "add --overwrite" in assert_one_line_error(main, [*base, "--out", str(out)], capsys)
+    run([*base, "--class", "2", "--out", str(out), "--overwrite"], capsys)  # its own samples: replaced whole
+    assert written(out) == ["2_0.png", "2_1.png", "grid.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "twice"]  # no staging or old folder left
+
+
 def test_bench_reports_samples_per_second(tiny_run, capsys):
     args = ["--batch-size", "4", "--configs", "ddim:3", "diffusers-ddim:3", "dpm:2", "--train-steps", "0"]
     result = run(["bench", "--ckpt", tiny_run["run_dir"], *args], capsys)
@@ -109,10 +164,10 @@ def test_bench_reports_samples_per_second(tiny_run, capsys):
     [
         (["--class", "10"], "--class must be between 0 and 9"),
         (["--class", "-1"], "--class must be between 0 and 9"),
-        (["--steps", "0"], "--steps must be at least 1"),
+        (["--steps", "0"], "--steps 0: must be at least 1"),
         (["--steps", "5000"], "at most 1000"),
-        (["--n", "0"], "--n must be between 1"),
-        (["--guidance", "-2"], "--guidance must be between 0 and 50"),
+        (["--n", "0"], "--n 0: must be between 1"),
+        (["--guidance", "-2"], "--guidance -2.0: must be between 0 and 50"),
     ],
 )
 def test_bad_sampling_values_end_in_one_line(tiny_run, tmp_path, capsys, argv, message):
@@ -159,5 +214,5 @@ def test_train_and_sample_on_an_rgb_image_folder(tmp_path, capsys):
     assert "history" not in summary  # the printed line leaves the long history out (it is in metrics.json)
     out = tmp_path / "samples"
     run(["sample", "--ckpt", summary["run_dir"], "--n", "2", "--class", "2", "--steps", "2", "--out", str(out)], capsys)
-    assert sorted(p.name for p in out.iterdir()) == ["grid.png", "owls_0.png", "owls_1.png"]
+    assert written(out) == ["grid.png", "owls_0.png", "owls_1.png"]
     assert Image.open(out / "owls_0.png").mode == "RGB" and Image.open(out / "owls_0.png").size == (8, 8)

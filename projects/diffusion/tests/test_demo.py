@@ -36,16 +36,61 @@ def test_generate_returns_a_grid_and_a_denoising_strip(client, scheduler):
     [
         ((10, "ddim", 5, 2.0, 0), "between 0 and 9"),
         ((-1, "ddim", 5, 2.0, 0), "between 0 and 9"),
-        ((3, "ddim", 0, 2.0, 0), "steps must be at least 1"),
-        ((3, "ddim", 2000, 2.0, 0), "at most 1000"),
+        ((3, "ddim", 0, 2.0, 0), "steps must be a whole number between 1 and 1000, got 0"),
+        ((3, "ddim", 2000, 2.0, 0), "steps must be a whole number between 1 and 1000, got 2000"),
         ((3, "ddim", None, 2.0, 0), "Fill in every field"),
+        ((3, "ddim", 5, 2.0, -1), "seed must be a whole number between 0 and 4294967295"),
+        ((3, "ddim", 5, 2.0, 2**70), "seed must be a whole number between 0 and 4294967295"),
     ],
-    ids=["class-10", "class-minus-1", "zero-steps", "too-many-steps", "empty-steps"],
+    ids=[
+        "class-10",
+        "class-minus-1",
+        "zero-steps",
+        "too-many-steps",
+        "empty-steps",
+        "seed-minus-1",
+        "huge-seed",
+    ],
 )
 def test_bad_inputs_get_a_message(client, inputs, expected):
     grid, strip, message = client.predict(*inputs, api_name="/generate")
     assert expected in message and grid is None and strip is None
     assert "--" not in message  # a demo message, not a CLI flag
+
+
+def test_number_fields_refuse_what_gradio_lets_through():
+    """A gr.Number bounds nothing (and rounds, but the handler is a plain function too): NaN, infinity, a
+    fraction, a word each become a message."""
+    from diffusion.demo import whole_number
+    from dlshared.cli import UserError
+
+    cases = [(float("nan"), "finite"), (float("inf"), "finite"), ("3x", "a number"), (None, "Fill in"), (2.5, "2.5")]
+    for value, message in cases:
+        with pytest.raises(UserError, match=message):
+            whole_number(value, "The class", 0, 9)
+    assert whole_number(3.0, "The class", 0, 9) == 3
+
+
+def test_names_from_card_json_are_shown_as_text_not_markup(tiny_run, tmp_path):
+    import json
+    import shutil
+
+    from gradio_client import Client
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run["run_dir"], run_dir)
+    card = json.loads((run_dir / "card.json").read_text())
+    classes = ["<img src=x onerror=alert(1)>", *card["classes"][1:]]
+    (run_dir / "card.json").write_text(json.dumps({**card, "classes": classes, "source": "<script>x</script>"}))
+    demo = build_demo(run_dir, runs=tmp_path)
+    page = json.dumps(demo.get_config_file())  # the header Markdown, among the rest of the page
+    assert "&lt;script&gt;x&lt;/script&gt;" in page and "<script>" not in page
+    url = launch(demo, port=free_port(), block=False)
+    try:
+        _, _, message = Client(url, verbose=False).predict(0, "ddim", 1, 2.0, 0, api_name="/generate")
+    finally:
+        demo.close()
+    assert "&lt;img src=x onerror=alert\\(1\\)&gt;" in message and "<img" not in message
 
 
 def test_interpolation_without_a_vae_run_explains_what_to_do(client):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -89,7 +91,11 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(runs_root, monkeypatch
         train_module.train(tiny_config(runs_root, name="split", steps=20, eval_samples=0))
     monkeypatch.setattr(train_module, "diffusion_loss", real_loss)
     assert load_resume_state(runs_root / "diffusion/split/resume.pt")["step"] == 10
-    resumed = train_module.train(tiny_config(runs_root, name="split", steps=20, eval_samples=0, resume=True))
+    # the U-Net's sizes come from the run's config.json, whatever the resuming command says (here: the defaults)
+    other_sizes = {"block_out_channels": (32, 64, 64), "attention_levels": (False, False, True)}
+    resumed = train_module.train(
+        tiny_config(runs_root, name="split", steps=20, eval_samples=0, resume=True, **other_sizes)
+    )
     assert resumed["steps"] == 20 and resumed["history"][0]["step"] == 5  # the history before the kill is kept
     a = load_pipeline(Path(whole["run_dir"])).unet.state_dict()
     b = load_pipeline(Path(resumed["run_dir"])).unet.state_dict()
@@ -141,12 +147,53 @@ def test_epsilon_prediction_trains_too(runs_root, tiny_run):
     assert load_pipeline(Path(metrics["run_dir"])).scheduler.config.prediction_type == "epsilon"
 
 
-def test_tiny_preset_trains_under_two_process_ddp(tmp_path):
-    from diffusion.train import train
-    from dlshared.testing import run_distributed
+def killed_at_rename(nth: int, action) -> int:
+    """Run `action()` in a forked child that dies abruptly (os._exit: no finally, no clean-up, as under kill -9)
+    at its nth os.replace; return the child's exit code (9: killed there, 0: it finished first)."""
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            calls = itertools.count(1)
+            real = os.replace
 
-    cfg = tiny_config(tmp_path, name="ddp", device="cpu", steps=10, eval_samples=0)
-    rank0, rank1 = run_distributed(train, cfg, nprocs=2)
-    assert rank0["processes"] == rank1["processes"] == 2
-    assert rank0["history"] == rank1["history"]  # the logged loss is the mean over both ranks
-    assert (tmp_path / "diffusion/ddp/pipeline/model_index.json").is_file()
+            def dies_at_nth(*args, **kwargs):
+                if next(calls) == nth:
+                    os._exit(9)
+                return real(*args, **kwargs)
+
+            os.replace = dies_at_nth
+            action()
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork to die abruptly mid-save")
+def test_the_pipeline_folder_is_never_missing_when_a_save_is_killed(tiny_run, tmp_path, one_thread):
+    """A save changes RUN/pipeline only by renames: killed before each of them in turn, it leaves a pipeline that
+    loads and holds the old weights or the new ones. So at no moment is the folder missing or half-written. What
+    a killed save leaves beside it is removed by the next save."""
+    from diffusion.artifacts import save_pipeline_atomically
+
+    folder = tmp_path / "pipeline"
+    old = load_pipeline(Path(tiny_run["run_dir"]))
+    new = load_pipeline(Path(tiny_run["run_dir"]))
+    with torch.no_grad():
+        for p in new.unet.parameters():
+            p.add_(1.0)
+    name, weight = next(iter(old.unet.state_dict().items()))
+    for legacy in ("pipeline.tmp", "pipeline.old"):  # what earlier versions left when killed
+        (tmp_path / legacy).mkdir()
+    save_pipeline_atomically(old, folder)
+    outcomes = []
+    for nth in itertools.count(1):
+        outcomes.append(killed_at_rename(nth, lambda: save_pipeline_atomically(new, folder)))
+        saved = load_pipeline(folder).unet.state_dict()[name]
+        assert torch.equal(saved, weight) or torch.equal(saved, weight + 1.0)  # old or new, never a mixture
+        if outcomes[-1] == 0:
+            break
+        save_pipeline_atomically(old, folder)  # the next checkpoint: back to the old weights, leftovers gone
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["pipeline"]
+    assert outcomes[0] == 9 and outcomes[-1] == 0  # it was killed at least once, and finished at last
+    assert torch.equal(load_pipeline(folder).unet.state_dict()[name], weight + 1.0)

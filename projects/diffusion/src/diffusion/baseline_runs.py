@@ -9,14 +9,14 @@ from pathlib import Path
 
 import torch
 
-from dlshared.checkpoint import load_json
-from dlshared.cli import UserError
+from dlshared.cli import UserError, validate
 from dlshared.seed import seed_everything
 from dlshared.training import Run, start_run
 
 from .baselines_config import BaselineRunConfig, baseline_config_from_dict
 from .config import PROJECT
 from .data import DataBundle, load_data
+from .files import read_json
 
 
 def batch_indices(step: int, n: int, batch_size: int, seed: int) -> torch.Tensor:
@@ -32,8 +32,7 @@ def start_baseline_run(cfg: BaselineRunConfig, model: str, weights: str) -> tupl
     """Check the sizes, seed, load the data, then start the run (dlshared.training) in a folder named
     <model>-<timestamp> unless --name; card.json says which model the folder holds. `weights`, the file only
     this model writes (with every checkpoint), is how --resume without --name finds the newest run of its kind."""
-    if cfg.steps < 1 or cfg.batch_size < 1:
-        raise UserError(f"--steps and --batch-size must be positive, got {cfg.steps} and {cfg.batch_size}")
+    validate(cfg)  # each field's range (config.py), before the data is read
     seed_everything(cfg.seed)
     data = load_data(cfg)
     if cfg.batch_size > len(data.train_images):
@@ -71,4 +70,7 @@ def load_config_and_card(run_dir: Path, cls: type) -> tuple:
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file() or not (run_dir / "card.json").is_file():
         raise UserError(f"{run_dir}: not a baseline run folder (no config.json / card.json)")
-    return baseline_config_from_dict(cls, load_json(run_dir / "config.json")), load_json(run_dir / "card.json")
+    card = read_json(run_dir / "card.json", "model card")
+    if not isinstance(card.get("classes"), list) or not card["classes"]:
+        raise UserError(f'{run_dir / "card.json"}: no list of class names under "classes"')
+    return baseline_config_from_dict(cls, read_json(run_dir / "config.json", "run config")), card

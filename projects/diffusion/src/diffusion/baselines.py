@@ -8,11 +8,11 @@ from pathlib import Path
 
 import torch
 
-from dlshared.checkpoint import load_json
 from dlshared.cli import UserError
 
 from .autoencoder import interpolate, load_vae, sample_vae
-from .baselines_config import GANConfig, VAEConfig, baseline_config_from_dict
+from .baseline_runs import load_config_and_card
+from .baselines_config import GANConfig, VAEConfig
 from .data import load_data
 from .evaluate import load_or_train_judge, score_generator
 from .gan import load_generator, sample_gan
@@ -24,7 +24,7 @@ def evaluate_baseline(run: Path, kind: str, n: int, seed: int = 0, runs: Path = 
         raise UserError(f"{run}: unknown model kind {kind!r}")
     if not 1 <= n <= 10_000:
         raise UserError(f"--n must be between 1 and 10000, got {n}")
-    cfg = baseline_config_from_dict(VAEConfig if kind == "vae" else GANConfig, load_json(run / "config.json"))
+    cfg, _ = load_config_and_card(run, VAEConfig if kind == "vae" else GANConfig)
     if kind == "vae":
         sample = partial(sample_vae, load_vae(run), temperature=cfg.temperature)
     else:
@@ -36,7 +36,7 @@ def evaluate_baseline(run: Path, kind: str, n: int, seed: int = 0, runs: Path = 
 def interpolation_strip(vae_run: Path, digit_a: int, digit_b: int, points: int) -> torch.Tensor:
     """Decoded points on the latent line between the first held-out real image of each digit: [points, C, H, W]
     in [0, 1]."""
-    cfg = baseline_config_from_dict(VAEConfig, load_json(Path(vae_run) / "config.json"))
+    cfg, _ = load_config_and_card(Path(vae_run), VAEConfig)
     data = load_data(cfg)
     image_a = data.test_images[(data.test_labels == digit_a).nonzero()[0, 0]]
     image_b = data.test_images[(data.test_labels == digit_b).nonzero()[0, 0]]

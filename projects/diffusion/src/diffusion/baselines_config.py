@@ -9,24 +9,28 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+
+from dlshared.cli import Check, NonNegative, NonNegativeFloat, Positive, PositiveFloat
 
 from .config import DataConfig
+
+AdamBeta = Annotated[float, Check(lambda v: 0 <= v < 1, "at least 0 and below 1", (1.0, -0.1))]
 
 
 @dataclass
 class BaselineRunConfig(DataConfig):
     """Fields every baseline has: optimisation length, seed, run folder, evaluation."""
 
-    steps: int = 3000
+    steps: Positive = 3000
     """Optimizer steps (one batch each; an epoch is len(train) // batch_size steps)."""
-    batch_size: int = 64
-    seed: int = 0
+    batch_size: Positive = 64
+    seed: NonNegative = 0
     device: str = "auto"
     """auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps."""
     mixed_precision: Literal["no", "bf16"] = "no"
     """bf16: the forward passes run under bf16 autocast (Accelerate; recent CPUs and GPUs)."""
-    eval_samples: int = 500
+    eval_samples: NonNegative = 500
     """Samples generated (equally many per class) and scored by the judge at the end (0 = skip)."""
     out: Path = Path("runs")
     """Root of the run folders: runs are written to OUT/diffusion/NAME."""
@@ -37,9 +41,9 @@ class BaselineRunConfig(DataConfig):
     """Continue the run named by --name from its last checkpoint."""
     overwrite: bool = False
     """Replace an earlier run of the same --name (without it, a non-empty run folder is refused)."""
-    checkpoint_every: int = 500
+    checkpoint_every: Positive = 500
     """Write weights, optimizer and RNG state every N steps (and at the end)."""
-    log_every: int = 50
+    log_every: Positive = 50
     """Add the mean losses since the last entry to the history, and log to TensorBoard, every N steps."""
     progress: bool = True
     """Show a progress bar."""
@@ -47,36 +51,37 @@ class BaselineRunConfig(DataConfig):
 
 @dataclass
 class VAEConfig(BaselineRunConfig):
-    latent_dim: int = 16
+    latent_dim: Positive = 16
     """Size of the latent vector z (a flat vector: the prior N(0, I) is then plain to sample and to walk)."""
-    width: int = 32
+    width: Positive = 32
     """Channels of the first conv layer; the second has twice as many."""
-    beta: float = 0.5
+    beta: NonNegativeFloat = 0.5
     """Weight of the KL term. 1 = the ELBO proper; > 1 = beta-VAE (smoother latents, blurrier images). 0.5
     lets z carry more of each digit's style: measured on the quick preset, FID 0.62 instead of 0.91 at
     beta = 1, for a held-out -ELBO 1.1 nats worse (98.6 vs 97.4)."""
-    kl_warmup_steps: int = 500
+    kl_warmup_steps: NonNegative = 500
     """Raise beta linearly from 0 over these steps, so the decoder learns to use z before the KL term can
     switch it off (posterior collapse; Bowman et al. 2016)."""
-    lr: float = 2e-3
+    lr: PositiveFloat = 2e-3
     """Adam learning rate, decayed by a cosine to 10% of it."""
-    temperature: float = 1.0
+    temperature: NonNegativeFloat = 1.0
     """Scale of the prior noise when sampling (< 1 trades variety for cleaner digits)."""
 
 
 @dataclass
 class GANConfig(BaselineRunConfig):
-    noise_dim: int = 64
+    noise_dim: Positive = 64
     """Size of the generator's noise vector z ~ N(0, I)."""
-    embed_dim: int = 32
+    embed_dim: Positive = 32
     """Size of the generator's label embedding, concatenated to z."""
-    g_width: int = 32
+    g_width: Positive = 32
     """Generator channels at 8x8 (twice as many at 4x4)."""
-    d_width: int = 32
+    d_width: Positive = 32
     """Discriminator channels at 8x8 (twice as many at 4x4)."""
-    lr: float = 2e-4
+    lr: PositiveFloat = 2e-4
     """Adam learning rate of both networks (the DCGAN recipe: 2e-4, betas 0.5 / 0.999)."""
-    beta1: float = 0.5
+    beta1: AdamBeta = 0.5
+    """Adam's first-moment decay (the DCGAN recipe lowers it from 0.9)."""
 
 
 VAE_PRESETS: dict[str, VAEConfig] = {

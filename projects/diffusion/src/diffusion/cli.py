@@ -10,10 +10,7 @@ from .config import PRESETS, BenchArgs, DemoArgs, EvalArgs, ExportArgs, SampleAr
 
 def eval_command(args: EvalArgs) -> dict:
     """Score a diffusion run with any sampler, or a VAE / GAN run, with the judge of its data."""
-    from dlshared.checkpoint import load_json
-
-    from .artifacts import find_run, load_card, load_pipeline, run_kind
-    from .config import config_from_dict
+    from .artifacts import find_run, load_model, load_run_config, run_kind
     from .data import load_data
     from .evaluate import evaluate_pipeline, load_or_train_judge
     from .sample import check_sampling_args
@@ -24,11 +21,11 @@ def eval_command(args: EvalArgs) -> dict:
         from .baselines import evaluate_baseline
 
         return {"model": kind, **evaluate_baseline(run, kind, args.n, args.seed, args.runs), "run_dir": str(run)}
-    check_sampling_args(args, len(load_card(run)["classes"]), n=args.n)
-    data_cfg = config_from_dict(load_json(run / "config.json"))  # the run's own data and split
+    pipe, classes = load_model(run, args.device)  # a damaged run is refused before the judge is trained
+    check_sampling_args(args, len(classes), n=args.n)
+    data_cfg = load_run_config(run)  # the run's own data and split
     data = load_data(data_cfg)
     judge = load_or_train_judge(data_cfg, data, args.runs)
-    pipe = load_pipeline(run, args.device)
     scores = evaluate_pipeline(pipe, judge, data, args.scheduler, args.steps, args.guidance, args.n, args.seed)
     return {"model": kind, **scores, "run_dir": str(run)}
 

@@ -10,6 +10,17 @@ from typing import Annotated, Literal
 
 import tyro
 
+from dlshared.cli import (
+    Check,
+    Fraction,
+    NonNegative,
+    NonNegativeFloat,
+    Positive,
+    PositiveFloat,
+    Probability,
+    UserError,
+)
+
 PROJECT = "diffusion"
 """Name of the run folder family: runs/diffusion/<name>/."""
 
@@ -19,6 +30,13 @@ SAMPLERS: tuple[str, ...] = typing.get_args(Sampler)
 made for ~1000 steps) are the hand-written steps of schedule.py; diffusers-ddim and diffusers-ddpm the same two
 samplers from diffusers (DDIMScheduler, DDPMScheduler); dpm is diffusers' DPM-Solver++ (multistep, 10-20 steps)."""
 
+MAX_SAMPLES = 10_000
+"""Most samples one `sample` or `eval` call draws."""
+SampleCount = Annotated[int, Check(lambda v: 1 <= v <= MAX_SAMPLES, f"between 1 and {MAX_SAMPLES}", (0, -1, 10_001))]
+Guidance = Annotated[float, Check(lambda v: 0 <= v <= 50, "between 0 and 50", (-1.0, 51.0))]
+"""A classifier-free guidance scale: 0 = the unconditional model, 1 = the conditional one, more = guided."""
+Port = Annotated[int, Check(lambda v: 1 <= v <= 65535, "between 1 and 65535", (0, 65536))]
+
 
 @dataclass
 class DataConfig:
@@ -27,28 +45,28 @@ class DataConfig:
     --dataset cifar10: where CIFAR-10 is downloaded/cached."""
     dataset: Literal["auto", "digits", "imagefolder", "cifar10"] = "auto"
     """auto = imagefolder when --data is given, else digits. cifar10 downloads through torchvision (online)."""
-    image_size: int = 16
+    image_size: Positive = 16
     """Side of the square images (digits are 8x8, upscaled)."""
-    channels: int = 1
+    channels: Positive = 1
     """1 = grayscale, 3 = RGB (ImageFolder/CIFAR-10 images are converted)."""
-    test_fraction: float = 0.2
+    test_fraction: Fraction = 0.2
     """Share of the data held out (FID/KID reference and the judge's test set) when the source has no test split."""
-    split_seed: int = 0
+    split_seed: NonNegative = 0
     """Seed of the train/test split (apart from --seed, so the held-out set never moves)."""
 
 
 @dataclass
 class TrainConfig(DataConfig):
     # --- model: diffusers UNet2DModel, class-conditional through a class embedding added to the time embedding ---
-    block_out_channels: tuple[int, ...] = (32, 64, 64)
+    block_out_channels: tuple[Positive, ...] = (32, 64, 64)
     """Channels of each resolution level of the U-Net (each level after the first halves the resolution)."""
     attention_levels: tuple[bool, ...] = (False, False, True)
     """Self-attention blocks at each level (cheap at the low resolutions)."""
-    layers_per_block: int = 1
+    layers_per_block: Positive = 1
     """ResNet blocks per level on the way down (the way up has one more)."""
 
     # --- diffusion ---
-    num_train_timesteps: int = 1000
+    num_train_timesteps: Positive = 1000
     beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "squaredcos_cap_v2"
     """Noise schedule; squaredcos_cap_v2 is the cosine schedule of Nichol & Dhariwal (2021), kinder to small images."""
     prediction_type: Literal["epsilon", "v_prediction"] = "v_prediction"
@@ -56,33 +74,34 @@ class TrainConfig(DataConfig):
     (Salimans & Ho 2022). v is the default: at the noisy end of the cosine schedule an epsilon model's x0 estimate
     is the noise divided by sqrt(alpha_bar) ~ 0, and measured on the quick preset about a quarter of the DDIM
     samples kept a salt-and-pepper texture from it; with v none did (README)."""
-    label_dropout: float = 0.1
+    label_dropout: Probability = 0.1
     """Share of training labels replaced by the "no class" token, so one network learns p(x|y) and p(x) for
     classifier-free guidance (Ho & Salimans 2022)."""
-    ema_decay: float = 0.999
+    ema_decay: Probability = 0.999
     """Exponential moving average of the weights; the EMA weights are the ones saved and sampled."""
 
     # --- optimisation ---
-    steps: int = 1200
-    batch_size: int = 128
-    lr: float = 2e-3
+    steps: Positive = 1200
+    batch_size: Positive = 128
+    lr: PositiveFloat = 2e-3
     """Peak learning rate (AdamW), after a linear warm-up; cosine decay to 10% of it."""
-    warmup_steps: int = 200
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
+    warmup_steps: NonNegative = 200
+    weight_decay: NonNegativeFloat = 0.0
+    grad_clip: NonNegativeFloat = 1.0
+    """Clip the gradient norm to this (0 = no clipping)."""
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     device: str = "auto"
     """auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps."""
-    seed: int = 0
+    seed: NonNegative = 0
 
     # --- evaluation at the end of training ---
-    eval_samples: int = 500
+    eval_samples: NonNegative = 500
     """Samples generated (equally many per class) to judge the model at the end (0 = skip)."""
     eval_scheduler: Sampler = "ddim"
     """Sampler of that evaluation: ddim and ddpm are schedule.py's own steps, diffusers-ddim, diffusers-ddpm and dpm
     diffusers' schedulers."""
-    eval_steps: int = 50
-    guidance: float = 2.0
+    eval_steps: Positive = 50
+    guidance: Guidance = 2.0
     """Classifier-free guidance scale used at the end-of-training evaluation (1 = no guidance)."""
 
     # --- run ---
@@ -94,9 +113,9 @@ class TrainConfig(DataConfig):
     """Continue the run named by --name from its last checkpoint."""
     overwrite: bool = False
     """Replace an earlier run of the same --name (without it, a non-empty run folder is refused)."""
-    checkpoint_every: int = 500
+    checkpoint_every: Positive = 500
     """Write weights, EMA, optimizer and RNG state every N steps (and at the end)."""
-    log_every: int = 50
+    log_every: Positive = 50
     """Log loss, learning rate, EMA decay and throughput to TensorBoard every N steps."""
     progress: bool = True
     """Show a progress bar."""
@@ -138,12 +157,62 @@ PRESETS: dict[str, TrainConfig] = {
 }
 
 
+MODEL_FIELDS = (
+    *(f.name for f in dataclasses.fields(DataConfig)),
+    "block_out_channels",
+    "attention_levels",
+    "layers_per_block",
+    "num_train_timesteps",
+    "beta_schedule",
+    "prediction_type",
+)
+"""What a run's weights and data split depend on: `--resume` takes them from the run's config.json."""
+
+
+def data_source(cfg: DataConfig) -> str:
+    """--dataset with auto resolved: imagefolder when --data is given, else digits."""
+    return cfg.dataset if cfg.dataset != "auto" else ("imagefolder" if cfg.data is not None else "digits")
+
+
+def check_data_config(cfg: DataConfig) -> None:
+    """The data fields that depend on each other (each field's own range is declared with it)."""
+    if cfg.image_size < 8 or cfg.image_size % 4:
+        raise UserError(f"--image-size must be a multiple of 4 and at least 8, got {cfg.image_size}")
+    if cfg.channels not in (1, 3):
+        raise UserError(f"--channels must be 1 or 3, got {cfg.channels}")
+    if data_source(cfg) == "digits" and cfg.channels != 1:
+        raise UserError("the digits are grayscale: use --channels 1")
+
+
+def check_train_config(cfg: TrainConfig) -> None:
+    """The fields of `train` that depend on each other, checked before any folder exists."""
+    check_data_config(cfg)
+    levels = len(cfg.block_out_channels)
+    if levels == 0 or len(cfg.attention_levels) != levels:
+        raise UserError(
+            f"--attention-levels needs one entry per --block-out-channels entry: got {len(cfg.attention_levels)} "
+            f"for {levels}"
+        )
+    if any(c % 8 for c in cfg.block_out_channels):  # GroupNorm groups of 8 and attention heads of 8 channels
+        raise UserError(f"--block-out-channels must be multiples of 8, got {cfg.block_out_channels}")
+    if cfg.image_size % 2 ** (levels - 1):
+        raise UserError(
+            f"--image-size {cfg.image_size} must be divisible by {2 ** (levels - 1)}: "
+            f"each of the {levels} U-Net levels after the first halves it"
+        )
+    if cfg.eval_samples and cfg.eval_steps > cfg.num_train_timesteps:
+        raise UserError(
+            f"--eval-steps must be at most --num-train-timesteps ({cfg.num_train_timesteps}), got {cfg.eval_steps}"
+        )
+
+
 def config_from_dict(values: dict) -> TrainConfig:
     """Rebuild a TrainConfig from config.json (lists back to tuples, strings back to paths)."""
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     kwargs = {k: v for k, v in values.items() if k in fields}
     for key in ("block_out_channels", "attention_levels"):
-        kwargs[key] = tuple(kwargs[key])
+        if key in kwargs:
+            kwargs[key] = tuple(kwargs[key])
     for key in ("data", "out"):
         if kwargs.get(key) is not None:
             kwargs[key] = Path(kwargs[key])
@@ -158,28 +227,32 @@ class SamplingArgs:
     """The sampler. ddim (deterministic, 20-50 steps) and ddpm (ancestral, ~1000 steps): the hand-written steps of
     schedule.py. diffusers-ddim, diffusers-ddpm: the same samplers from diffusers (equal to float precision).
     dpm: diffusers' DPM-Solver++ (multistep, 10-20 steps)."""
-    steps: int = 50
+    steps: Positive = 50
     """Denoising steps (the model was trained with 1000)."""
-    guidance: float = 2.0
+    guidance: Guidance = 2.0
     """Classifier-free guidance scale: 1 = conditional model alone, higher = more typical, less varied samples."""
-    seed: int = 0
+    seed: NonNegative = 0
     device: str = "cpu"
     runs: Path = Path("runs")
 
 
 @dataclass
 class SampleArgs(SamplingArgs):
-    n: int = 16
+    n: SampleCount = 16
     """Number of samples."""
     digit: Annotated[int | None, tyro.conf.arg(name="class")] = None
     """Class to draw (its index; for digits the digit itself). Unset: the classes in turn."""
     out: Path = Path("samples")
-    """Folder for <class>_<index>.png (one per sample) and grid.png."""
+    """Folder for <class>_<index>.png (one per sample) and grid.png: a new or empty one, or an earlier sample
+    folder with --overwrite."""
+    overwrite: bool = False
+    """Replace the samples of an earlier `sample` in --out (only a folder this tool wrote; anything else is
+    refused)."""
 
 
 @dataclass
 class EvalArgs(SamplingArgs):
-    n: int = 500
+    n: SampleCount = 500
     """Samples to generate and judge (the classes in turn). Diffusion, VAE and GAN runs are all accepted."""
 
 
@@ -199,12 +272,12 @@ class ExportArgs:
 class BenchArgs:
     ckpt: Path | None = None
     """Run folder whose model to time (unset: the newest run; a fresh quick-preset U-Net when there is none)."""
-    batch_size: int = 64
+    batch_size: Positive = 64
     """Samples per sampling call (guidance doubles the U-Net batch)."""
     configs: tuple[str, ...] = ("ddpm:1000", "ddim:50", "ddim:20", "dpm:20", "dpm:10")
     """sampler:steps pairs to time (samplers as --scheduler of `sample`, e.g. diffusers-ddim:50)."""
-    guidance: float = 2.0
-    train_steps: int = 20
+    guidance: Guidance = 2.0
+    train_steps: NonNegative = 20
     """Timed training steps of the quick preset's batch (after 3 warm-up steps); 0 = skip."""
     runs: Path = Path("runs")
 
@@ -217,5 +290,9 @@ class DemoArgs:
     """VAE run folder for the interpolation tab (unset: the newest VAE run; the tab explains when there is none)."""
     host: str = "127.0.0.1"
     """Interface to bind; 0.0.0.0 exposes the demo to your network."""
-    port: int = 7860
+    port: Port = 7860
+    """Port to serve on (the next free one if it is taken)."""
+    share: bool = False
+    """Also open a public gradio.live link (off unless asked: anyone with the link can use the demo)."""
     runs: Path = Path("runs")
+    """Where to look for (and put) runs."""

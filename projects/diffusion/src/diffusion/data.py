@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from dlshared.cli import UserError
 
-from .config import DataConfig
+from .config import DataConfig, check_data_config, data_source
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 
@@ -139,11 +139,8 @@ def load_cifar10(root: Path | None, image_size: int, channels: int) -> DataBundl
 
 def load_data(cfg: DataConfig) -> DataBundle:
     """The data `cfg` names (its DataConfig fields), checked, in memory."""
-    if cfg.image_size < 8 or cfg.image_size % 4:
-        raise UserError(f"--image-size must be a multiple of 4 and at least 8, got {cfg.image_size}")
-    if cfg.channels not in (1, 3):
-        raise UserError(f"--channels must be 1 or 3, got {cfg.channels}")
-    dataset = cfg.dataset if cfg.dataset != "auto" else ("imagefolder" if cfg.data is not None else "digits")
+    check_data_config(cfg)
+    dataset = data_source(cfg)
     if dataset == "digits":
         return load_digits_bundle(cfg.image_size, cfg.channels, cfg.test_fraction, cfg.split_seed)
     if dataset == "imagefolder":

@@ -3,31 +3,67 @@ denoising trajectory (the x_0 estimate as the noise is removed); a second tab wa
 between two real digits.
 
 `build_demo(run_dir)` only builds the app; `diffusion demo` serves it (dlshared.demo.serve, 127.0.0.1).
-Bad values (a class out of range, 0 steps, a guidance scale out of range) become a message, not a traceback.
+Every input is bounded (a class of the model, 1-1000 steps, guidance 0-50, a seed below 2^32, 2-32 points), and
+a value out of range, empty, fractional or not finite becomes a message in the page, never a traceback. Names
+from the run's card.json are shown as text, never as markup.
 """
 
 from __future__ import annotations
 
+import html
+import math
+import re
 from pathlib import Path
 
 import gradio as gr
 import torch
 
-from dlshared.checkpoint import load_json
 from dlshared.cli import UserError
 
-from .artifacts import load_card, load_pipeline
+from .artifacts import load_card, load_model
 from .baselines import interpolation_strip
 from .config import PROJECT, SAMPLERS, SamplingArgs
+from .files import read_json
 from .sample import check_sampling_args, generate, make_grid
 
 GRID_SAMPLES, STRIP_POINTS = 16, 8
+MAX_SEED = 2**32 - 1
 SAMPLER_HELP = "ddim, ddpm: the hand-written steps of schedule.py; diffusers-*: the library's; dpm: DPM-Solver++"
 
 
+def finite_number(value, what: str) -> float:
+    """A number field's value as a float, or a UserError the page shows (empty, not a number, NaN, infinite)."""
+    if value is None:
+        raise UserError("Fill in every field.")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{what} must be a number.") from None
+    if not math.isfinite(number):
+        raise UserError(f"{what} must be a finite number.")
+    return number
+
+
+def whole_number(value, what: str, low: int, high: int) -> int:
+    """A number field's value as an int in [low, high], or a UserError the page shows (2.5, 1e300, -1, ...)."""
+    number = finite_number(value, what)
+    if number != int(number) or not low <= number <= high:
+        raise UserError(f"{what} must be a whole number between {low} and {high}, got {number:g}.")
+    return int(number)
+
+
+def as_text(name: str) -> str:
+    """A name read from an artefact, shown literally in Markdown: HTML escaped, Markdown's marks backslashed."""
+    return re.sub(r"([\\`*_{}\[\]()#+!|~>-])", r"\\\1", html.escape(str(name)[:100]))
+
+
 def is_finished_vae_run(folder: Path) -> bool:
-    card = folder / "card.json"
-    return (folder / "metrics.json").is_file() and card.is_file() and load_json(card).get("model") == "vae"
+    if not (folder / "metrics.json").is_file() or not (folder / "card.json").is_file():
+        return False
+    try:
+        return read_json(folder / "card.json").get("model") == "vae"
+    except UserError:  # another run's damaged card: not a VAE run to offer
+        return False
 
 
 def find_vae_run(vae_run: Path | None, runs: Path) -> Path | None:
@@ -41,34 +77,35 @@ def find_vae_run(vae_run: Path | None, runs: Path) -> Path | None:
 
 def model_summary(run_dir: Path) -> str:
     """The end-of-training evaluation of the run, in one line."""
-    metrics = load_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
-    scores = metrics.get("eval")
-    if not scores:
+    try:
+        scores = read_json(run_dir / "metrics.json").get("eval") if (run_dir / "metrics.json").is_file() else None
+    except UserError:
+        return "metrics.json unreadable"
+    if not isinstance(scores, dict) or not {"scheduler", "steps", "guidance", "accuracy", "fid"} <= set(scores):
         return "not evaluated"
     setting = f"{scores['scheduler']}-{scores['steps']}, guidance {scores['guidance']:g}"
     return f"judged accuracy {scores['accuracy']:.1%}, FID {scores['fid']:.2f} ({setting})"
 
 
 def build_demo(run_dir: Path, vae_run: Path | None = None, runs: Path = Path("runs")) -> gr.Blocks:
+    pipe, classes = load_model(run_dir)  # one pipeline; each call picks its sampler
     card = load_card(run_dir)
-    classes = card["classes"]
-    pipe = load_pipeline(run_dir)  # one pipeline; each call picks its sampler
 
     def run_generate(digit, scheduler, steps, guidance, seed):
         try:
-            if digit is None or steps is None or guidance is None or seed is None:
-                raise UserError("Fill in every field.")
+            guidance = finite_number(guidance, "The guidance scale")
             if scheduler not in SAMPLERS:
                 raise UserError(f"Choose a sampler among {', '.join(SAMPLERS)}.")
-            if float(digit) != int(digit) or float(steps) != int(steps):
-                raise UserError("The class and the number of steps are whole numbers.")
-            args = SamplingArgs(scheduler=scheduler, steps=int(steps), guidance=float(guidance), seed=int(seed))
-            check_sampling_args(args, len(classes), int(digit), GRID_SAMPLES)
-            labels = torch.full((GRID_SAMPLES,), int(digit))
+            digit = whole_number(digit, "The class", 0, len(classes) - 1)
+            steps = whole_number(steps, "The number of steps", 1, 1000)  # the cost of a call is capped too
+            seed = whole_number(seed, "The seed", 0, MAX_SEED)
+            args = SamplingArgs(scheduler=scheduler, steps=steps, guidance=guidance, seed=seed)
+            check_sampling_args(args, len(classes), digit, GRID_SAMPLES)
+            labels = torch.full((GRID_SAMPLES,), digit)
             out = generate(args, labels, pipe, trajectory_points=min(STRIP_POINTS, args.steps))
             strip = torch.stack([point[0] for point in out.trajectory])  # the first sample, step by step
             message = (
-                f"{GRID_SAMPLES} samples of class **{classes[int(digit)]}**, sampler {scheduler}, "
+                f"{GRID_SAMPLES} samples of class **{as_text(classes[digit])}**, sampler {scheduler}, "
                 f"{args.steps} steps, guidance {args.guidance:g}, seed {args.seed}"
             )
             return make_grid(out.images, columns=4), make_grid(strip, columns=len(strip), scale=6), message
@@ -80,19 +117,17 @@ def build_demo(run_dir: Path, vae_run: Path | None = None, runs: Path = Path("ru
             found = find_vae_run(vae_run, runs)
             if found is None:
                 raise UserError("No VAE run yet: train one with `uv run diffusion train-vae`.")
-            for value in (digit_a, digit_b):
-                if value is None or not 0 <= int(value) < len(classes):
-                    raise UserError(f"Digits must be between 0 and {len(classes) - 1}.")
-            if points is None or not 2 <= int(points) <= 32:
-                raise UserError("Choose between 2 and 32 points.")
-            strip = interpolation_strip(found, int(digit_a), int(digit_b), int(points))
-            message = f"VAE latent path from a real {int(digit_a)} to a real {int(digit_b)}"
+            digit_a, digit_b = (whole_number(d, "Digits", 0, len(classes) - 1) for d in (digit_a, digit_b))
+            points = whole_number(points, "The number of points", 2, 32)
+            strip = interpolation_strip(found, digit_a, digit_b, points)
+            message = f"VAE latent path from a real {digit_a} to a real {digit_b}"
             return make_grid(strip, columns=len(strip), scale=6), message
         except UserError as err:
             return None, f"⚠️ {err}"
 
     with gr.Blocks(title="diffusion") as demo:
-        gr.Markdown(f"# Class-conditional diffusion\n**Data** {card['source']} · **Model** {model_summary(run_dir)}")
+        source = as_text(card.get("source", "unknown"))
+        gr.Markdown(f"# Class-conditional diffusion\n**Data** {source} · **Model** {model_summary(run_dir)}")
         with gr.Tab("Diffusion"):
             with gr.Row():
                 with gr.Column():

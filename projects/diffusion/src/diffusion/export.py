@@ -10,7 +10,7 @@ import shutil
 
 from dlshared.outputs import staged_output
 
-from .artifacts import find_run, load_card, pipeline_folder
+from .artifacts import find_run, load_card, load_model, pipeline_folder
 from .config import ExportArgs
 
 
@@ -18,6 +18,7 @@ def export(args: ExportArgs) -> dict:
     run = find_run(args.ckpt, args.runs)
     source = pipeline_folder(run)
     out = (args.out or run / "export").resolve()
+    load_model(run)  # a damaged or foreign file is refused here, not copied into an export that cannot load
     # staged, then renamed: a user's folder is refused (never deleted), an earlier export replaced only when asked
     with staged_output(out, args.overwrite, sources=(run,)) as stage:
         shutil.copytree(source, stage, dirs_exist_ok=True)

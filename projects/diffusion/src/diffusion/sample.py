@@ -12,11 +12,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from dlshared.cli import UserError
+from dlshared.outputs import check_output_folder, safe_filename, staged_output
 
-from .artifacts import find_run, load_card, load_pipeline
-from .config import SampleArgs, SamplingArgs
-
-MAX_SAMPLES = 10_000
+from .artifacts import find_run, load_model, load_pipeline
+from .config import MAX_SAMPLES, SampleArgs, SamplingArgs
 
 
 def check_sampling_args(args: SamplingArgs, num_classes: int, digit: int | None = None, n: int = 1) -> None:
@@ -61,23 +60,30 @@ def generate(args: SamplingArgs, labels: torch.Tensor, pipe=None, trajectory_poi
 
 
 def write_samples(args: SampleArgs) -> dict:
-    """The `sample` verb: --n samples of --class (or the classes in turn) as PNG files plus grid.png."""
+    """The `sample` verb: --n samples of --class (or the classes in turn) as PNG files plus grid.png.
+
+    --out is staged and renamed into place (dlshared.outputs): a folder sample did not write is never written
+    into, an earlier sample folder is replaced only with --overwrite. Class names come from the run's card.json,
+    an artefact anyone can edit, so they become file names only through safe_filename ("../x" -> "_x")."""
     run = find_run(args.ckpt, args.runs)
     if not run.exists():
         raise UserError(f"--ckpt {run}: no such folder")
-    classes = load_card(run)["classes"]
+    check_output_folder(args.out, args.overwrite, sources=(run,))  # refused before any sampling is done
+    pipe, classes = load_model(run, args.device)
     check_sampling_args(args, len(classes), args.digit, args.n)
     labels = torch.full((args.n,), args.digit) if args.digit is not None else torch.arange(args.n) % len(classes)
-    images = generate(args, labels, load_pipeline(run, args.device)).images
-    args.out.mkdir(parents=True, exist_ok=True)
-    for index, (image, label) in enumerate(zip(to_uint8(images), labels.tolist(), strict=True)):
-        Image.fromarray(image).save(args.out / f"{classes[label]}_{index}.png")
-    columns = len(classes) if args.digit is None and args.n >= len(classes) else None  # a row per round of classes
-    Image.fromarray(make_grid(images, columns)).save(args.out / "grid.png")
+    images = generate(args, labels, pipe).images
+    names = [safe_filename(name, fallback="class") for name in classes]
+    with staged_output(args.out, args.overwrite, sources=(run,)) as stage:
+        for index, (image, label) in enumerate(zip(to_uint8(images), labels.tolist(), strict=True)):
+            Image.fromarray(image).save(stage / f"{names[label]}_{index}.png")
+        columns = len(classes) if args.digit is None and args.n >= len(classes) else None  # a row per class round
+        Image.fromarray(make_grid(images, columns)).save(stage / "grid.png")
+    out = Path(args.out).resolve()
     return {
-        "out": str(args.out),
+        "out": str(out),
         "files": len(images),
-        "grid": str(Path(args.out) / "grid.png"),
+        "grid": str(out / "grid.png"),
         "scheduler": args.scheduler,
         "steps": args.steps,
         "guidance": args.guidance,
