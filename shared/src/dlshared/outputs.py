@@ -53,6 +53,9 @@ def staged_output(dest: str | os.PathLike, overwrite: bool = False, sources: tup
     dest = Path(dest).resolve()
     check_output_folder(dest, overwrite, sources)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in dest.parent.glob(f".{dest.name}.*"):  # what a killed earlier call left: ours by its name
+        if leftover.is_dir() and leftover.suffix in (".partial", ".old"):
+            shutil.rmtree(leftover, ignore_errors=True)
     stage = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".partial"))
     try:
         yield stage

@@ -13,7 +13,7 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from .checkpoint import RESUME_NAME, WEIGHTS_NAME
 from .cli import UserError
@@ -144,8 +144,11 @@ def _is_set_up_only(entry: Path) -> bool:
 
 
 def discard_unfinished_runs() -> None:
-    """Delete the run folders this process created that hold nothing but their set-up files (a run stopped by a
-    user error before its first save leaves no junk folder behind; anything it produced is kept)."""
+    """Release this process's run locks and delete the run folders it created that hold nothing but their set-up
+    files (a run stopped by a user error before its first save leaves no junk folder behind; anything it produced
+    is kept)."""
+    for lock in list(RunLock.held_here):
+        lock.release()
     while _created_here:  # newest first: a run folder before the runs/<project> folder made for it
         folder, is_run = _created_here.pop()
         if is_run and folder.is_dir() and all(_is_set_up_only(entry) for entry in folder.iterdir()):
@@ -155,10 +158,13 @@ def discard_unfinished_runs() -> None:
 
 
 class RunLock:
-    """An advisory lock on `RUN/.lock` for as long as a process trains into RUN (released at exit, even a crash).
+    """An advisory lock on `RUN/.lock` for as long as a process trains into RUN (released at exit, even a crash,
+    and by `discard_unfinished_runs` when a verb stops with a user error).
 
     `fcntl.flock` where the platform has it; elsewhere the lock is a no-op.
     """
+
+    held_here: ClassVar[list[RunLock]] = []  # the locks this process holds
 
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / LOCK_NAME
@@ -176,6 +182,7 @@ class RunLock:
             self._file.close()
             self._file = None
             raise UserError(f"{self.path.parent} is being trained by another process") from None
+        RunLock.held_here.append(self)
         return self
 
     def release(self) -> None:
@@ -183,6 +190,8 @@ class RunLock:
             self._file.close()
             self._file = None
             self.path.unlink(missing_ok=True)
+        if self in RunLock.held_here:
+            RunLock.held_here.remove(self)
 
     @staticmethod
     def held(run_dir: Path) -> bool:

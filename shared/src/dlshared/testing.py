@@ -131,14 +131,20 @@ def bad_flag_cases(config_type: type) -> list[tuple[str, str]]:
 
     from .cli import field_checks
 
+    full_hints = typing.get_type_hints(config_type, include_extras=True)
+
+    def flag(name: str) -> str:  # the flag tyro shows: the field's name, or the one tyro.conf.arg(name=...) gives
+        renamed = [getattr(m, "name", None) for m in getattr(full_hints[name], "__metadata__", ())]
+        return "--" + next((n for n in renamed if isinstance(n, str)), name).replace("_", "-")
+
     cases = []
     for name, check in field_checks(config_type).items():
-        cases += [(f"--{name.replace('_', '-')}", str(value)) for value in check.bad_examples]
+        cases += [(flag(name), str(value)) for value in check.bad_examples]
     hints = typing.get_type_hints(config_type)
     for field in dataclasses.fields(config_type):
         kinds = set(typing.get_args(hints[field.name])) - {type(None)} or {hints[field.name]}
         if kinds <= {int, float}:
-            cases.append((f"--{field.name.replace('_', '-')}", "many"))
+            cases.append((flag(field.name), "many"))
     return cases
 
 

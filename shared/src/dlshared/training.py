@@ -60,7 +60,7 @@ def start_run(project: str, cfg: RunOptions, required: str = RESUME_NAME, **acce
     run_dir = resolve_run_dir(project, cfg.out, cfg.name, cfg.resume, required, getattr(cfg, "overwrite", False))
     lock = RunLock(run_dir)
     if accelerator.is_main_process:
-        lock.acquire()
+        lock.acquire()  # released by run.finish(), or by run_cli when the verb stops with a UserError
         remove_stale_temporaries(run_dir)
     logger = RunLogger(run_dir, enabled=accelerator.is_main_process)
     run = Run(accelerator, run_dir, logger, cfg.progress, lock, resuming=cfg.resume)
@@ -129,10 +129,14 @@ class Run:
         except Exception as err:  # truncated or foreign file: say which and what to do
             raise UserError(f"{path} cannot be read ({type(err).__name__}); start a fresh run instead") from None
         rank, world = self.accelerator.process_index, self.accelerator.num_processes
-        model.load_state_dict(state.pop("model"))
-        optimizer.load_state_dict(state.pop("optimizer"))
-        if scheduler is not None:
-            scheduler.load_state_dict(state.pop("scheduler"))
+        try:
+            model.load_state_dict(state.pop("model"))
+            optimizer.load_state_dict(state.pop("optimizer"))
+            if scheduler is not None:
+                scheduler.load_state_dict(state.pop("scheduler"))
+        except (KeyError, RuntimeError, ValueError) as err:  # another model's file, or a changed architecture
+            reason = str(err).strip().splitlines()[0][:200]
+            raise UserError(f"{path} does not fit this model ({reason}); start a fresh run instead") from None
         rng = state.pop("rng")
         states = rng if isinstance(rng, list) else [rng]  # a list per rank (older files: one dict)
         if len(states) != world:
