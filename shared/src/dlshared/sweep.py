@@ -3,7 +3,7 @@
 One seed is an anecdote. Every headline in the READMEs comes from this command, for example
 
     uv run capstones sweep classifier --seeds 0 1 2 --metrics test_accuracy
-    uv run capstones sweep detector --train-args "--preset quick" --metrics test_map test_map_50
+    uv run capstones sweep detector --train-args="--epochs 8" --metrics test_map test_map_50
 
 Each seed is a separate `python -m <project>.cli train --seed S --name <name>-seed<S>` process (so runs cannot
 share state), one after the other (parallel runs would spoil each other's timings). A seed whose run folder already
@@ -39,7 +39,7 @@ class SweepConfig:
     metrics: tuple[str, ...] = ()
     """Keys of metrics.json to summarise (a.b for nested values); default: every top-level number."""
     train_args: str = ""
-    """Further flags for `train`, as one string, e.g. "--preset quick --epochs 10"."""
+    """Further flags for `train`, as one string after an equals sign: --train-args="--preset quick --epochs 10"."""
     name: str = "sweep"
     """Run names are NAME-seedS; the summary is RUNS/PROJECT/NAME.sweep.json."""
     out: Path = Path("runs")
