@@ -25,6 +25,15 @@ def tiny_run(tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="session")
+def ddp_run(tmp_path_factory) -> list[dict]:
+    """The tiny preset trained once under 2-process gloo DDP: each rank's returned metrics."""
+    from classifier.train import train
+    from dlshared.testing import run_distributed
+
+    return run_distributed(train, tiny_config(tmp_path_factory.mktemp("runs"), name="ddp", device="cpu"), nprocs=2)
+
+
+@pytest.fixture(scope="session")
 def trained_run(tmp_path_factory) -> dict:
     """A model good enough for accuracy comparisons (export, int8, demo): the quick preset cut to 5 epochs."""
     from classifier.train import train

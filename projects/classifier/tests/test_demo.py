@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -104,3 +107,75 @@ def test_a_huge_image_is_refused_before_it_is_decoded(tmp_path):
     Image.new("L", (8000, 7000)).save(path)  # 56 megapixels, a few kB on disk
     with pytest.raises(BadImage, match="under 50 megapixels"):
         open_image(str(path))
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height grey pixels but holds a few bytes of data: a decompression bomb as
+    far as any decoder that trusts the header is concerned (PIL refuses over ~179 megapixels when opening)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
+
+
+def _truncated_png(path: Path) -> Path:
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)  # incompressible: a long IDAT
+    Image.fromarray(noise).save(path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return path
+
+
+BROKEN = {
+    "decompression-bomb": (lambda p: p.write_bytes(_png_claiming(20_000, 20_000)), "too large"),
+    "truncated": (_truncated_png, "truncated or damaged"),
+}
+
+
+@pytest.mark.parametrize("broken", BROKEN)
+def test_bombs_and_truncated_uploads_get_a_message(client, tmp_path, broken):
+    from gradio_client import handle_file
+
+    make, expected = BROKEN[broken]
+    make(tmp_path / "upload.png")
+    labels, seen, message = client.predict(handle_file(str(tmp_path / "upload.png")), api_name="/classify_upload")
+    assert expected in message and not labels and seen is None
+
+
+@pytest.mark.parametrize("broken", BROKEN)
+def test_bombs_and_truncated_drawings_get_a_message(client, tmp_path, broken):
+    from gradio_client import handle_file
+
+    make, expected = BROKEN[broken]
+    make(tmp_path / "drawing.png")
+    value = {"background": None, "layers": [], "composite": handle_file(str(tmp_path / "drawing.png"))}
+    labels, seen, message = client.predict(value, api_name="/classify_sketch")
+    assert f"The drawing is {expected}" in message and not labels and seen is None
+
+
+def test_class_names_from_the_card_are_file_names_and_text_not_paths_or_markup(trained_run):
+    from classifier.demo import example_images, model_card_markdown
+
+    predictor = load_predictor(Path(trained_run["run_dir"]))
+    hostile = [
+        "../../up",
+        "/tmp/abs",
+        "<img src=x onerror=alert(1)>",
+        "**bold**",
+        "..",
+        ".hidden",
+        "a/b",
+        "c\\d",
+        "",
+        "x",
+    ]
+    predictor = dataclasses.replace(predictor, card={**predictor.card, "classes": hostile})
+    paths = [Path(p) for p in example_images(predictor)]
+    assert paths and len({p.parent for p in paths}) == 1  # every example inside the one folder made for them
+    assert all(p.is_file() and p.name[0] not in "./" and "/" not in p.name for p in paths)
+    card = model_card_markdown(predictor)
+    assert "<img" not in card and "&lt;img src=x onerror=alert(1)&gt;" in card
+    assert "\\*\\*bold\\*\\*" in card

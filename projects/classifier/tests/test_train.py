@@ -21,7 +21,7 @@ from classifier.cli import main
 from classifier.config import PRESETS
 from classifier.train import train
 from dlshared.checkpoint import load_resume_state
-from dlshared.testing import OFFLINE_ENV, run_distributed
+from dlshared.testing import OFFLINE_ENV
 
 
 def test_tiny_run_writes_a_loadable_checkpoint_and_the_loss_falls(tiny_run):
@@ -119,13 +119,12 @@ def test_train_and_eval_on_an_image_folder_tree(tmp_path, make_image_folder, cap
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["samples"] == 10
 
 
-def test_tiny_preset_trains_under_two_process_ddp(tmp_path):
-    cfg = dataclasses.replace(PRESETS["tiny"], out=tmp_path, name="ddp", device="cpu")
-    rank0, rank1 = run_distributed(train, cfg, nprocs=2)
+def test_tiny_preset_trains_under_two_process_ddp(ddp_run):
+    rank0, rank1 = ddp_run
     assert rank0["processes"] == rank1["processes"] == 2
     assert rank0["steps"] == 24  # each rank sees half of the 512 images: 8 steps of 32 per epoch
     assert rank0["test"] == rank1["test"]  # evaluation is gathered across ranks
-    assert (tmp_path / "classifier" / "ddp" / "model.safetensors").is_file()
+    assert (Path(rank0["run_dir"]) / "model.safetensors").is_file()
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,9 @@
-"""Fixtures: a small generated shapes set (once per session) and a hand-built COCO folder in the real format."""
+"""Fixtures: tiny trained runs and a small generated shapes set (once per session), a hand-built COCO folder in the
+real format."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -9,7 +11,40 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from detector.config import PRESETS, SEGMENT_PRESETS
 from detector.shapes import write_shapes
+
+
+def tiny(out: Path, **overrides):
+    """The tiny preset writing its runs and its synthetic shapes under `out`."""
+    return dataclasses.replace(PRESETS["tiny"], out=out, shapes_root=out / "shapes", **overrides)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> dict:
+    """The tiny detector preset trained once: seconds, loss falls, files written."""
+    from detector.train import train
+
+    return train(tiny(tmp_path_factory.mktemp("runs"), name="tiny"))
+
+
+@pytest.fixture(scope="session")
+def ddp_run(tmp_path_factory) -> list[dict]:
+    """The tiny detector preset for 3 epochs under 2-process gloo DDP: each rank's returned metrics."""
+    from detector.train import train
+    from dlshared.testing import run_distributed
+
+    cfg = tiny(tmp_path_factory.mktemp("runs"), name="ddp", device="cpu", epochs=3)
+    return run_distributed(train, cfg, nprocs=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_unet(tmp_path_factory) -> dict:
+    """The tiny U-Net preset (`segment`) trained once."""
+    from detector.segmentation import train_segmentation
+
+    out = tmp_path_factory.mktemp("unet_runs")
+    return train_segmentation(dataclasses.replace(SEGMENT_PRESETS["tiny"], out=out, shapes_root=out / "shapes32"))
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ from detector.cli import main
 from detector.data import CocoDetection
 from detector.pennfudan import convert_pennfudan
 from dlshared.cli import UserError
+from dlshared.testing import assert_one_line_error
 
 WIDTH, HEIGHT = 40, 30
 
@@ -85,15 +86,27 @@ def test_convert_round_trips_through_the_loader(tmp_path):
         assert target["labels"].tolist() == [1] * len(expected_boxes)
 
 
-def test_cli_verb_prints_counts_and_refuses_to_overwrite(tmp_path, capsys):
+def test_cli_verb_prints_counts_and_writes_only_where_it_may(tmp_path, capsys):
     src = make_pennfudan(tmp_path / "PennFudanPed")
     out = tmp_path / "coco"
     main(["convert-pennfudan", str(src), str(out)])
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["annotations"] == 5
-    with pytest.raises(SystemExit) as exit_info:
-        main(["convert-pennfudan", str(src), str(out)])
-    assert exit_info.value.code == 2
-    assert "already converted" in capsys.readouterr().err
+    assert "is not empty" in assert_one_line_error(main, ["convert-pennfudan", str(src), str(out)], capsys)
+    (out / "images" / "FudanPed00001.png").unlink()  # an earlier conversion of ours: --overwrite replaces it whole
+    main(["convert-pennfudan", str(src), str(out), "--overwrite"])
+    assert len(list((out / "images").iterdir())) == 3
+    mine = tmp_path / "mine"
+    (mine / "images").mkdir(parents=True)
+    (mine / "notes.txt").write_text("keep me")
+    for target, flags, message in [
+        (mine, [], "is not empty"),
+        (mine, ["--overwrite"], "was not written by this tool"),
+        (src, [], "which is being read"),
+        (tmp_path, ["--overwrite"], "which is being read"),  # a folder holding the source
+    ]:
+        assert message in assert_one_line_error(main, ["convert-pennfudan", str(src), str(target), *flags], capsys)
+    assert sorted(p.name for p in mine.rglob("*")) == ["images", "notes.txt"]
+    assert not list(tmp_path.glob(".*"))  # no staging folder left behind
 
 
 @pytest.mark.parametrize(
@@ -121,4 +134,4 @@ def test_bad_inputs_give_clear_errors(tmp_path, breakage, message):
     breakage(src)
     with pytest.raises(UserError, match=message):
         convert_pennfudan(src, tmp_path / "coco")
-    assert not (tmp_path / "coco" / "annotations.json").exists()
+    assert not (tmp_path / "coco").exists() and not list(tmp_path.glob(".coco*"))  # nothing half-written

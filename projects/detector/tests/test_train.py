@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import gc
 import json
 from pathlib import Path
 
@@ -17,16 +16,11 @@ from detector.cli import main
 from detector.config import PRESETS
 from detector.train import train
 from dlshared.checkpoint import save_resume_state
-from dlshared.testing import run_distributed
+from dlshared.runs import RunLock
 
 
 def tiny(out: Path, **overrides):
     return dataclasses.replace(PRESETS["tiny"], out=out, shapes_root=out / "shapes", **overrides)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> dict:
-    return train(tiny(tmp_path_factory.mktemp("runs"), name="tiny"))
 
 
 def test_tiny_run_writes_a_loadable_detector_and_the_loss_falls(tiny_run):
@@ -77,7 +71,8 @@ def test_resume_ends_like_an_uninterrupted_run(tmp_path, tiny_run, monkeypatch):
     with pytest.raises(RuntimeError, match="killed"):
         train(cfg)
     monkeypatch.undo()
-    gc.collect()  # the crashed run's lock on its folder goes with its last reference, as at a real exit
+    for lock in list(RunLock.held_here):  # a real crash ends the process, and the OS releases its run lock
+        lock.release()
     with pytest.raises(AssertionError):  # one epoch of two: not yet the same weights
         _assert_same_weights(tmp_path / "detector" / "halves", Path(tiny_run["run_dir"]))
     resumed = train(dataclasses.replace(cfg, resume=True))
@@ -138,14 +133,13 @@ def test_train_and_eval_on_a_coco_folder_the_project_did_not_generate(tmp_path, 
     assert printed["images"] == 6 and 0.0 <= printed["map"] <= printed["map_50"] <= 1.0
 
 
-def test_tiny_preset_trains_under_two_process_ddp(tmp_path):
-    cfg = tiny(tmp_path, name="ddp", device="cpu", epochs=1)
-    rank0, rank1 = run_distributed(train, cfg, nprocs=2)
+def test_tiny_preset_trains_under_two_process_ddp(ddp_run):
+    rank0, rank1 = ddp_run
     assert rank0["processes"] == rank1["processes"] == 2
-    # 3 batches of 16 dealt to 2 ranks: one round of 2 full batches; the odd batch out is dropped (drop_last)
-    assert rank0["steps"] == rank1["steps"] == 1
+    # 3 batches of 16 dealt to 2 ranks: one round of 2 full batches per epoch; the odd batch out is dropped
+    assert rank0["steps"] == rank1["steps"] == 3
     assert rank0["test_map"] == rank1["test_map"]  # evaluated once, shared with every rank
-    assert (tmp_path / "detector" / "ddp" / "model.safetensors").is_file()
+    assert (Path(rank0["run_dir"]) / "model.safetensors").is_file()
 
 
 @pytest.mark.parametrize(
@@ -179,12 +173,14 @@ def test_onnx_export_matches_pytorch(tiny_run, tmp_path, capsys):
     from detector.boxes import decode
     from detector.export import OnnxDetector
 
-    main(["export", "--ckpt", tiny_run["run_dir"], "--out", str(tmp_path / "d.onnx")])
+    main(["export", "--ckpt", tiny_run["run_dir"], "--out", str(tmp_path / "export")])
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert printed["max_abs_diff"] < 1e-4 and (tmp_path / "d.json").is_file()
+    assert printed["max_abs_diff"] < 1e-4 and printed["onnx"] == str(tmp_path / "export" / "model.onnx")
+    card = json.loads((tmp_path / "export" / "card.json").read_text())
+    assert card["classes"] == ["circle", "square", "triangle"] and card["image_size"] == 64
     loaded = load_detector(tiny_run["run_dir"], "cpu")
     images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
-    onnx = OnnxDetector(tmp_path / "d.onnx")(images, score_threshold=0.0, max_detections=20)
+    onnx = OnnxDetector(tmp_path / "export" / "model.onnx")(images, score_threshold=0.0, max_detections=20)
     with torch.no_grad():
         ours = decode(loaded.model(images), 4, 20, 0.0)
     for a, b in zip(onnx, ours, strict=True):

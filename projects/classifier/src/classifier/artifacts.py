@@ -3,6 +3,7 @@ behind one interface: `Predictor(images [B, C, H, W] in [0, 1]) -> logits [B, K]
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,13 +11,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dlshared.checkpoint import WEIGHTS_NAME, load_json, load_weights
-from dlshared.cli import UserError
+from dlshared.checkpoint import WEIGHTS_NAME, load_json
+from dlshared.cli import UserError, validate
 from dlshared.device import pick_device
 from dlshared.runs import latest_run
 
-from .config import PROJECT, TrainConfig, config_from_dict
+from .config import PROJECT, TrainConfig, check_relations, config_from_dict
 from .model import build_model
+
+CARD_KEYS = ("classes", "in_channels", "image_size", "style", "backbone")
 
 
 @dataclass
@@ -43,17 +46,86 @@ def find_run(ckpt: Path | None, runs: Path = Path("runs")) -> Path:
     return newest
 
 
+def read_json(path: Path) -> dict:
+    """A JSON object written by training or export; a damaged or foreign file is a UserError naming it."""
+    try:
+        value = load_json(path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UserError(
+            f"{path} cannot be read as JSON ({_first_line(err)}); copy the folder again or retrain"
+        ) from None
+    if not isinstance(value, dict):
+        raise UserError(f"{path}: expected a JSON object, found {type(value).__name__}")
+    return value
+
+
+def read_config(path: Path) -> TrainConfig:
+    """A run's config.json as a TrainConfig, checked as the flags are."""
+    values = read_json(path)
+    try:
+        return check_relations(validate(config_from_dict(values)))
+    except (TypeError, ValueError, UserError) as err:
+        raise UserError(f"{path} is not a classifier config ({_first_line(err)})") from None
+
+
+def read_card(path: Path) -> dict:
+    card = read_json(path)
+    missing = [key for key in CARD_KEYS if key not in card]
+    if missing or not isinstance(card["classes"], list) or not card["classes"]:
+        raise UserError(f"{path} is not a classifier model card (it needs {', '.join(CARD_KEYS)})")
+    return card
+
+
+def load_run_weights(model: torch.nn.Module, path: Path) -> torch.nn.Module:
+    """The safetensors weights of a run into `model`; a truncated file or weights of another architecture end as
+    one line naming the file."""
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except Exception as err:  # safetensors raises its own error type for a truncated or foreign file
+        raise UserError(
+            f"{path} is damaged or not a safetensors file ({_first_line(err)}); retrain or copy it again"
+        ) from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise UserError(
+            f"{path} holds weights of another architecture than config.json describes ({_mismatch(err)}); "
+            "keep a run's files together"
+        ) from None
+    return model
+
+
+def _first_line(err: BaseException) -> str:
+    """The gist of an error, on one line."""
+    text = str(err).strip().splitlines()
+    if isinstance(err, UserError) and text:
+        return text[0]
+    return f"{type(err).__name__}: {text[0][:200]}" if text else type(err).__name__
+
+
+def _mismatch(err: RuntimeError) -> str:
+    """The first problem load_state_dict lists (its message spans many lines, a key list can run long)."""
+    lines = [line.strip() for line in str(err).splitlines()[1:] if line.strip()]
+    first = lines[0] if lines else str(err)
+    return first if len(first) <= 200 else f"{first[:200]}..."
+
+
 def load_torch_model(run_dir: Path, device: str = "cpu") -> tuple[torch.nn.Module, TrainConfig, dict]:
     """Rebuild the model a run folder describes and load its safetensors weights (no pretrained download)."""
     for name in ("config.json", "card.json", WEIGHTS_NAME):
         if not (run_dir / name).is_file():
             raise UserError(f"{run_dir} is not a classifier run folder (no {name})")
-    cfg = config_from_dict(load_json(run_dir / "config.json"))
-    card = load_json(run_dir / "card.json")
+    cfg = read_config(run_dir / "config.json")
+    card = read_card(run_dir / "card.json")
     mean = std = (0.0,) * card["in_channels"]  # placeholders: the real mean/std are buffers in the weights
     # pretrained=False: the weights come from the run, not from the internet
-    model = build_model(cfg.backbone, len(card["classes"]), card["in_channels"], mean, std, cfg.widths, cfg.blocks)
-    load_weights(model, run_dir / WEIGHTS_NAME)
+    try:
+        model = build_model(cfg.backbone, len(card["classes"]), card["in_channels"], mean, std, cfg.widths, cfg.blocks)
+    except (TypeError, ValueError) as err:
+        raise UserError(f"{run_dir}: config.json and card.json describe no model ({_first_line(err)})") from None
+    load_run_weights(model, run_dir / WEIGHTS_NAME)
     return model.to(pick_device(device)).eval(), cfg, card
 
 
@@ -65,7 +137,7 @@ def load_predictor(ckpt: Path | None, device: str = "auto", runs: Path = Path("r
     if not path.exists():
         raise UserError(f"--ckpt {path}: no such run folder or .onnx file")
     model, cfg, card = load_torch_model(path, device)
-    metrics = load_json(path / "metrics.json") if (path / "metrics.json").is_file() else None
+    metrics = read_json(path / "metrics.json") if (path / "metrics.json").is_file() else None
 
     @torch.no_grad()
     def forward(images: torch.Tensor) -> torch.Tensor:
@@ -82,12 +154,17 @@ def load_onnx_predictor(path: Path) -> Predictor:
     folder = path.parent
     if not (folder / "card.json").is_file() or not (folder / "config.json").is_file():
         raise UserError(f"{path}: expected card.json and config.json beside it (written by `classifier export`)")
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    cfg, card = read_config(folder / "config.json"), read_card(folder / "card.json")
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as err:  # ORT's own error types: a truncated or foreign file
+        raise UserError(
+            f"{path} is not an ONNX model ONNX Runtime can load ({_first_line(err)}); export it again"
+        ) from None
     input_name = session.get_inputs()[0].name
 
     def forward(images: torch.Tensor) -> torch.Tensor:
         (logits,) = session.run(None, {input_name: images.cpu().numpy().astype(np.float32)})
         return torch.from_numpy(logits)
 
-    cfg = config_from_dict(load_json(folder / "config.json"))
-    return Predictor(forward, load_json(folder / "card.json"), cfg, "onnxruntime")
+    return Predictor(forward, card, cfg, "onnxruntime")

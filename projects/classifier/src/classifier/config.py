@@ -5,12 +5,22 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from dlshared.cli import Fraction, NonNegative, NonNegativeFloat, Positive, PositiveFloat, Probability
+from dlshared.cli import (
+    Check,
+    Fraction,
+    NonNegative,
+    NonNegativeFloat,
+    Positive,
+    PositiveFloat,
+    Probability,
+    UserError,
+)
 
 PROJECT = "classifier"
 """Name of the run folder family: runs/classifier/<name>/."""
+Port = Annotated[int, Check(lambda v: 1 <= v <= 65535, "a port number from 1 to 65535", (0, 65536))]
 
 
 @dataclass
@@ -27,7 +37,7 @@ class TrainConfig:
     """Share of the data held out for validation when the source has no val split."""
     test_fraction: Fraction = 0.2
     """Share held out for the final test when the source has no test split."""
-    split_seed: int = 0
+    split_seed: NonNegative = 0
     """Seed of the train/val/test split (kept apart from --seed so the test set never moves)."""
     max_train_samples: Positive | None = None
     """Use only the first N training samples (quick experiments, tests)."""
@@ -78,7 +88,7 @@ class TrainConfig:
     """Autocast precision (bf16 on recent CPUs and GPUs, fp16 with loss scaling on GPUs)."""
     device: str = "auto"
     """auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps."""
-    seed: int = 0
+    seed: NonNegative = 0
     """Seed of the weights, the data order and augmentation (the split has --split-seed)."""
 
     # --- run ---
@@ -137,15 +147,50 @@ PRESETS: dict[str, TrainConfig] = {"tiny": TINY, "quick": TrainConfig(), "full":
 
 
 def config_from_dict(values: dict) -> TrainConfig:
-    """Rebuild a TrainConfig from config.json (lists back to tuples, strings back to paths)."""
+    """Rebuild a TrainConfig from config.json (lists back to tuples, strings back to paths); fields it lacks
+    take their defaults."""
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     kwargs = {k: v for k, v in values.items() if k in fields}
     for key in ("widths", "blocks"):
-        kwargs[key] = tuple(kwargs[key])
+        if key in kwargs:
+            kwargs[key] = tuple(kwargs[key])
     for key in ("data", "out"):
         if kwargs.get(key) is not None:
             kwargs[key] = Path(kwargs[key])
     return TrainConfig(**kwargs)
+
+
+def check_relations(cfg: TrainConfig) -> TrainConfig:
+    """Rules between fields (each field alone is checked where it is declared): before any folder exists."""
+    if cfg.backbone == "resnet-small" and len(cfg.widths) != len(cfg.blocks):
+        raise UserError(f"--widths {cfg.widths} and --blocks {cfg.blocks}: give both one entry per stage")
+    if cfg.val_fraction + cfg.test_fraction >= 1:
+        raise UserError(
+            f"--val-fraction {cfg.val_fraction} and --test-fraction {cfg.test_fraction} leave no training data"
+        )
+    return cfg
+
+
+RESUME_MAY_CHANGE = ("num_workers", "device", "mixed_precision", "log_every", "stats_every", "progress")
+"""Fields `train --resume` may change: how the run is executed and logged, not what it trains. --epochs too under
+--schedule cosine; one-cycle lays its whole schedule out for the epochs it was started with."""
+WHERE_FIELDS = ("out", "name", "resume", "overwrite")
+"""Where the run is, not what it is: always as given."""
+
+
+def resumed_config(saved: TrainConfig, given: TrainConfig, typed: set[str], run_dir: Path) -> TrainConfig:
+    """The config a resumed run continues with: its own `saved` one, with the fields typed now (`typed`) on top.
+    A typed field that would change what the run trains (architecture, data, optimisation) is refused."""
+    may_change = {*RESUME_MAY_CHANGE, *(("epochs",) if saved.schedule == "cosine" else ())}
+    for name in sorted(typed - may_change - set(WHERE_FIELDS)):
+        if getattr(given, name) != getattr(saved, name):
+            flag = f"--{name.replace('_', '-')}"
+            raise UserError(
+                f"{flag} {getattr(given, name)}: {run_dir} was trained with {getattr(saved, name)}, and --resume "
+                f"continues a run as it was configured; start a new run (another --name) to change it"
+            )
+    overrides = {name: getattr(given, name) for name in (typed & may_change) | set(WHERE_FIELDS)}
+    return dataclasses.replace(saved, **overrides)
 
 
 @dataclass
@@ -182,7 +227,7 @@ class DemoArgs:
     """Run folder to serve (unset: the newest run, trained with the quick preset first if there is none)."""
     host: str = "127.0.0.1"
     """Interface to bind; 0.0.0.0 exposes the demo to your network."""
-    port: Positive = 7860
+    port: Port = 7860
     """Port to serve on (the next free one if it is taken)."""
     share: bool = False
     """Also open a public gradio.live link (off unless asked: anyone with the link can use the demo)."""

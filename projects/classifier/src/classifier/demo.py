@@ -6,18 +6,25 @@ Every bad input (nothing drawn, not an image, too small, too large, odd modes) b
 
 from __future__ import annotations
 
+import html
+import re
 import tempfile
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
+
+from dlshared.outputs import safe_filename
 
 from .artifacts import Predictor
 from .data import digits_to_images, load_data
 
 MIN_SIDE, MAX_PIXELS = 8, 50_000_000
+UNREADABLE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+"""What PIL raises for a file it cannot decode: not an image, truncated, damaged, or a decompression bomb."""
+_MARKUP = re.compile(r"([\\`*_\[\]#|~])")
 
 
 class BadImage(ValueError):
@@ -75,14 +82,26 @@ def to_model_input(image: Image.Image, card: dict) -> torch.Tensor:
 def open_image(path: str | None) -> Image.Image:
     if path is None:
         raise BadImage("Upload an image first.")
+    name = Path(path).name
     try:
         image = Image.open(path)  # lazy: reads the header only, so the size check runs before decoding
-    except (UnidentifiedImageError, OSError):
-        raise BadImage(f"{Path(path).name} is not an image file PIL can read (PNG, JPEG, BMP, WebP, ...).") from None
+    except Image.DecompressionBombError:  # PIL's own limit, far above ours: refused from the header too
+        raise BadImage(f"{name} is too large; please upload one under {MAX_PIXELS // 1_000_000} megapixels.") from None
+    except UNREADABLE:
+        raise BadImage(f"{name} is not an image file PIL can read (PNG, JPEG, BMP, WebP, ...).") from None
     if image.size[0] * image.size[1] > MAX_PIXELS:
         raise BadImage(f"The image is {image.size[0]}x{image.size[1]} pixels; please upload one under 50 megapixels.")
-    image.load()
+    try:
+        image.load()
+    except UNREADABLE:
+        raise BadImage(f"{name} is truncated or damaged: PIL could not decode it.") from None
     return image
+
+
+def as_text(value) -> str:
+    """`value` shown as itself in Markdown: HTML escaped, Markdown's markup characters backslash-escaped (a class
+    or file name is data, not markup)."""
+    return _MARKUP.sub(r"\\\1", html.escape(str(value)))
 
 
 def classify(predictor: Predictor, image: Image.Image) -> tuple[dict, np.ndarray]:
@@ -96,10 +115,12 @@ def classify(predictor: Predictor, image: Image.Image) -> tuple[dict, np.ndarray
 
 def model_card_markdown(predictor: Predictor) -> str:
     card, metrics = predictor.card, predictor.metrics or {}
-    accuracy = f"{metrics['test_accuracy']:.2%} on {metrics['test']['samples']} test images" if metrics else "n/a"
+    accuracy, test = metrics.get("test_accuracy"), metrics.get("test") or {}
+    accuracy = f"{accuracy:.2%} on {test.get('samples', '?')} test images" if isinstance(accuracy, float) else "n/a"
     return (
-        f"**Model** {card['backbone']}, {card['parameters']:,} parameters ({predictor.kind})  \n"
-        f"**Data** {card['source']}  \n**Classes** {', '.join(card['classes'])}  \n"
+        f"**Model** {as_text(card['backbone'])}, {card.get('parameters', 0):,} parameters ({predictor.kind})  \n"
+        f"**Data** {as_text(card.get('source', 'n/a'))}  \n"
+        f"**Classes** {as_text(', '.join(map(str, card['classes'])))}  \n"
         f"**Test accuracy** {accuracy}  \n**Input** {card['image_size']}x{card['image_size']}, "
         f"{card['in_channels']} channel(s), [0, 1] pixels"
     )
@@ -116,10 +137,29 @@ def example_images(predictor: Predictor, n: int = 6) -> list[str]:
     for i in np.linspace(0, len(test) - 1, n).astype(int):
         image, label = test[int(i)]
         array = (image.permute(1, 2, 0).numpy() * 255).astype(np.uint8).squeeze(-1 if image.shape[0] == 1 else ())
-        path = folder / f"{predictor.card['classes'][label]}_{i}.png"
+        # a class name is data from card.json: one harmless file name, never a path out of the folder
+        path = folder / f"{safe_filename(predictor.card['classes'][label], 'class')}_{i}.png"
         Image.fromarray(array).resize((128, 128), Image.Resampling.NEAREST).save(path)
         paths.append(str(path))
     return paths
+
+
+def report_unreadable(sketchpad: gr.Sketchpad) -> gr.Sketchpad:
+    """Make the images gradio cannot decode for this sketchpad (a truncated file, a decompression bomb: what an API
+    client, not the browser's canvas, can send) reach the handler as a message (key "unreadable") instead of
+    failing the request before the handler runs. Wraps this one component's own preprocess: a subclass would
+    do the same, but gradio writes a .pyi stub next to the module of every component subclass."""
+    decode = sketchpad.preprocess
+
+    def preprocess(payload):
+        try:
+            return decode(payload)
+        except UNREADABLE as err:
+            reason = "too large" if isinstance(err, Image.DecompressionBombError) else "truncated or damaged"
+            return {"background": None, "layers": [], "composite": None, "unreadable": f"The drawing is {reason}."}
+
+    sketchpad.preprocess = preprocess
+    return sketchpad
 
 
 def build_demo(predictor: Predictor) -> gr.Blocks:
@@ -128,17 +168,22 @@ def build_demo(predictor: Predictor) -> gr.Blocks:
             labels, seen = classify(predictor, load())
             return labels, seen, ""
         except BadImage as err:
-            return None, None, f"⚠️ {err}"
+            return None, None, f"⚠️ {as_text(err)}"
 
     def classify_upload(path: str | None):
         return run(lambda: open_image(path))
 
     def classify_sketch(value: dict | None):
         def load():
-            composite = (value or {}).get("composite")
-            if composite is None:
+            value_ = value or {}
+            if value_.get("unreadable"):
+                raise BadImage(value_["unreadable"])
+            if value_.get("composite") is None:
                 raise BadImage("Draw a digit first.")
-            return Image.fromarray(np.asarray(composite, dtype=np.uint8))
+            composite = np.asarray(value_["composite"], dtype=np.uint8)
+            if composite.shape[0] * composite.shape[1] > MAX_PIXELS:
+                raise BadImage(f"The drawing is {composite.shape[1]}x{composite.shape[0]} pixels; that is too large.")
+            return Image.fromarray(composite)
 
         return run(load)
 
@@ -155,6 +200,7 @@ def build_demo(predictor: Predictor) -> gr.Blocks:
                         layers=False,
                         transforms=(),
                     )
+                    report_unreadable(sketch)
                     sketch_button = gr.Button("Classify drawing", variant="primary")
                 with gr.Tab("Upload"):
                     upload = gr.File(label="Image file", type="filepath")

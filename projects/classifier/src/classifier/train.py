@@ -21,7 +21,7 @@ from dlshared.cli import UserError
 from dlshared.seed import seed_everything
 from dlshared.training import start_run
 
-from .config import PROJECT, TrainConfig
+from .config import PROJECT, TrainConfig, check_relations
 from .data import load_data
 from .evaluate import classification_metrics, confusion_figure, predict
 from .model import build_model
@@ -76,6 +76,7 @@ def log_epoch(log, val: dict, classes: list[str], where: str, train_loss: float,
 def train(cfg: TrainConfig) -> dict:
     """Train a classifier as `cfg` says; returns the final metrics (also written to RUN/metrics.json)."""
     # --- set-up: processes, run folder, data, model, optimiser; all of it before the first step ---
+    check_relations(cfg)  # e.g. one entry per stage in --widths and --blocks, before a folder exists
     # a seedable sampler draws each epoch's order from (seed, epoch), so an epoch survives a resume
     data_order = DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed)
     run = start_run(PROJECT, cfg, dataloader_config=data_order)

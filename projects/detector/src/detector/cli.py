@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import sys
+
 from dlshared.cli import Command, UserError, run_cli
 
 from .config import (
@@ -19,13 +23,47 @@ from .config import (
 )
 
 
+def with_resume(command: Command, project: str, args: list[str]) -> Command:
+    """`command` (train or segment) whose --resume continues the run under its own config.json, with only the
+    flags typed now (`args`) on top: the preset and the defaults describe a new run, not this one."""
+
+    def run(cfg):
+        return command.resolve()(resumed_from_run(project, cfg, args) if cfg.resume else cfg)
+
+    return dataclasses.replace(command, fn=run)
+
+
+def resumed_from_run(project: str, cfg, args: list[str]):
+    from dlshared.checkpoint import RESUME_NAME
+    from dlshared.runs import check_name, latest_run
+
+    from .artifacts import read_config
+    from .config import resumed_config
+
+    run_dir = cfg.out / project / check_name(cfg.name) if cfg.name else latest_run(project, cfg.out, RESUME_NAME)
+    if run_dir is None or not (run_dir / "config.json").is_file():
+        return cfg  # nothing to resume: start_run says so
+    saved = read_config(run_dir / "config.json", type(cfg))
+    resumed = resumed_config(saved, cfg, typed_fields(args, type(cfg)), run_dir)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun: rank 0 speaks
+        print(f"resuming {run_dir} with its own config.json and the flags given now", flush=True)
+    return dataclasses.replace(resumed, name=run_dir.name)
+
+
+def typed_fields(args: list[str], config_type: type) -> set[str]:
+    """The fields of `config_type` named on a command line: `--shapes-train 9`, `--epochs=9`, `--no-progress`."""
+    names = set()
+    for arg in args:
+        if arg.startswith("--"):
+            flag = arg[2:].split("=", 1)[0].replace("-", "_")
+            names |= {flag, flag.removeprefix("no_")}
+    return names & {field.name for field in dataclasses.fields(config_type)}
+
+
 def eval_command(args: EvalArgs) -> dict:
     from torch.utils.data import DataLoader
 
-    from dlshared.checkpoint import load_json
-
-    from .artifacts import load_detector, resolve_checkpoint
-    from .config import config_from_dict
+    from .artifacts import load_detector, read_config, resolve_checkpoint
     from .data import CocoDetection, collate, load_splits
     from .evaluate import coco_map, predict
 
@@ -35,7 +73,9 @@ def eval_command(args: EvalArgs) -> dict:
         root = next((args.data / s for s in ("test", "val") if (args.data / s).is_dir()), args.data)
         dataset = CocoDetection(root, classes=loaded.classes, image_size=loaded.image_size)
     else:  # the run's own test split, rebuilt from its config.json
-        dataset = load_splits(config_from_dict(load_json(run_dir / "config.json"))).test
+        if not (run_dir / "config.json").is_file():
+            raise UserError(f"{run_dir} has no config.json to rebuild its test split from; pass --data")
+        dataset = load_splits(read_config(run_dir / "config.json")).test
     if len(dataset) == 0:
         raise UserError("no images to evaluate")
     loader = DataLoader(dataset, args.batch_size, collate_fn=collate)
@@ -64,7 +104,7 @@ def demo_command(args: DemoArgs) -> None:
 def convert_pennfudan_command(args: ConvertArgs) -> dict:
     from .pennfudan import convert_pennfudan
 
-    return convert_pennfudan(args.src, args.out)
+    return convert_pennfudan(args.src, args.out, args.overwrite)
 
 
 COMMANDS = {
@@ -92,8 +132,15 @@ COMMANDS = {
 }
 
 
+RUN_VERBS = {"train": PROJECT, "segment": UNET_PROJECT}
+"""The verbs that train into a run folder, and its project folder: main() gives them a --resume that reloads the
+run's own config.json."""
+
+
 def main(argv: list[str] | None = None) -> None:
-    run_cli("detector", COMMANDS, argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    resuming = {verb: with_resume(COMMANDS[verb], project, argv[1:]) for verb, project in RUN_VERBS.items()}
+    run_cli("detector", {**COMMANDS, **resuming}, argv)
 
 
 if __name__ == "__main__":

@@ -9,10 +9,13 @@ from typing import Annotated, Literal
 
 import tyro
 
+from dlshared.cli import Check, Fraction, NonNegative, NonNegativeFloat, Positive, PositiveFloat, Probability, UserError
+
 PROJECT = "detector"
 """Name of the run folder family: runs/detector/<name>/."""
 UNET_PROJECT = "detector-unet"
 """The U-Net runs of `detector segment`: runs/detector-unet/<name>/."""
+Port = Annotated[int, Check(lambda v: 1 <= v <= 65535, "a port number from 1 to 65535", (0, 65536))]
 
 
 @dataclass
@@ -23,21 +26,23 @@ class TrainConfig:
     hold one. A single folder is split by --split-seed. Unset: the synthetic shapes, generated once."""
     classes: tuple[str, ...] | None = None
     """Category names to learn, matched by name in the annotations (default: all categories of the file)."""
-    image_size: int = 128
+    image_size: Positive = 128
     """Images are resized so the longer side is this, then padded to a square."""
-    shapes_train: int = 5000
+    shapes_train: Positive = 5000
     """Synthetic shapes: training images (validation and test get a tenth each, at least 50)."""
     shapes_root: Path | None = None
     """Where the synthetic shapes are written (default: ~/.cache/detector/shapes)."""
-    val_fraction: float = 0.15
+    val_fraction: Fraction = 0.15
     """Share of a single COCO folder held out for validation (and as much again for test)."""
-    split_seed: int = 0
+    split_seed: NonNegative = 0
+    """Seed of the synthetic shapes and of the train/val/test split of a single COCO folder."""
     augment: Literal["auto", "none", "flip", "dihedral"] = "auto"
     """Geometric augmentation (augment.py): flip = random horizontal mirror; dihedral = any mirror or quarter
     turn, for data without an up. auto: dihedral for the synthetic shapes, flip for --data."""
     shuffle_channels: bool | None = None
     """Randomly permute the RGB channels, for data whose colours carry no class (default: on for the shapes)."""
-    num_workers: int = 0
+    num_workers: NonNegative = 0
+    """DataLoader worker processes (0 = load in the training process)."""
 
     # --- model ---
     model: Literal[
@@ -46,31 +51,36 @@ class TrainConfig:
     """centernet: the project's own detector (model.py). The others: torchvision's R-CNN baselines (rcnn.py)."""
     pretrained: bool = False
     """R-CNNs only: start from torchvision's COCO (or ImageNet-backbone) weights; needs the internet once."""
-    widths: tuple[int, ...] = (32, 64, 128)
+    widths: tuple[Positive, ...] = (32, 64, 128)
     """CenterNet: backbone channels at strides 4, 8, 16."""
-    depths: tuple[int, ...] = (1, 3, 3)
+    depths: tuple[Positive, ...] = (1, 3, 3)
     """CenterNet: residual blocks at strides 4, 8, 16."""
-    fpn_width: int = 64
+    fpn_width: Positive = 64
+    """CenterNet: channels of the merged stride-4 map the heads read."""
 
     # --- optimisation ---
-    epochs: int = 7
-    batch_size: int = 32
+    epochs: Positive = 7
+    """Passes over the training set."""
+    batch_size: Positive = 32
     """Per-process batch size."""
-    lr: float = 2e-3
+    lr: PositiveFloat = 2e-3
     """Peak AdamW learning rate (linear warm-up, then cosine decay)."""
-    weight_decay: float = 1e-4
-    warmup_fraction: float = 0.05
+    weight_decay: NonNegativeFloat = 1e-4
+    """AdamW's decoupled weight decay."""
+    warmup_fraction: Probability = 0.05
     """Share of the steps spent warming up."""
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     """Autocast precision (bf16 on recent CPUs and GPUs, fp16 with loss scaling on GPUs)."""
     device: str = "auto"
     """auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps."""
-    seed: int = 0
+    seed: NonNegative = 0
+    """Seed of the weights, the data order and augmentation."""
 
     # --- evaluation ---
-    score_threshold: float = 0.05
+    score_threshold: Probability = 0.05
     """Detections below this score are dropped before NMS and mAP."""
-    max_detections: int = 100
+    max_detections: Positive = 100
+    """Detections kept per image, highest scores first."""
 
     # --- run ---
     out: Path = Path("runs")
@@ -81,7 +91,7 @@ class TrainConfig:
     """Continue the run --name (or the newest run with a resume.pt) from its last finished epoch."""
     overwrite: bool = False
     """Replace an earlier run of the same --name (without it, a non-empty run folder is refused)."""
-    log_every: int = 10
+    log_every: Positive = 10
     """Log the losses, learning rate and throughput to TensorBoard every N optimizer steps."""
     progress: bool = True
     """Show a progress bar."""
@@ -110,17 +120,42 @@ PRESETS = {
 }
 
 
-def config_from_dict(values: dict) -> TrainConfig:
-    """Rebuild a TrainConfig from a run's config.json (lists back to tuples, strings back to paths); keys of
-    other versions are left out."""
-    kwargs = {f.name: values[f.name] for f in dataclasses.fields(TrainConfig) if f.name in values}
+def config_from_dict(values: dict, config_type: type | None = None):
+    """Rebuild a TrainConfig (or `config_type`, e.g. SegmentationConfig) from a run's config.json (lists back to
+    tuples, strings back to paths); keys of other versions are left out, missing ones take their defaults."""
+    config_type = config_type or TrainConfig
+    kwargs = {f.name: values[f.name] for f in dataclasses.fields(config_type) if f.name in values}
     for key in ("classes", "widths", "depths"):
         if kwargs.get(key) is not None:
             kwargs[key] = tuple(kwargs[key])
     for key in ("data", "shapes_root", "out"):
         if kwargs.get(key) is not None:
             kwargs[key] = Path(kwargs[key])
-    return TrainConfig(**kwargs)
+    return config_type(**kwargs)
+
+
+RESUME_MAY_CHANGE = (
+    *("epochs", "num_workers", "device", "mixed_precision", "log_every", "progress", "shapes_root"),
+    *("score_threshold", "max_detections"),
+)
+"""Fields `train/segment --resume` may change: how long and how the run executes, where the synthetic shapes are
+cached, how it is evaluated; not what it trains (the schedule follows a new --epochs: its decay is recomputed)."""
+WHERE_FIELDS = ("out", "name", "resume", "overwrite")
+"""Where the run is, not what it is: always as given."""
+
+
+def resumed_config(saved, given, typed: set[str], run_dir: Path):
+    """The config a resumed run continues with: its own `saved` one, with the fields typed now (`typed`) on top.
+    A typed field that would change what the run trains (architecture, data, optimisation) is refused."""
+    for name in sorted(typed - set(RESUME_MAY_CHANGE) - set(WHERE_FIELDS)):
+        if getattr(given, name) != getattr(saved, name):
+            flag = f"--{name.replace('_', '-')}"
+            raise UserError(
+                f"{flag} {getattr(given, name)}: {run_dir} was trained with {getattr(saved, name)}, and --resume "
+                f"continues a run as it was configured; start a new run (another --name) to change it"
+            )
+    overrides = {name: getattr(given, name) for name in (typed & set(RESUME_MAY_CHANGE)) | set(WHERE_FIELDS)}
+    return dataclasses.replace(saved, **overrides)
 
 
 @dataclass
@@ -132,39 +167,45 @@ class SegmentationConfig:
     """COCO-format folder, as for `train` (masks from the segmentations). Unset: the synthetic shapes."""
     classes: tuple[str, ...] | None = None
     """Category names to learn, matched by name in the annotations (default: all categories of the file)."""
-    image_size: int = 128
+    image_size: Positive = 128
     """Images are resized so the longer side is this, then padded to a square."""
-    shapes_train: int = 2000
+    shapes_train: Positive = 2000
     """Synthetic shapes: training images (validation and test get a tenth each, at least 50)."""
     shapes_root: Path | None = None
-    val_fraction: float = 0.15
-    split_seed: int = 0
+    val_fraction: Fraction = 0.15
+    """Share of a single COCO folder held out for validation (and as much again for test)."""
+    split_seed: NonNegative = 0
+    """Seed of the synthetic shapes and of the split of a single COCO folder."""
     augment: bool = True
     """Random horizontal flips of image and mask together."""
-    num_workers: int = 0
+    num_workers: NonNegative = 0
+    """DataLoader worker processes (0 = load in the training process)."""
 
     # --- model ---
-    widths: tuple[int, ...] = (16, 32, 64, 128)
+    widths: tuple[Positive, ...] = (16, 32, 64, 128)
     """U-Net channels per level; len(widths) - 1 poolings. The default has ~0.48M parameters."""
 
     # --- optimisation ---
-    epochs: int = 10
-    batch_size: int = 8
+    epochs: Positive = 10
+    """Passes over the training set."""
+    batch_size: Positive = 8
     """Small batches: on a CPU budget the step count limits learning more than gradient noise does (batch 4 and
     8 both beat 16 at equal wall time on the shapes)."""
-    lr: float = 1e-3
+    lr: PositiveFloat = 1e-3
     """Peak AdamW learning rate (short linear warm-up, then cosine decay to 0); 3e-3 and 5e-4 learned slower."""
-    weight_decay: float = 1e-4
-    warmup_fraction: float = 0.05
+    weight_decay: NonNegativeFloat = 1e-4
+    """AdamW's decoupled weight decay."""
+    warmup_fraction: Probability = 0.05
     """Share of the steps spent warming up."""
-    dice_weight: float = 1.0
+    dice_weight: NonNegativeFloat = 1.0
     """Weight of a soft Dice loss added to cross-entropy (0: cross-entropy alone). Dice weighs every class
     equally, whatever its pixel count, which counters the ~85% background: +0.05 and +0.11 val mIoU over
     cross-entropy alone on two seeds (450 steps, 64 px shapes)."""
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     device: str = "auto"
     """auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps."""
-    seed: int = 0
+    seed: NonNegative = 0
+    """Seed of the weights, the data order and augmentation."""
 
     # --- run ---
     out: Path = Path("runs")
@@ -175,7 +216,7 @@ class SegmentationConfig:
     """Continue the run --name (or the newest U-Net run) from its last finished epoch."""
     overwrite: bool = False
     """Replace an earlier run of the same --name (without it, a non-empty run folder is refused)."""
-    log_every: int = 10
+    log_every: Positive = 10
     """Log the loss, learning rate and throughput to TensorBoard every N optimizer steps."""
     progress: bool = True
 
@@ -195,8 +236,11 @@ class EvalArgs:
     data: Path | None = None
     """A COCO-format folder to evaluate on (default: the run's own test split)."""
     runs: Path = Path("runs")
-    batch_size: int = 32
+    """Where to look for the newest run."""
+    batch_size: Positive = 32
+    """Images per forward pass."""
     device: str = "auto"
+    """auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps."""
 
 
 @dataclass
@@ -204,8 +248,11 @@ class ExportArgs:
     ckpt: Path | None = None
     """Run folder (default: the newest run under --runs)."""
     runs: Path = Path("runs")
-    out: Path = Path("export/detector.onnx")
-    """ONNX file to write (its card goes next to it as .json)."""
+    """Where to look for the newest run."""
+    out: Path | None = None
+    """Output folder (default: CKPT/export): model.onnx and card.json, what a runtime needs beside the graph."""
+    overwrite: bool = False
+    """Replace an earlier export in --out (only a folder an export wrote; anything else is refused)."""
 
 
 @dataclass
@@ -215,20 +262,27 @@ class DemoArgs:
     unet: Path | None = None
     """U-Net run folder for the segmentation tab (default: the newest under RUNS/detector-unet, if any)."""
     runs: Path = Path("runs")
+    """Where to look for (and put) runs."""
     host: str = "127.0.0.1"
     """Interface to serve on; 0.0.0.0 exposes the demo to the network."""
-    port: int = 7860
+    port: Port = 7860
+    """Port to serve on (the next free one if it is taken)."""
+    share: bool = False
+    """Also open a public gradio.live link (off unless asked: anyone with the link can use the demo)."""
     device: str = "auto"
+    """auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps."""
 
 
 @dataclass
 class BenchArgs:
     preset: str = "quick"
     """Training preset whose model, image size and data are measured."""
-    batch_size: int = 32
-    steps: int = 10
+    batch_size: Positive = 32
+    """Images per timed call."""
+    steps: Positive = 10
     """Timed calls of each kind."""
-    warmup: int = 3
+    warmup: NonNegative = 3
+    """Untimed calls of each kind before timing."""
     shapes_root: Path | None = None
     """Where the preset's synthetic shapes are (default: ~/.cache/detector/shapes)."""
 
@@ -240,4 +294,25 @@ class ConvertArgs:
     src: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="SRC")]
     """The unzipped PennFudanPed folder (PNGImages/ and PedMasks/ inside)."""
     out: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="OUT")]
-    """Folder to write annotations.json and images/ to; refused if it already holds an annotations.json."""
+    """Folder to write annotations.json and images/ to: a new or empty one (see --overwrite)."""
+    overwrite: bool = False
+    """Replace an earlier conversion in OUT (only a folder a conversion wrote; anything else is refused)."""
+
+
+def check_relations(cfg: TrainConfig | SegmentationConfig) -> TrainConfig | SegmentationConfig:
+    """Rules between fields (each field alone is checked where it is declared): before any folder exists."""
+    if isinstance(cfg, SegmentationConfig):
+        if len(cfg.widths) < 2:
+            raise UserError(f"--widths {cfg.widths}: the U-Net needs two or more (one level and the bottleneck)")
+        return cfg
+    if cfg.model == "centernet":
+        if len(cfg.widths) != 3 or len(cfg.depths) != 3:
+            raise UserError(
+                f"--widths {cfg.widths} --depths {cfg.depths}: the CenterNet has three stages (strides 4, 8, 16); "
+                "give three of each"
+            )
+        if cfg.widths[0] < 2:
+            raise UserError(f"--widths {cfg.widths}: the first stage needs 2 or more channels (its stem halves it)")
+        if cfg.image_size % 4:
+            raise UserError(f"--image-size {cfg.image_size}: use a multiple of 4, the CenterNet's output stride")
+    return cfg

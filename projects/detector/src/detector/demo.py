@@ -2,10 +2,15 @@
 
 `build_demo(detector, segmenter)` only builds the app; `detector demo` launches it on 127.0.0.1. Example images
 are generated on the spot by the same code that makes the training data. Every bad input (no image, not an
-image, too small or too large) becomes a message, not a stack trace.
+image, truncated, a decompression bomb, too small or too large) becomes a message, not a stack trace: the
+handlers get the uploaded file undecoded (`preprocess=False`) and decode it themselves, after the size check.
 """
 
 from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,6 +22,9 @@ from .evaluate import detect as run_detector
 from .shapes import draw_image
 
 MIN_SIDE, MAX_PIXELS = 16, 40_000_000
+UNREADABLE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+"""What PIL raises for a file it cannot decode: not an image, truncated, damaged, or a decompression bomb."""
+_MARKUP = re.compile(r"([\\`*_\[\]#|~])")
 COLOURS = [(255, 64, 64), (64, 200, 64), (64, 128, 255), (255, 200, 0), (200, 64, 255), (0, 220, 220)]
 
 
@@ -24,17 +32,52 @@ class BadImage(ValueError):
     """An input the demo explains to the user instead of processing."""
 
 
-def to_tensor(image: Image.Image | np.ndarray | None) -> tuple[torch.Tensor, Image.Image]:
-    if image is None:
+def open_image(value) -> Image.Image:
+    """What an image input holds -> a decoded RGB picture: the uploaded file as gradio passes it undecoded (a
+    dict with its path), a path, or an image already in memory. The size is checked from the header first."""
+    if isinstance(value, dict):  # gradio's FileData, the upload moved into gradio's cache
+        value = value.get("path")
+    if value is None:
         raise BadImage("No image: upload one or pick an example.")
-    if isinstance(image, np.ndarray):
-        image = Image.fromarray(image)
+    if isinstance(value, np.ndarray):
+        value = Image.fromarray(value)
+    if isinstance(value, Image.Image):
+        return check_size(value).convert("RGB")
+    name = Path(value).name
+    try:
+        image = Image.open(value)  # lazy: reads the header only
+    except Image.DecompressionBombError:  # PIL's own limit, far above ours: refused from the header too
+        raise BadImage(f"{name} is too large; the limit is {MAX_PIXELS:,} pixels.") from None
+    except UNREADABLE:
+        raise BadImage(f"{name} is not an image file PIL can read (PNG, JPEG, BMP, WebP, ...).") from None
+    with image:
+        check_size(image)
+        try:
+            return image.convert("RGB")
+        except UNREADABLE:
+            raise BadImage(f"{name} is truncated or damaged: PIL could not decode it.") from None
+
+
+def check_size(image: Image.Image) -> Image.Image:
     if min(image.size) < MIN_SIDE:
         raise BadImage(f"The image is {image.size[0]}x{image.size[1]} pixels; give at least {MIN_SIDE} per side.")
     if image.size[0] * image.size[1] > MAX_PIXELS:
-        raise BadImage(f"The image has {image.size[0] * image.size[1]:,} pixels; the limit is {MAX_PIXELS:,}.")
-    rgb = image.convert("RGB")
+        raise BadImage(
+            f"The image is too large: {image.size[0] * image.size[1]:,} pixels; the limit is {MAX_PIXELS:,}."
+        )
+    return image
+
+
+def to_tensor(image) -> tuple[torch.Tensor, Image.Image]:
+    """(3, H, W) in [0, 1] and the RGB picture, from anything `open_image` takes."""
+    rgb = open_image(image)
     return torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1).float() / 255.0, rgb
+
+
+def as_text(value) -> str:
+    """`value` shown as itself in Markdown: HTML escaped, Markdown's markup characters backslash-escaped (a class
+    or file name is data, not markup)."""
+    return _MARKUP.sub(r"\\\1", html.escape(str(value)))
 
 
 def letterbox(image: torch.Tensor, size: int) -> tuple[torch.Tensor, float]:
@@ -85,10 +128,17 @@ def overlay(rgb: Image.Image, class_map: torch.Tensor, original_hw, scale: float
     return Image.composite(colours, rgb, alpha)
 
 
-def example_image(seed: int, size: int = 256) -> Image.Image:
+def example_image(seed: int | None, size: int = 256) -> Image.Image:
     """A fresh picture from the training distribution (same generator, another seed)."""
-    pixels, _ = draw_image(np.random.default_rng(int(seed)), size)
+    pixels, _ = draw_image(np.random.default_rng(abs(int(seed or 0))), size)
     return Image.fromarray(pixels)
+
+
+def title_markdown(loaded: LoadedDetector) -> str:
+    """The page's heading: the model, its run folder and classes (names from card.json: text, not markup)."""
+    classes = as_text(", ".join(map(str, loaded.classes)))
+    run = as_text(loaded.run_dir.name)
+    return f"# detector\n{loaded.arch} ({run}), classes: {classes}. Upload an image or make an example."
 
 
 def build_demo(loaded: LoadedDetector, segmenter=None, segmenter_card: dict | None = None):
@@ -98,8 +148,8 @@ def build_demo(loaded: LoadedDetector, segmenter=None, segmenter_card: dict | No
         try:
             drawn, rows = detect(loaded, image, float(threshold))
         except BadImage as err:
-            return None, [], f"⚠️ {err}"
-        return drawn, rows, f"{len(rows)} objects above score {threshold:.2f}"
+            return None, [], f"⚠️ {as_text(err)}"
+        return drawn, rows, f"{len(rows)} objects above score {float(threshold):.2f}"
 
     def run_segment(image):
         if segmenter is None:
@@ -107,30 +157,30 @@ def build_demo(loaded: LoadedDetector, segmenter=None, segmenter_card: dict | No
         try:
             return segment(segmenter, segmenter_card, image), ""
         except BadImage as err:
-            return None, f"⚠️ {err}"
+            return None, f"⚠️ {as_text(err)}"
 
     with gr.Blocks(title="detector") as demo:
-        gr.Markdown(
-            f"# detector\n{loaded.arch} ({loaded.run_dir.name}), classes: "
-            f"{', '.join(loaded.classes)}. Upload an image or make an example."
-        )
+        gr.Markdown(title_markdown(loaded))
         with gr.Row():
-            image = gr.Image(type="pil", label="Image")
+            image = gr.Image(type="filepath", label="Image")  # the handlers decode it (preprocess=False)
             with gr.Column():
-                seed = gr.Number(value=0, precision=0, label="Example seed")
+                seed = gr.Number(value=0, precision=0, minimum=0, label="Example seed")
                 make = gr.Button("Make an example image")
                 threshold = gr.Slider(0.05, 0.95, value=0.3, step=0.05, label="Score threshold")
         with gr.Tab("Detection"):
             boxes_button = gr.Button("Detect", variant="primary")
-            drawn = gr.Image(type="pil", label="Detections")
+            drawn = gr.Image(type="pil", format="png", label="Detections")  # png: thin outlines stay exact
             table = gr.Dataframe(headers=["class", "score", "x1", "y1", "x2", "y2"], label="Boxes")
             status = gr.Markdown()
         with gr.Tab("Segmentation"):
             seg_button = gr.Button("Segment", variant="primary")
-            overlay = gr.Image(type="pil", label="U-Net classes over the image")
+            overlay = gr.Image(type="pil", format="png", label="U-Net classes over the image")
             seg_status = gr.Markdown()
         make.click(example_image, [seed], [image], api_name="example")
-        boxes_button.click(run_detect, [image, threshold], [drawn, table, status], api_name="detect")
-        threshold.release(run_detect, [image, threshold], [drawn, table, status])
-        seg_button.click(run_segment, [image], [overlay, seg_status], api_name="segment")
+        # preprocess=False: the uploaded file reaches the handler undecoded, so that a truncated file or a
+        # decompression bomb is a message from open_image, not an error inside gradio's own decoding
+        detect_io = {"inputs": [image, threshold], "outputs": [drawn, table, status], "preprocess": False}
+        boxes_button.click(run_detect, **detect_io, api_name="detect")
+        threshold.release(run_detect, **detect_io)
+        seg_button.click(run_segment, [image], [overlay, seg_status], api_name="segment", preprocess=False)
     return demo

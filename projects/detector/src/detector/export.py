@@ -16,6 +16,7 @@ import torch
 
 from dlshared.checkpoint import save_json
 from dlshared.cli import UserError
+from dlshared.outputs import staged_output
 
 from .artifacts import load_detector, resolve_checkpoint
 from .boxes import decode
@@ -49,7 +50,6 @@ def export_onnx(model: torch.nn.Module, image_size: int, path: Path) -> Path:
         dynamic_shapes={"images": {0: batch}},
         verbose=False,
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
     program.save(str(path), external_data=False)
     return path
 
@@ -60,10 +60,15 @@ class OnnxDetector:
     def __init__(self, path: Path, stride: int = 4, threads: int | None = None):
         import onnxruntime as ort
 
+        from .artifacts import first_line
+
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # ORT's own error types: a missing, truncated or foreign file
+            raise UserError(f"{path} is not an ONNX model ONNX Runtime can load ({first_line(err)})") from None
         self.stride = stride
 
     def maps(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -75,25 +80,29 @@ class OnnxDetector:
 
 
 def export(args: ExportArgs) -> dict:
-    """Write the ONNX file and its card, then check ORT against PyTorch on random images."""
+    """Write OUT/model.onnx and OUT/card.json through a staging folder that becomes --out when complete, after
+    checking ORT against PyTorch on random images."""
     loaded = load_detector(resolve_checkpoint(args.ckpt, args.runs), "cpu")
     if loaded.arch != "centernet":
         raise UserError(
             f"{loaded.run_dir} holds a torchvision {loaded.arch}; `export` writes the project's own "
             "CenterNet (torchvision's R-CNNs have their own ONNX recipe in the torchvision docs)"
         )
-    path = export_onnx(loaded.model, loaded.image_size, Path(args.out))
+    out = Path(args.out or loaded.run_dir / "export").resolve()
     card = {  # what a runtime needs beside the graph: the classes, the input size, how to decode the maps
         "classes": loaded.classes,
         "image_size": loaded.image_size,
         "stride": loaded.model.cfg.stride,
         "outputs": list(OUTPUTS),
         "decoding": "boxes.decode (outside the graph)",
+        "source_run": str(loaded.run_dir),
     }
-    save_json(card, path.with_suffix(".json"))
-    images = torch.rand(3, 3, loaded.image_size, loaded.image_size, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        expected = MapsForExport(loaded.model)(images)
-    got = OnnxDetector(path, loaded.model.cfg.stride).maps(images)
-    diff = max((got[name] - e).abs().max().item() for name, e in zip(OUTPUTS, expected, strict=True))
-    return {"onnx": str(path), "max_abs_diff": diff, "run_dir": str(loaded.run_dir)}
+    with staged_output(out, args.overwrite, sources=(loaded.run_dir,)) as stage:
+        path = export_onnx(loaded.model, loaded.image_size, stage / "model.onnx")
+        save_json(card, stage / "card.json")
+        images = torch.rand(3, 3, loaded.image_size, loaded.image_size, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            expected = MapsForExport(loaded.model)(images)
+        got = OnnxDetector(path, loaded.model.cfg.stride).maps(images)
+        diff = max((got[name] - e).abs().max().item() for name, e in zip(OUTPUTS, expected, strict=True))
+    return {"onnx": str(out / "model.onnx"), "max_abs_diff": diff, "run_dir": str(loaded.run_dir)}

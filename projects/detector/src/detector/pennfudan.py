@@ -15,17 +15,19 @@ import numpy as np
 from PIL import Image
 
 from dlshared.cli import UserError
+from dlshared.outputs import staged_output
 
 from .shapes import coco_annotation, write_atomic
 
 URL = "https://www.cis.upenn.edu/~jshi/ped_html/PennFudanPed.zip"
 
 
-def convert_pennfudan(src: Path, out: Path) -> dict:
+def convert_pennfudan(src: Path, out: Path, overwrite: bool = False) -> dict:
     """Write out/images/<the original file names> and out/annotations.json; return the counts.
 
-    Images are sorted by name and numbered 0..n-1, annotations 1..m (COCOeval reserves 0). annotations.json is
-    written last and atomically, so a folder without it is an unfinished conversion and a rerun may overwrite it.
+    Images are sorted by name and numbered 0..n-1, annotations 1..m (COCOeval reserves 0). Everything is written
+    into a staging folder that becomes `out` only when complete (dlshared.outputs): `out` must be new or empty,
+    or an earlier conversion replaced with `overwrite`.
     """
     src, out = Path(src), Path(out)
     image_dir, mask_dir = src / "PNGImages", src / "PedMasks"
@@ -33,8 +35,6 @@ def convert_pennfudan(src: Path, out: Path) -> dict:
         raise UserError(f"{src}: no such folder (unzip {URL} first)")
     if not image_dir.is_dir() or not mask_dir.is_dir():
         raise UserError(f"{src}: expected the Penn-Fudan folders PNGImages/ and PedMasks/ in it")
-    if (out / "annotations.json").exists():
-        raise UserError(f"{out}/annotations.json exists: already converted; remove {out} or pick another folder")
     paths = sorted(p for p in image_dir.iterdir() if p.suffix.lower() == ".png")
     if not paths:
         raise UserError(f"{image_dir}: no .png images")
@@ -46,7 +46,14 @@ def convert_pennfudan(src: Path, out: Path) -> dict:
             f"(expected e.g. {Path(missing[0]).stem}_mask.png)"
         )
 
-    (out / "images").mkdir(parents=True, exist_ok=True)
+    with staged_output(out, overwrite, sources=(src,)) as stage:
+        coco = _convert(paths, mask_dir, stage)
+    return {"images": len(coco["images"]), "annotations": len(coco["annotations"]), "out": str(out)}
+
+
+def _convert(paths: list[Path], mask_dir: Path, out: Path) -> dict:
+    """Copy the images into out/images, turn each mask's instances into annotations, write annotations.json."""
+    (out / "images").mkdir()
     images, annotations = [], []
     for image_id, path in enumerate(paths):
         mask_path = mask_dir / f"{path.stem}_mask.png"
@@ -57,7 +64,7 @@ def convert_pennfudan(src: Path, out: Path) -> dict:
                 # np.asarray of a palette ("P") image gives the palette indices, i.e. the instance ids; converting
                 # to "L" first would replace them by the grey level of each palette colour
                 instances = np.asarray(mask_image)
-        except OSError as err:
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
             raise UserError(f"cannot read {path} or {mask_path}: {err}") from None
         if instances.shape != (height, width):
             raise UserError(
@@ -76,4 +83,4 @@ def convert_pennfudan(src: Path, out: Path) -> dict:
         "annotations": annotations,
     }
     write_atomic(out / "annotations.json", json.dumps(coco).encode())
-    return {"images": len(images), "annotations": len(annotations), "out": str(out)}
+    return coco

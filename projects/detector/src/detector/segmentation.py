@@ -28,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from dlshared.checkpoint import WEIGHTS_NAME, load_json, load_weights, save_weights
+from dlshared.checkpoint import WEIGHTS_NAME, save_weights
 from dlshared.cli import UserError
 from dlshared.seed import seed_everything
 
@@ -211,12 +211,18 @@ def evaluate_miou(model: nn.Module, dataset: Dataset, names: Sequence[str], cfg:
 
 def load_segmenter(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[UNet, dict]:
     """A trained U-Net from its run folder (card.json + model.safetensors), in eval mode, and its card."""
+    from .artifacts import first_line, load_run_weights, read_card
+
     run_dir = Path(run_dir)
-    if not (run_dir / WEIGHTS_NAME).is_file():
-        raise UserError(f"{run_dir} holds no {WEIGHTS_NAME}: not a segmentation run folder")
-    card = load_json(run_dir / "card.json")
-    model = UNet(len(card["classes"]), card["widths"]).to(device)
-    return load_weights(model, run_dir / WEIGHTS_NAME).eval(), card
+    for name in ("card.json", WEIGHTS_NAME):
+        if not (run_dir / name).is_file():
+            raise UserError(f"{run_dir} holds no {name}: not a segmentation run folder")
+    card = read_card(run_dir / "card.json", ("classes", "widths", "image_size"))
+    try:
+        model = UNet(len(card["classes"]), tuple(card["widths"])).to(device)
+    except (TypeError, ValueError) as err:
+        raise UserError(f"{run_dir / 'card.json'} describes no U-Net ({first_line(err)})") from None
+    return load_run_weights(model, run_dir / WEIGHTS_NAME, "card.json").eval(), card
 
 
 def train_segmentation(cfg: SegmentationConfig) -> dict:

@@ -26,7 +26,7 @@ from dlshared.training import Run, start_run
 
 from .augment import augment_batch
 from .boxes import detection_loss, encode
-from .config import PROJECT, TrainConfig
+from .config import PROJECT, TrainConfig, check_relations
 from .data import Splits, collate, load_splits
 from .evaluate import coco_map, predict
 from .model import DetectorConfig, build_detector
@@ -48,6 +48,7 @@ def warmup_cosine(optimizer, total_steps: int, warmup_fraction: float) -> torch.
 def start_with_data(project: str, cfg) -> tuple[Run, Splits]:
     """`start_run` (Accelerator, run folder, logger, config.json), then the splits `cfg` names (data.py): the set-up
     the detector's and the U-Net's loops share, before either builds its model."""
+    check_relations(cfg)  # e.g. three --widths for the CenterNet's three stages, before a folder exists
     # a seedable sampler draws each epoch's order from (seed, epoch), so an epoch survives a resume
     data_order = DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed)
     run = start_run(project, cfg, dataloader_config=data_order)
