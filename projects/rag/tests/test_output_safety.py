@@ -9,9 +9,9 @@ from html.parser import HTMLParser
 import pytest
 from markdown_it import MarkdownIt
 
+from dlshared.display import markdown_text, terminal_text
 from rag.config import IndexConfig
 from rag.demo import passages_markdown, respond
-from rag.display import markdown_text, terminal_text
 from rag.indexer import build_index
 from rag.retrieve import Hit, Retriever
 

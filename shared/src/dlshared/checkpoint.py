@@ -65,7 +65,23 @@ def save_json(obj: Any, path: str | os.PathLike) -> None:
 
 
 def load_json(path: str | os.PathLike) -> Any:
-    return json.loads(Path(path).read_text())
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def read_json_object(path: str | os.PathLike) -> dict:
+    """A JSON object a command wrote (config.json, card.json, metrics.json); a missing, damaged or foreign file
+    is a one-line UserError naming it."""
+    from .cli import UserError, short_reason
+
+    try:
+        value = load_json(path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UserError(
+            f"{path} cannot be read as JSON ({short_reason(err)}); copy the folder again or retrain"
+        ) from None
+    if not isinstance(value, dict):
+        raise UserError(f"{path}: expected a JSON object, found {type(value).__name__}")
+    return value
 
 
 def save_weights(model: torch.nn.Module, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
@@ -76,9 +92,24 @@ def save_weights(model: torch.nn.Module, path: str | os.PathLike, metadata: dict
 
 
 def load_weights(model: torch.nn.Module, path: str | os.PathLike, strict: bool = True) -> torch.nn.Module:
-    """Load safetensors weights into `model` (on the model's device)."""
+    """Load safetensors weights into `model` (on the model's device). A truncated or foreign file, or weights of
+    another architecture, end as a one-line UserError naming the file."""
+    from .cli import UserError, short_reason
+
     device = next(itertools.chain(model.parameters(), model.buffers()), torch.empty(0)).device
-    model.load_state_dict(load_file(str(path), device=str(device)), strict=strict)
+    try:
+        state = load_file(str(path), device=str(device))
+    except Exception as err:  # safetensors raises its own error types for truncated or foreign files
+        raise UserError(
+            f"{path} is damaged or not a safetensors file ({short_reason(err)}); retrain or copy it again"
+        ) from None
+    try:
+        model.load_state_dict(state, strict=strict)
+    except RuntimeError as err:  # missing/unexpected keys or another shape: name the first problem
+        problem = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), short_reason(err))
+        raise UserError(
+            f"{path} holds weights of another model ({problem[:200]}); keep a run's files together"
+        ) from None
     return model
 
 

@@ -47,6 +47,14 @@ PositiveFloat = Annotated[float, Check(lambda v: v > 0, "greater than 0", (0.0, 
 NonNegativeFloat = Annotated[float, Check(lambda v: v >= 0, "0 or more", (-0.5,))]
 Fraction = Annotated[float, Check(lambda v: 0 < v < 1, "between 0 and 1 (exclusive)", (0.0, 1.0, 1.5, -0.1))]
 Probability = Annotated[float, Check(lambda v: 0 <= v <= 1, "between 0 and 1", (1.5, -0.1))]
+BelowOne = Annotated[float, Check(lambda v: 0 <= v < 1, "0 or more and below 1", (1.0, -0.1))]
+Port = Annotated[int, Check(lambda v: 1 <= v <= 65535, "a port number from 1 to 65535", (0, 65536))]
+
+
+def short_reason(err: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, shortened: the reason part of a one-line error."""
+    text = str(err).strip().splitlines()
+    return (text[0] if text else type(err).__name__)[:limit]
 
 
 def field_checks(config_type: type) -> dict[str, Check]:
@@ -90,6 +98,11 @@ class Command:
     default_preset: str | None = None
     hide: tuple[str, ...] = ("history",)
     """Keys of a returned dict left out of the printed JSON line (long per-epoch lists)."""
+    resumes: str | None = None
+    """For a training verb: its run-folder family (runs/<resumes>/NAME). With --resume the run then continues
+    under its own config.json, with only the typed flags named in `may_change` on top (dlshared.configs)."""
+    may_change: tuple[str, ...] = ()
+    """Fields a resumed run may change (how it executes, not what it trains)."""
 
     def resolve(self) -> Callable[[Any], Any]:
         if callable(self.fn):
@@ -120,6 +133,10 @@ def run_cli(prog: str, commands: dict[str, Command], argv: Sequence[str] | None 
         description += f"\n\nPresets (--preset NAME, then any flag overrides its fields): {names}. Showing: {preset}."
     try:
         config = _parse(command.config, f"{prog} {verb}", description, rest, kwargs)
+        if command.resumes and getattr(config, "resume", False):
+            from .configs import resume_from_run, typed_fields
+
+            config = resume_from_run(config, typed_fields(rest, command.config), command.resumes, command.may_change)
         result = command.resolve()(validate(config))
     except UserError as err:
         from .runs import discard_unfinished_runs

@@ -34,8 +34,9 @@ def open_retriever(index: Path, rerank: str | None = None, docs: Path | None = N
 
 def ask_command(args: AskArgs) -> dict:
     """The answer and its sources for people; the returned dict is printed as the last line, JSON."""
+    from dlshared.display import terminal_text
+
     from .answer import Generator, answer_question, check_question
-    from .display import terminal_text
 
     check_question(args.question)  # before loading any model
     retriever = open_retriever(args.index, args.rerank, args.docs, build=args.docs is not None)

@@ -13,9 +13,9 @@ import traceback
 import gradio as gr
 
 from dlshared.cli import UserError
+from dlshared.display import block_html, inline_html, markdown_text
 
 from .answer import MAX_QUESTION_CHARS, check_question, extractive_answer
-from .display import block_html, inline_html, markdown_text
 
 EXAMPLES = [
     "How do I fork a project?",

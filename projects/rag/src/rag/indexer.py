@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from dlshared.cli import UserError
+from dlshared.display import terminal_text
 from dlshared.outputs import staged_output
 
 from .config import IndexConfig
-from .display import terminal_text
 from .embed import Embedder
 from .ingest import MB, chunk_document, embedding_text, file_digest, find_documents, read_document
 from .store import IndexProblem, LoadedIndex, check_index_type, choose_index_type, save_index
