@@ -312,3 +312,40 @@ def resume_rng_selftest(out: str | os.PathLike) -> tuple[float, float]:
     if state["per_rank"] != {"position": 10 + rank}:
         raise AssertionError(f"rank {rank} got {state['per_rank']}")
     return after_save, after_resume
+
+
+def torchrun(package: str, args: list[str], nprocs: int = 2) -> Any:
+    """`python -m torch.distributed.run --nproc-per-node N -m <package>.cli ARGS` on CPU, offline, in its own
+    process group (so that `kill_when` reaches the launcher and every rank); returns the Popen."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nprocs)]
+    env = {**os.environ, **OFFLINE_ENV, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [*command, "-m", f"{package}.cli", *args],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def kill_when(proc: Any, ready: Callable[[], bool], timeout: float = 300) -> None:
+    """SIGKILL the process group of `proc` (a `torchrun` job, or any process started in its own session) as soon
+    as `ready()` is true, as a crash or a pre-empted machine would; fail if it ends first or never gets there."""
+    import signal
+
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if ready():
+                os.killpg(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    stderr = proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+    assert proc.returncode == -signal.SIGKILL, f"the job ended before it could be killed:\n{stderr}"
