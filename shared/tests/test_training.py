@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +15,7 @@ from dlshared.checkpoint import RESUME_NAME, atomic_path
 from dlshared.cli import UserError
 from dlshared.runs import RunLock, discard_unfinished_runs, make_run_dir, resolve_run_dir
 from dlshared.testing import reset_accelerate, resume_rng_selftest, run_distributed
-from dlshared.training import start_run
+from dlshared.training import epochs_for, start_run
 
 
 @dataclasses.dataclass
@@ -61,14 +64,37 @@ def test_names_that_would_leave_the_runs_folder_are_refused(tmp_path, name):
 
 def test_a_locked_run_folder_is_refused_to_a_second_process(tmp_path):
     run = resolve_run_dir("proj", tmp_path, "busy")
-    lock = RunLock(run).acquire()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"from dlshared.runs import RunLock; RunLock({str(run)!r}).acquire(); input()"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     try:
-        assert RunLock.held(run)
+        deadline = time.monotonic() + 60
+        while not RunLock.held(run):
+            assert holder.poll() is None and time.monotonic() < deadline, "the holder process never took the lock"
+            time.sleep(0.05)
         with pytest.raises(UserError, match="being trained by another process"):
             RunLock(run).acquire()
     finally:
-        lock.release()
-    assert not RunLock.held(run)
+        holder.communicate(b"\n", timeout=60)
+    assert not RunLock.held(run)  # the holder exited: the OS dropped its lock
+
+
+def test_a_run_that_stopped_with_an_exception_resumes_in_the_same_process(tmp_path):
+    run = resolve_run_dir("proj", tmp_path, "interrupted")
+    stale = RunLock(run).acquire()  # what a train() that raised (a KeyboardInterrupt) leaves in its process
+    again = RunLock(run).acquire()  # the resuming train() in the same process takes it over
+    assert stale not in RunLock.held_here and again in RunLock.held_here
+    again.release()
+
+
+@pytest.mark.parametrize(
+    ("epochs", "min_steps", "steps_per_epoch", "expected"),
+    [(7, 1000, 156, 7), (7, 1000, 12, 84), (7, 0, 12, 7), (3, 10, 10, 3), (1, 11, 10, 2)],
+)
+def test_small_data_sets_get_enough_optimizer_steps(epochs, min_steps, steps_per_epoch, expected):
+    assert epochs_for(epochs, min_steps, steps_per_epoch) == expected
 
 
 def test_a_run_stopped_before_its_first_checkpoint_leaves_no_folder(tmp_path):

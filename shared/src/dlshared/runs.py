@@ -175,6 +175,11 @@ class RunLock:
             import fcntl
         except ImportError:  # Windows: no advisory locks; the folder is still created exclusively
             return self
+        for earlier in [lock for lock in RunLock.held_here if lock.path == self.path]:
+            # Training runs one after another in a process, so a lock this process still holds on the same run is
+            # left by a train() that stopped with an exception (an interrupted run resumed in the same process,
+            # as tests do): take it over. A killed process needs nothing: the OS drops its locks.
+            earlier.release()
         self._file = open(self.path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
         try:
             fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -195,6 +200,9 @@ class RunLock:
 
     @staticmethod
     def held(run_dir: Path) -> bool:
+        """Whether another process trains into RUN now."""
+        if any(lock.path == Path(run_dir) / LOCK_NAME for lock in RunLock.held_here):
+            return False
         try:
             lock = RunLock(run_dir).acquire()
         except UserError:

@@ -7,6 +7,7 @@ connections (and DNS look-ups of other hosts) refused. Subprocesses are not cove
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import multiprocessing as mp
 import os
@@ -121,6 +122,14 @@ def fresh_accelerate_state() -> Any:
     """Every test starts without a previous test's Accelerate settings."""
     reset_accelerate()
     yield
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_fixture_setup(fixturedef: Any, request: Any) -> None:
+    """Module- and session-scoped fixtures (a run trained once and shared) are set up before the autouse fixture
+    above runs for the test that needs them: they get a fresh Accelerate state too, whatever ran before."""
+    if fixturedef.scope != "function":
+        reset_accelerate()
 
 
 def bad_flag_cases(config_type: type) -> list[tuple[str, str]]:
@@ -314,6 +323,22 @@ def resume_rng_selftest(out: str | os.PathLike) -> tuple[float, float]:
     return after_save, after_resume
 
 
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a process and all its descendants at once; wait until the descendants are gone (the process itself
+    is left for its parent to reap: Popen.wait then reads its exit status)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        descendants = root.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return
+    for process in [root, *descendants]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(descendants, timeout=30)
+
+
 def torchrun(package: str, args: list[str], nprocs: int = 2) -> Any:
     """`python -m torch.distributed.run --nproc-per-node N -m <package>.cli ARGS` on CPU, offline, in its own
     process group (so that `kill_when` reaches the launcher and every rank); returns the Popen."""
@@ -332,20 +357,21 @@ def torchrun(package: str, args: list[str], nprocs: int = 2) -> Any:
 
 
 def kill_when(proc: Any, ready: Callable[[], bool], timeout: float = 300) -> None:
-    """SIGKILL the process group of `proc` (a `torchrun` job, or any process started in its own session) as soon
-    as `ready()` is true, as a crash or a pre-empted machine would; fail if it ends first or never gets there."""
+    """SIGKILL `proc` (a `torchrun` job) and every process under it as soon as `ready()` is true, as a crash or a
+    pre-empted machine would; fail if it ends first or never gets there. torchrun starts each rank in a session of
+    its own, so killing the launcher's process group would leave the ranks training on: the tree is killed."""
     import signal
 
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline and proc.poll() is None:
             if ready():
-                os.killpg(proc.pid, signal.SIGKILL)
+                _kill_tree(proc.pid)
                 break
             time.sleep(0.02)
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+            _kill_tree(proc.pid)
         proc.wait()
     stderr = proc.stderr.read().decode()[-2000:] if proc.stderr else ""
     assert proc.returncode == -signal.SIGKILL, f"the job ended before it could be killed:\n{stderr}"
