@@ -135,6 +135,18 @@ def test_a_damaged_or_foreign_file_is_named_in_one_line(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no output folder, no staging folder
 
 
+def test_resume_refuses_a_flag_that_changes_what_the_run_trains(tiny_run, tmp_path, capsys):
+    """--resume continues the run under its own config.json: a typed flag that would train another U-Net is one
+    line, and the run is left as it was."""
+    run_dir = Path(shutil.copytree(tiny_run["run_dir"], tmp_path / "diffusion" / "copy"))
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    argv = ["train", "--preset", "tiny", "--out", str(tmp_path), "--name", "copy", "--resume"]
+    err = assert_one_line_error(main, [*argv, "--block-out-channels", "16", "32"], capsys)
+    assert "--block-out-channels (16, 32): " in err and "was trained with (8, 16)" in err
+    assert "--resume continues a run as it was configured" in err
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+
+
 def foreign_resume_state(path: Path) -> None:
     from diffusion.model import build_unet
     from dlshared.checkpoint import load_resume_state, save_resume_state
@@ -145,7 +157,7 @@ def foreign_resume_state(path: Path) -> None:
 
 @pytest.mark.parametrize(
     "spoil, message",
-    [(truncate, "resume.pt cannot be read"), (foreign_resume_state, "resume.pt: not a checkpoint of this run's model")],
+    [(truncate, "resume.pt cannot be read"), (foreign_resume_state, "resume.pt does not fit this model")],
     ids=["truncated", "another model's"],
 )
 def test_resume_from_a_damaged_or_foreign_resume_file_is_one_line(tiny_run, tmp_path, capsys, spoil, message):

@@ -4,13 +4,7 @@ weights and history as the run that was never interrupted. Every rank gets its o
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
@@ -18,11 +12,11 @@ import torch
 from diffusion.artifacts import load_pipeline
 from diffusion.train import train
 from dlshared.checkpoint import load_resume_state
-from dlshared.testing import OFFLINE_ENV, free_port, run_distributed
+from dlshared.testing import kill_when, run_distributed, torchrun
 
 from .conftest import tiny_config
 
-STEPS, EVERY = 10, 2
+STEPS, EVERY = 40, 2  # 38 steps after the first checkpoint: time to kill the job before it ends, under load too
 
 
 @pytest.fixture(scope="module")
@@ -44,30 +38,6 @@ def test_tiny_preset_trains_under_two_process_ddp(uninterrupted, ddp_root):
     assert (ddp_root / "diffusion/whole/pipeline/model_index.json").is_file()
 
 
-def start_killable_job(root, name: str, log) -> subprocess.Popen:
-    """`torchrun --nproc-per-node 2 -m diffusion.cli train ...` as a user launches it, in its own process group."""
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1"]
-    train_args = f"--preset tiny --device cpu --steps {STEPS} --checkpoint-every {EVERY} --eval-samples 0"
-    command = [*launcher, "--master-port", str(free_port()), "-m", "diffusion.cli", "train", *train_args.split()]
-    env = {**os.environ, **OFFLINE_ENV, "OMP_NUM_THREADS": "1"}
-    command += ["--out", str(root), "--name", name]
-    return subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def kill_after_first_checkpoint(job: subprocess.Popen, resume_file) -> None:
-    """kill -9 of torchrun and both workers at once, as soon as resume.pt holds a step >= EVERY."""
-    deadline = time.monotonic() + 300
-    try:
-        while job.poll() is None and time.monotonic() < deadline:
-            if resume_file.exists() and load_resume_state(resume_file)["step"] >= EVERY:
-                break
-            time.sleep(0.02)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(job.pid, signal.SIGKILL)
-        job.wait()
-
-
 def weights(run_dir) -> dict[str, torch.Tensor]:
     """The EMA weights a run publishes (its pipeline) and the raw ones it resumes from (resume.pt)."""
     ema = load_pipeline(run_dir).unet.state_dict()
@@ -77,12 +47,12 @@ def weights(run_dir) -> dict[str, torch.Tensor]:
 
 def test_a_killed_ddp_run_resumes_to_the_uninterrupted_result(uninterrupted, ddp_root):
     resume_file = ddp_root / "diffusion" / "split" / "resume.pt"
-    with open(ddp_root / "split.log", "wb") as log:
-        kill_after_first_checkpoint(start_killable_job(ddp_root, "split", log), resume_file)
-    output = (ddp_root / "split.log").read_text(errors="replace")[-3000:]
-    assert resume_file.exists(), output
+    train_args = f"--preset tiny --device cpu --steps {STEPS} --checkpoint-every {EVERY} --eval-samples 0"
+    job = torchrun("diffusion", ["train", *train_args.split(), "--out", str(ddp_root), "--name", "split"])
+    # kill -9 of torchrun and both workers at once, as soon as resume.pt holds a step >= EVERY
+    kill_when(job, lambda: resume_file.exists() and load_resume_state(resume_file)["step"] >= EVERY)
     killed_at = load_resume_state(resume_file)["step"]
-    assert EVERY <= killed_at < STEPS and not (resume_file.parent / "metrics.json").exists(), (killed_at, output)
+    assert EVERY <= killed_at < STEPS and not (resume_file.parent / "metrics.json").exists(), killed_at
     (resume_file.parent / ".pipeline.killed.partial").mkdir()  # what a save killed mid-way leaves behind
 
     cfg = tiny_config(ddp_root, name="split", resume=True, device="cpu", steps=STEPS, checkpoint_every=EVERY)

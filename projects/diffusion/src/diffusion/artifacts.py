@@ -11,16 +11,17 @@ from pathlib import Path
 
 import torch
 
-from dlshared.cli import UserError
+from dlshared.checkpoint import load_weights, read_json_object
+from dlshared.cli import UserError, short_reason
 from dlshared.runs import latest_run
 
-from .config import PROJECT, TrainConfig, config_from_dict
-from .files import RETRAIN, check_weights_fit, read_json
+from .config import PROJECT
 from .pipeline import ClassConditionalPipeline
 
 PIPELINE_DIR = "pipeline"
 PIPELINE_INDEX = f"{PIPELINE_DIR}/model_index.json"
 """What only a diffusion run holds, once it has a checkpoint: how `--resume`, eval and the demo find the newest."""
+RETRAIN = "train the run again (or point --ckpt at another run)"
 
 
 def find_run(ckpt: Path | None, runs: Path = Path("runs")) -> Path:
@@ -43,33 +44,37 @@ def pipeline_folder(path: Path) -> Path:
 
 def load_pipeline(path: Path, device: str | torch.device = "cpu") -> ClassConditionalPipeline:
     """A saved pipeline (safetensors only); each call of it picks its sampler. Its files are checked first, so a
-    damaged or foreign one ends as one line naming it (files.py), not as a diffusers traceback or, worse, as a
-    U-Net silently left at random weights where the file held another model's."""
+    damaged or foreign one ends as one line naming it, not as a diffusers traceback or, worse, as a U-Net silently
+    left at random weights where the file held another model's: the U-Net its config describes is built without
+    initialising it and filled by dlshared's load_weights (every tensor, by name and shape), then handed to the
+    pipeline."""
     from diffusers import UNet2DModel
     from diffusers.utils import SAFETENSORS_WEIGHTS_NAME
     from diffusers.utils import logging as diffusers_logging
 
     folder = pipeline_folder(Path(path))
-    index = read_json(folder / "model_index.json", "pipeline index")
+    index = read_json_object(folder / "model_index.json")
     if index.get("_class_name") != ClassConditionalPipeline.__name__:
         raise UserError(
             f"{folder / 'model_index.json'}: a {index.get('_class_name')!r} pipeline, not a diffusion run's"
         )
-    read_json(folder / "scheduler" / "scheduler_config.json", "scheduler config")
-    unet_config = read_json(folder / "unet" / "config.json", "U-Net config")
+    read_json_object(folder / "scheduler" / "scheduler_config.json")
+    unet_config = read_json_object(folder / "unet" / "config.json")
     if not isinstance(unet_config.get("num_class_embeds"), int) or unet_config["num_class_embeds"] < 2:
         raise UserError(f"{folder / 'unet' / 'config.json'}: not a class-conditional U-Net (num_class_embeds)")
     try:
         with torch.device("meta"):  # the architecture the config describes: no memory, no random draws
-            skeleton = UNet2DModel.from_config(unet_config)
+            unet = UNet2DModel.from_config(unet_config)
     except Exception as err:
-        raise UserError(f"{folder / 'unet' / 'config.json'}: not a U-Net config ({err}); {RETRAIN}") from None
-    check_weights_fit(folder / "unet" / SAFETENSORS_WEIGHTS_NAME, skeleton, "the U-Net of unet/config.json")
+        raise UserError(
+            f"{folder / 'unet' / 'config.json'}: not a U-Net config ({short_reason(err)}); {RETRAIN}"
+        ) from None
+    unet = load_weights(unet.to_empty(device="cpu"), folder / "unet" / SAFETENSORS_WEIGHTS_NAME).eval()
     diffusers_logging.disable_progress_bar()  # "Loading pipeline components" on every sample/eval call is noise
     try:
-        pipe = ClassConditionalPipeline.from_pretrained(folder, use_safetensors=True)
+        pipe = ClassConditionalPipeline.from_pretrained(folder, unet=unet, use_safetensors=True)
     except Exception as err:  # what the checks above cannot foresee, still as one line
-        raise UserError(f"{folder}: cannot load the pipeline ({' '.join(str(err).split())[:200]}); {RETRAIN}") from None
+        raise UserError(f"{folder}: cannot load the pipeline ({short_reason(err)}); {RETRAIN}") from None
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
@@ -83,9 +88,9 @@ def load_card(path: Path) -> dict:
     """classes and data description; a bare pipeline folder (no card) gets digit names 0..K-1."""
     card_file = find_card(path)
     if card_file is None:
-        unet_config = read_json(pipeline_folder(Path(path)) / "unet" / "config.json", "U-Net config")
+        unet_config = read_json_object(pipeline_folder(Path(path)) / "unet" / "config.json")
         return {"classes": [str(i) for i in range(unet_config["num_class_embeds"] - 1)], "source": "unknown"}
-    card = read_json(card_file, "model card")
+    card = read_json_object(card_file)
     classes = card.get("classes")
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str | int) for c in classes):
         raise UserError(f'{card_file}: no list of class names under "classes"; {RETRAIN}')
@@ -101,15 +106,6 @@ def load_model(path: Path, device: str | torch.device = "cpu") -> tuple[ClassCon
             f"(the card of another run?); {RETRAIN}"
         )
     return pipe, classes
-
-
-def load_run_config(run: Path) -> TrainConfig:
-    """The TrainConfig a diffusion run was trained with (RUN/config.json)."""
-    path = Path(run) / "config.json"
-    try:
-        return config_from_dict(read_json(path, "run config"))
-    except (TypeError, ValueError) as err:
-        raise UserError(f"{path}: not the config of a diffusion run ({err}); {RETRAIN}") from None
 
 
 def run_kind(run: Path) -> str:

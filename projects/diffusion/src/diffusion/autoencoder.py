@@ -22,12 +22,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dlshared.checkpoint import save_weights
+from dlshared.checkpoint import load_weights, save_weights
 
 from .baseline_runs import RunningMeans, batch_indices, load_config_and_card, start_baseline_run
 from .baselines_config import VAEConfig
 from .evaluate import load_or_train_judge, score_generator
-from .files import load_checked_weights
 
 VAE_WEIGHTS = "vae.safetensors"  # its own name: a diffusion or GAN --resume never picks a VAE run
 
@@ -154,7 +153,7 @@ def load_vae(run_dir: str | Path, device: str | torch.device = "cpu") -> CVAE:
     """The trained CVAE of a run folder, rebuilt from config.json, card.json, vae.safetensors (eval mode)."""
     cfg, card = load_config_and_card(Path(run_dir), VAEConfig)
     vae = CVAE(cfg.channels, cfg.image_size, len(card["classes"]), cfg.latent_dim, cfg.width).to(device)
-    return load_checked_weights(vae, Path(run_dir) / VAE_WEIGHTS, "the VAE of config.json").eval()
+    return load_weights(vae, Path(run_dir) / VAE_WEIGHTS).eval()
 
 
 def cosine_to_tenth(step: int, total: int) -> float:

@@ -9,14 +9,15 @@ from pathlib import Path
 
 import torch
 
+from dlshared.checkpoint import read_json_object
 from dlshared.cli import UserError, validate
+from dlshared.configs import read_config
 from dlshared.seed import seed_everything
 from dlshared.training import Run, start_run
 
-from .baselines_config import BaselineRunConfig, baseline_config_from_dict
+from .baselines_config import BaselineRunConfig
 from .config import PROJECT
 from .data import DataBundle, load_data
-from .files import read_json
 
 
 def batch_indices(step: int, n: int, batch_size: int, seed: int) -> torch.Tensor:
@@ -70,7 +71,7 @@ def load_config_and_card(run_dir: Path, cls: type) -> tuple:
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file() or not (run_dir / "card.json").is_file():
         raise UserError(f"{run_dir}: not a baseline run folder (no config.json / card.json)")
-    card = read_json(run_dir / "card.json", "model card")
+    card = read_json_object(run_dir / "card.json")
     if not isinstance(card.get("classes"), list) or not card["classes"]:
         raise UserError(f'{run_dir / "card.json"}: no list of class names under "classes"')
-    return baseline_config_from_dict(cls, read_json(run_dir / "config.json", "run config")), card
+    return read_config(run_dir / "config.json", cls), card

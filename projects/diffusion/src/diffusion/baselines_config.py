@@ -6,7 +6,6 @@ Both share DataConfig with the diffusion model, so all three train on the same s
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -117,14 +116,3 @@ GAN_PRESETS: dict[str, GANConfig] = {
     # about two minutes on a 2-core CPU
     "quick": GANConfig(),
 }
-
-
-def baseline_config_from_dict(cls: type, values: dict):
-    """Rebuild a VAEConfig / GANConfig from config.json (strings back to paths; unknown keys such as "model"
-    are dropped)."""
-    fields = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {k: v for k, v in values.items() if k in fields}
-    for key in ("data", "out"):
-        if kwargs.get(key) is not None:
-            kwargs[key] = Path(kwargs[key])
-    return cls(**kwargs)

@@ -5,12 +5,24 @@ from __future__ import annotations
 from dlshared.cli import Command, run_cli
 
 from .baselines_config import GAN_PRESETS, VAE_PRESETS, GANConfig, VAEConfig
-from .config import PRESETS, BenchArgs, DemoArgs, EvalArgs, ExportArgs, SampleArgs, TrainConfig
+from .config import (
+    PRESETS,
+    PROJECT,
+    RESUME_MAY_CHANGE,
+    BenchArgs,
+    DemoArgs,
+    EvalArgs,
+    ExportArgs,
+    SampleArgs,
+    TrainConfig,
+)
 
 
 def eval_command(args: EvalArgs) -> dict:
     """Score a diffusion run with any sampler, or a VAE / GAN run, with the judge of its data."""
-    from .artifacts import find_run, load_model, load_run_config, run_kind
+    from dlshared.configs import read_config
+
+    from .artifacts import find_run, load_model, run_kind
     from .data import load_data
     from .evaluate import evaluate_pipeline, load_or_train_judge
     from .sample import check_sampling_args
@@ -23,7 +35,7 @@ def eval_command(args: EvalArgs) -> dict:
         return {"model": kind, **evaluate_baseline(run, kind, args.n, args.seed, args.runs), "run_dir": str(run)}
     pipe, classes = load_model(run, args.device)  # a damaged run is refused before the judge is trained
     check_sampling_args(args, len(classes), n=args.n)
-    data_cfg = load_run_config(run)  # the run's own data and split
+    data_cfg = read_config(run / "config.json", TrainConfig)  # the run's own data and split
     data = load_data(data_cfg)
     judge = load_or_train_judge(data_cfg, data, args.runs)
     scores = evaluate_pipeline(pipe, judge, data, args.scheduler, args.steps, args.guidance, args.n, args.seed)
@@ -50,6 +62,8 @@ COMMANDS = {
         "Train a class-conditional diffusion model; writes runs/diffusion/NAME.",
         PRESETS,
         "quick",
+        resumes=PROJECT,
+        may_change=RESUME_MAY_CHANGE,
     ),
     "train-vae": Command(
         "diffusion.autoencoder:train_vae",

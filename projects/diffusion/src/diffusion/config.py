@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from dlshared.cli import (
     Fraction,
     NonNegative,
     NonNegativeFloat,
+    Port,
     Positive,
     PositiveFloat,
     Probability,
@@ -35,7 +35,6 @@ MAX_SAMPLES = 10_000
 SampleCount = Annotated[int, Check(lambda v: 1 <= v <= MAX_SAMPLES, f"between 1 and {MAX_SAMPLES}", (0, -1, 10_001))]
 Guidance = Annotated[float, Check(lambda v: 0 <= v <= 50, "between 0 and 50", (-1.0, 51.0))]
 """A classifier-free guidance scale: 0 = the unconditional model, 1 = the conditional one, more = guided."""
-Port = Annotated[int, Check(lambda v: 1 <= v <= 65535, "between 1 and 65535", (0, 65536))]
 
 
 @dataclass
@@ -110,7 +109,8 @@ class TrainConfig(DataConfig):
     name: str | None = None
     """Run folder name (default: a timestamp). With --resume and no name: the newest run."""
     resume: bool = False
-    """Continue the run named by --name from its last checkpoint."""
+    """Continue the run named by --name from its last checkpoint, under its own config.json: typed flags may change
+    only how long and how it runs (RESUME_MAY_CHANGE); one that would change what it trains is refused."""
     overwrite: bool = False
     """Replace an earlier run of the same --name (without it, a non-empty run folder is refused)."""
     checkpoint_every: Positive = 500
@@ -157,16 +157,13 @@ PRESETS: dict[str, TrainConfig] = {
 }
 
 
-MODEL_FIELDS = (
-    *(f.name for f in dataclasses.fields(DataConfig)),
-    "block_out_channels",
-    "attention_levels",
-    "layers_per_block",
-    "num_train_timesteps",
-    "beta_schedule",
-    "prediction_type",
+RESUME_MAY_CHANGE = (
+    *("steps", "checkpoint_every", "log_every", "progress", "device", "mixed_precision"),
+    *("eval_samples", "eval_scheduler", "eval_steps", "guidance"),
 )
-"""What a run's weights and data split depend on: `--resume` takes them from the run's config.json."""
+"""Fields `train --resume` may change: how long and how the run executes, and how it is judged at the end; not
+what it trains (the U-Net, the data and its split, the noise schedule, the optimiser); with another --steps the
+cosine decay runs to the new end. Every other field comes from the run's own config.json (dlshared.configs)."""
 
 
 def data_source(cfg: DataConfig) -> str:
@@ -204,19 +201,6 @@ def check_train_config(cfg: TrainConfig) -> None:
         raise UserError(
             f"--eval-steps must be at most --num-train-timesteps ({cfg.num_train_timesteps}), got {cfg.eval_steps}"
         )
-
-
-def config_from_dict(values: dict) -> TrainConfig:
-    """Rebuild a TrainConfig from config.json (lists back to tuples, strings back to paths)."""
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    kwargs = {k: v for k, v in values.items() if k in fields}
-    for key in ("block_out_channels", "attention_levels"):
-        if key in kwargs:
-            kwargs[key] = tuple(kwargs[key])
-    for key in ("data", "out"):
-        if kwargs.get(key) is not None:
-            kwargs[key] = Path(kwargs[key])
-    return TrainConfig(**kwargs)
 
 
 @dataclass

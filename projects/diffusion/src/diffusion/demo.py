@@ -10,20 +10,19 @@ from the run's card.json are shown as text, never as markup.
 
 from __future__ import annotations
 
-import html
 import math
-import re
 from pathlib import Path
 
 import gradio as gr
 import torch
 
+from dlshared.checkpoint import read_json_object
 from dlshared.cli import UserError
+from dlshared.display import markdown_text
 
 from .artifacts import load_card, load_model
 from .baselines import interpolation_strip
 from .config import PROJECT, SAMPLERS, SamplingArgs
-from .files import read_json
 from .sample import check_sampling_args, generate, make_grid
 
 GRID_SAMPLES, STRIP_POINTS = 16, 8
@@ -52,16 +51,11 @@ def whole_number(value, what: str, low: int, high: int) -> int:
     return int(number)
 
 
-def as_text(name: str) -> str:
-    """A name read from an artefact, shown literally in Markdown: HTML escaped, Markdown's marks backslashed."""
-    return re.sub(r"([\\`*_{}\[\]()#+!|~>-])", r"\\\1", html.escape(str(name)[:100]))
-
-
 def is_finished_vae_run(folder: Path) -> bool:
     if not (folder / "metrics.json").is_file() or not (folder / "card.json").is_file():
         return False
     try:
-        return read_json(folder / "card.json").get("model") == "vae"
+        return read_json_object(folder / "card.json").get("model") == "vae"
     except UserError:  # another run's damaged card: not a VAE run to offer
         return False
 
@@ -78,7 +72,8 @@ def find_vae_run(vae_run: Path | None, runs: Path) -> Path | None:
 def model_summary(run_dir: Path) -> str:
     """The end-of-training evaluation of the run, in one line."""
     try:
-        scores = read_json(run_dir / "metrics.json").get("eval") if (run_dir / "metrics.json").is_file() else None
+        metrics = run_dir / "metrics.json"
+        scores = read_json_object(metrics).get("eval") if metrics.is_file() else None
     except UserError:
         return "metrics.json unreadable"
     if not isinstance(scores, dict) or not {"scheduler", "steps", "guidance", "accuracy", "fid"} <= set(scores):
@@ -105,7 +100,7 @@ def build_demo(run_dir: Path, vae_run: Path | None = None, runs: Path = Path("ru
             out = generate(args, labels, pipe, trajectory_points=min(STRIP_POINTS, args.steps))
             strip = torch.stack([point[0] for point in out.trajectory])  # the first sample, step by step
             message = (
-                f"{GRID_SAMPLES} samples of class **{as_text(classes[digit])}**, sampler {scheduler}, "
+                f"{GRID_SAMPLES} samples of class **{markdown_text(classes[digit][:100])}**, sampler {scheduler}, "
                 f"{args.steps} steps, guidance {args.guidance:g}, seed {args.seed}"
             )
             return make_grid(out.images, columns=4), make_grid(strip, columns=len(strip), scale=6), message
@@ -126,7 +121,7 @@ def build_demo(run_dir: Path, vae_run: Path | None = None, runs: Path = Path("ru
             return None, f"⚠️ {err}"
 
     with gr.Blocks(title="diffusion") as demo:
-        source = as_text(card.get("source", "unknown"))
+        source = markdown_text(str(card.get("source", "unknown"))[:100])  # names from card.json: text, not markup
         gr.Markdown(f"# Class-conditional diffusion\n**Data** {source} · **Model** {model_summary(run_dir)}")
         with gr.Tab("Diffusion"):
             with gr.Row():

@@ -21,12 +21,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dlshared.checkpoint import save_weights
+from dlshared.checkpoint import load_weights, save_weights
 
 from .baseline_runs import RunningMeans, batch_indices, load_config_and_card, start_baseline_run
 from .baselines_config import GANConfig
 from .evaluate import load_or_train_judge, score_generator
-from .files import load_checked_weights
 
 # their own names: a diffusion or VAE --resume never picks a GAN run
 GENERATOR_WEIGHTS, DISCRIMINATOR_WEIGHTS = "generator.safetensors", "discriminator.safetensors"
@@ -111,9 +110,7 @@ def load_generator(run_dir: str | Path, device: str | torch.device = "cpu") -> G
     """The trained generator of a run folder, rebuilt from config.json + card.json + safetensors (eval)."""
     cfg, card = load_config_and_card(Path(run_dir), GANConfig)
     gen = Generator(cfg.channels, cfg.image_size, len(card["classes"]), cfg.noise_dim, cfg.embed_dim, cfg.g_width)
-    return load_checked_weights(
-        gen.to(device), Path(run_dir) / GENERATOR_WEIGHTS, "the generator of config.json"
-    ).eval()
+    return load_weights(gen.to(device), Path(run_dir) / GENERATOR_WEIGHTS).eval()
 
 
 def save_networks(gen: Generator, disc: Discriminator, run_dir: Path, step: int) -> None:

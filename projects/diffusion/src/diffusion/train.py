@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from functools import partial
@@ -18,8 +17,7 @@ from diffusers import UNet2DModel
 from diffusers.training_utils import EMAModel
 
 from dlshared.checkpoint import RESUME_NAME
-from dlshared.cli import UserError, validate
-from dlshared.runs import check_name, latest_run
+from dlshared.cli import UserError, short_reason, validate
 from dlshared.seed import seed_everything
 from dlshared.training import Run, start_run
 
@@ -27,11 +25,10 @@ from .artifacts import (
     PIPELINE_DIR,
     PIPELINE_INDEX,
     load_pipeline,
-    load_run_config,
     remove_stale_pipelines,
     save_pipeline_atomically,
 )
-from .config import MODEL_FIELDS, PROJECT, TrainConfig, check_train_config
+from .config import PROJECT, TrainConfig, check_train_config
 from .data import load_data
 from .evaluate import evaluate_pipeline, load_or_train_judge
 from .model import build_unet
@@ -60,43 +57,28 @@ def ema_copy(unet: UNet2DModel, ema: EMAModel) -> UNet2DModel:
     return copy
 
 
-def run_model_fields(cfg: TrainConfig) -> dict:
-    """For --resume: the model and data fields of the run's own config.json that differ from `cfg` (the weights
-    in resume.pt need them; steps, lr and the other run-time fields stay as given)."""
-    if not cfg.resume:
-        return {}
-    run_dir = cfg.out / PROJECT / check_name(cfg.name) if cfg.name else latest_run(PROJECT, cfg.out, PIPELINE_INDEX)
-    if run_dir is None or not (run_dir / "config.json").is_file():
-        return {}  # nothing to resume: start_run says so
-    saved = load_run_config(run_dir)
-    return {name: getattr(saved, name) for name in MODEL_FIELDS if getattr(saved, name) != getattr(cfg, name)}
-
-
 def resume_or_start(run: Run, unet: UNet2DModel, optimizer, lr_schedule, ema: EMAModel) -> tuple[int, list]:
     """(step, history) to go on from: with --resume, the run's resume.pt restores the U-Net, optimizer, schedule,
-    EMA and this process's RNG; else (0, [])."""
+    EMA and this process's RNG; else (0, []). A file whose U-Net does not fit is refused by run.resume, one whose EMA
+    or counters are not this loop's, here."""
+    progress = run.resume(unet, optimizer, lr_schedule) or {"step": 0, "history": []}
     try:
-        progress = run.resume(unet, optimizer, lr_schedule) or {"step": 0, "history": []}
         if "ema" in progress:
             ema.load_state_dict(progress["ema"])
         return progress["step"], progress["history"]
     except (RuntimeError, KeyError, ValueError, TypeError) as err:  # readable, but another model's checkpoint
-        reason = " ".join(str(err).split())[:160]
         raise UserError(
-            f"{run.dir / RESUME_NAME}: not a checkpoint of this run's model ({reason}); start a new run"
+            f"{run.dir / RESUME_NAME}: not a checkpoint of this run's model ({short_reason(err, 160)}); start a new run"
         ) from None
 
 
 def train(cfg: TrainConfig) -> dict:
-    """Train a class-conditional diffusion model as `cfg` says; returns the final metrics (RUN/metrics.json)."""
+    """Train a class-conditional diffusion model as `cfg` says; returns the final metrics (RUN/metrics.json).
+    `diffusion train --resume` hands it the run's own config.json, typed flags on top (dlshared.configs)."""
     # --- set-up: processes, run folder, data, model, noise schedule, optimiser, EMA, resume ---
-    run_own = run_model_fields(validate(cfg))
-    cfg = dataclasses.replace(cfg, **run_own)
-    check_train_config(cfg)  # the fields that depend on each other, before any folder exists
+    check_train_config(validate(cfg))  # each field's range, then the fields that depend on each other
     run = start_run(PROJECT, cfg, required=PIPELINE_INDEX)  # --resume without --name: the newest diffusion run
     accelerator, log = run.accelerator, run.log
-    if run_own:
-        log.print(f"resume: the run's own {', '.join(f'{k}={v}' for k, v in run_own.items())} (its config.json)")
     if run.is_main:
         remove_stale_pipelines(run.dir / PIPELINE_DIR)  # left by a save killed mid-way (this process holds the lock)
     seed_everything(cfg.seed + accelerator.process_index)  # each process draws its own noise and timesteps
