@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from classifier.cli import main, typed_fields
+from classifier.cli import main
+from classifier.config import TrainConfig
 from dlshared.checkpoint import load_resume_state
-from dlshared.testing import OFFLINE_ENV, assert_one_line_error
+from dlshared.configs import typed_fields
+from dlshared.testing import assert_one_line_error, kill_when, torchrun
 
 
 @pytest.fixture
@@ -28,7 +25,7 @@ def copied_run(tiny_run, tmp_path) -> Path:
 
 def test_typed_fields_are_the_flags_on_the_command_line():
     args = ["--preset", "tiny", "--max-train-samples", "9", "--epochs=2", "--no-augment", "--widths", "8", "8"]
-    assert typed_fields(args) == {"max_train_samples", "epochs", "augment", "widths"}
+    assert typed_fields(args, TrainConfig) == {"max_train_samples", "epochs", "augment", "widths"}
 
 
 def test_resume_continues_under_the_runs_own_config_not_the_default_preset(tiny_run, copied_run, tmp_path, capsys):
@@ -46,7 +43,7 @@ def test_resume_continues_under_the_runs_own_config_not_the_default_preset(tiny_
     [
         (["--widths", "8", "8"], "--widths (8, 8)"),
         (["--backbone", "resnet18"], "--backbone resnet18"),
-        (["--epochs", "5"], "--epochs 5"),  # one-cycle lays its schedule out for the epochs it started with
+        (["--epochs", "5"], "--epochs 5"),  # the schedule was laid out for the epochs the run started with
         (["--preset", "quick", "--lr", "0.1"], "--lr 0.1"),
     ],
 )
@@ -57,41 +54,19 @@ def test_resume_refuses_flags_that_change_what_the_run_trains(copied_run, tmp_pa
     assert {p.name: p.read_bytes() for p in copied_run.iterdir() if p.is_file()} == before
 
 
-def _torchrun(args: list[str]) -> subprocess.Popen:
-    """`classifier` under torchrun, 2 processes, in its own process group (so that a kill reaches every rank)."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    env = {**os.environ, **OFFLINE_ENV, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(
-        [*command, "-m", "classifier.cli", *args],
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
 @pytest.mark.slow  # two torchrun jobs, about a minute on 2 cores: mostly six Python processes importing torch
 def test_kill_and_resume_under_two_process_ddp_ends_like_an_uninterrupted_run(ddp_run, tmp_path):
     # the tiny preset under torchrun, as ddp_run trained it with run_distributed, killed after its first epoch
-    proc = _torchrun(["train", "--preset", "tiny", "--device", "cpu", "--out", str(tmp_path), "--name", "killed"])
+    args = ["train", "--preset", "tiny", "--device", "cpu", "--out", str(tmp_path), "--name", "killed"]
+    proc = torchrun("classifier", args)
     resume_file = tmp_path / "classifier" / "killed" / "resume.pt"
-    try:
-        deadline = time.time() + 300
-        while time.time() < deadline and proc.poll() is None:
-            if resume_file.exists() and load_resume_state(resume_file)["epoch"] >= 1:
-                os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both ranks, mid-run
-                break
-            time.sleep(0.02)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    # the launcher and both ranks, mid-run: once the first epoch's checkpoint is complete
+    kill_when(proc, lambda: resume_file.exists() and load_resume_state(resume_file)["epoch"] >= 1)
     assert not (resume_file.parent / "metrics.json").exists(), "the run finished before it was killed"
     assert 1 <= load_resume_state(resume_file)["epoch"] < 3
 
     # resumed as a user would: --resume and the name; the run's config.json supplies the rest
-    resumed = _torchrun(["train", "--resume", "--name", "killed", "--out", str(tmp_path)])
+    resumed = torchrun("classifier", ["train", "--resume", "--name", "killed", "--out", str(tmp_path)])
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()[-2000:]
     straight = ddp_run[0]
     metrics = json.loads((resume_file.parent / "metrics.json").read_text())

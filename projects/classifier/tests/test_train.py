@@ -6,10 +6,8 @@ import dataclasses
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +19,7 @@ from classifier.cli import main
 from classifier.config import PRESETS
 from classifier.train import train
 from dlshared.checkpoint import load_resume_state
-from dlshared.testing import OFFLINE_ENV
+from dlshared.testing import OFFLINE_ENV, kill_when
 
 
 def test_tiny_run_writes_a_loadable_checkpoint_and_the_loss_falls(tiny_run):
@@ -63,22 +61,15 @@ def test_eval_reproduces_the_saved_metrics(tiny_run, capsys):
 
 def test_resume_after_a_kill_ends_like_an_uninterrupted_run(tmp_path):
     args = ["train", "--preset", "tiny", "--epochs", "6", "--out", str(tmp_path)]
-    env = {**os.environ, **OFFLINE_ENV}
     proc = subprocess.Popen(
         [sys.executable, "-m", "classifier.cli", *args, "--name", "killed"],
-        env=env,
+        env={**os.environ, **OFFLINE_ENV},
+        start_new_session=True,  # no terminal signals from the test runner reach it
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
     resume_file = tmp_path / "classifier" / "killed" / "resume.pt"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if resume_file.exists() and load_resume_state(resume_file)["epoch"] >= 2:
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    kill_when(proc, lambda: resume_file.exists() and load_resume_state(resume_file)["epoch"] >= 2, timeout=120)
     assert not (resume_file.parent / "metrics.json").exists(), "the run finished before it was killed"
     killed_at = load_resume_state(resume_file)["epoch"]
     assert 2 <= killed_at < 6

@@ -232,3 +232,20 @@ def test_bad_inputs_give_clear_errors(tmp_path, make_coco, how, message):
         corrupt(make_coco(root), how)
     with pytest.raises(UserError, match=message):
         CocoDetection(root, classes=["circle", "square"])[0]
+
+
+def test_the_shapes_verb_writes_an_outlined_coco_folder_train_reads(tmp_path, capsys):
+    from detector.cli import main
+
+    main(["shapes", str(tmp_path / "own"), "--train", "5", "--val", "2", "--test", "3", "--image-size", "64"])
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["style"] == "outlined"
+    splits = load_splits(TrainConfig(data=tmp_path / "own", image_size=64))
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (5, 2, 3) and splits.classes == list(CLASSES)
+    outlined, _ = draw_image(np.random.default_rng(0), 64, style="outlined")
+    textured, _ = draw_image(np.random.default_rng(0), 64)
+    # plain paper: the corner pixels of an outlined image vary by noise only, a textured one's by much more
+    corner_spread = lambda pixels: np.ptp(pixels[:4, :4].astype(float), axis=(0, 1)).max()  # noqa: E731
+    assert corner_spread(outlined) < 20 and np.ptp(textured.astype(float), axis=(0, 1)).max() > 60
+    with pytest.raises(SystemExit):  # a folder it did not write is never replaced
+        main(["shapes", str(tmp_path / "own" / "train"), "--train", "1", "--val", "1", "--test", "1"])
+    assert "is not empty" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import html
 import struct
 import zlib
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from markdown_it import MarkdownIt
 from PIL import Image
 
 from detector.artifacts import LoadedDetector, load_detector
@@ -130,7 +132,7 @@ def _truncated_png(path: Path) -> None:
 
 BROKEN = {
     "decompression-bomb": (lambda p: p.write_bytes(_png_claiming(20_000, 20_000)), "too large"),
-    "over-our-limit": (lambda p: p.write_bytes(_png_claiming(8_000, 6_000)), "too large"),  # PIL would decode it
+    "over-our-limit": (lambda p: p.write_bytes(_png_claiming(8_000, 6_000)), "8000x6000 pixels"),  # PIL would decode
     "truncated": (_truncated_png, "truncated or damaged"),
     "not-an-image": (lambda p: p.write_text("<b>hello</b>"), "not an image file"),
 }
@@ -154,9 +156,9 @@ def test_class_and_run_names_are_shown_as_text_not_markup(tiny_run, tmp_path):
     loaded = load_detector(Path(tiny_run["run_dir"]), "cpu")
     hostile = ["<img src=x onerror=alert(1)>", "**bold**", "../../etc"]
     loaded = dataclasses.replace(loaded, classes=hostile, run_dir=tmp_path / "<script>")
-    title = title_markdown(loaded)
-    assert "<img" not in title and "<script>" not in title and "&lt;img src=x onerror=alert(1)&gt;" in title
-    assert "\\*\\*bold\\*\\*" in title
+    page = MarkdownIt("commonmark").render(title_markdown(loaded))
+    assert "<img" not in page and "<script>" not in page and "<strong>bold" not in page  # text, not markup
+    assert html.escape(", ".join(hostile), quote=False) in page and "(&lt;script&gt;)" in page
     _, rows = detect(loaded, example_image(3, size=128), 0.05)  # names are labels on the image, never paths
     assert {row[0] for row in rows} <= set(hostile)
     assert list(tmp_path.iterdir()) == []

@@ -4,12 +4,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +13,7 @@ from safetensors.torch import load_file
 
 from detector.cli import main
 from dlshared.checkpoint import load_resume_state
-from dlshared.testing import OFFLINE_ENV, assert_one_line_error
+from dlshared.testing import assert_one_line_error, kill_when, torchrun
 
 
 @pytest.fixture(params=["train", "segment"])
@@ -50,42 +45,20 @@ def test_resume_refuses_flags_that_change_what_the_run_trains(copied_run, tmp_pa
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 
-def _torchrun(args: list[str]) -> subprocess.Popen:
-    """`detector` under torchrun, 2 processes, in its own process group (so that a kill reaches every rank)."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    return subprocess.Popen(
-        [*command, "-m", "detector.cli", *args],
-        env={**os.environ, **OFFLINE_ENV, "OMP_NUM_THREADS": "1"},
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
 def test_kill_and_resume_under_two_process_ddp_ends_like_an_uninterrupted_run(ddp_run, tmp_path):
     straight = ddp_run[0]
     config = json.loads((Path(straight["run_dir"]) / "config.json").read_text())
     # the run ddp_run made with run_distributed, under torchrun, on the same (already generated) shapes
     flags = ["--preset", "tiny", "--epochs", "3", "--device", "cpu", "--shapes-root", config["shapes_root"]]
     flags += ["--out", str(tmp_path), "--name", "killed"]
-    proc = _torchrun(["train", *flags])
+    proc = torchrun("detector", ["train", *flags])
     resume_file = tmp_path / "detector" / "killed" / "resume.pt"
-    try:
-        deadline = time.time() + 300
-        while time.time() < deadline and proc.poll() is None:
-            if resume_file.exists() and load_resume_state(resume_file)["epoch"] >= 1:
-                os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both ranks, mid-run
-                break
-            time.sleep(0.02)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    # the launcher and both ranks, mid-run: once the first epoch's checkpoint is complete
+    kill_when(proc, lambda: resume_file.exists() and load_resume_state(resume_file)["epoch"] >= 1)
     assert not (resume_file.parent / "metrics.json").exists(), "the run finished before it was killed"
     assert 1 <= load_resume_state(resume_file)["epoch"] < 3
 
-    resumed = _torchrun(["train", *flags, "--resume"])
+    resumed = torchrun("detector", ["train", *flags, "--resume"])
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()[-2000:]
     metrics = json.loads((resume_file.parent / "metrics.json").read_text())
     assert metrics["processes"] == 2 and metrics["steps"] == straight["steps"]

@@ -49,7 +49,15 @@ def splits(data) -> Splits:
 
 
 TINY = SegmentationConfig(
-    epochs=3, batch_size=8, lr=1e-2, widths=(8, 16, 32), image_size=64, progress=False, device="cpu", log_every=2
+    epochs=3,
+    min_steps=0,
+    batch_size=8,
+    lr=1e-2,
+    widths=(8, 16, 32),
+    image_size=64,
+    progress=False,
+    device="cpu",
+    log_every=2,
 )
 
 

@@ -133,6 +133,12 @@ def test_train_and_eval_on_a_coco_folder_the_project_did_not_generate(tmp_path, 
     assert printed["images"] == 6 and 0.0 <= printed["map"] <= printed["map_50"] <= 1.0
 
 
+def test_a_small_folder_trains_for_min_steps_not_for_the_preset_epochs(tmp_path):
+    data = write_hand_made_coco(tmp_path / "mine", n=24, seed=1)  # about 16 training images: one batch an epoch
+    metrics = train(tiny(tmp_path, data=data, name="small", epochs=2, min_steps=5))
+    assert metrics["epochs"] == 5 and metrics["steps"] == 5 and len(metrics["history"]) == 5
+
+
 def test_tiny_preset_trains_under_two_process_ddp(ddp_run):
     rank0, rank1 = ddp_run
     assert rank0["processes"] == rank1["processes"] == 2

@@ -3,7 +3,6 @@ behind one interface: `Predictor(images [B, C, H, W] in [0, 1]) -> logits [B, K]
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dlshared.checkpoint import WEIGHTS_NAME, load_json
-from dlshared.cli import UserError, validate
+from dlshared.checkpoint import WEIGHTS_NAME, load_weights, read_json_object
+from dlshared.cli import UserError, short_reason
+from dlshared.configs import read_config
 from dlshared.device import pick_device
 from dlshared.runs import latest_run
 
-from .config import PROJECT, TrainConfig, check_relations, config_from_dict
+from .config import PROJECT, TrainConfig, check_relations
 from .model import build_model
 
 CARD_KEYS = ("classes", "in_channels", "image_size", "style", "backbone")
@@ -46,70 +46,22 @@ def find_run(ckpt: Path | None, runs: Path = Path("runs")) -> Path:
     return newest
 
 
-def read_json(path: Path) -> dict:
-    """A JSON object written by training or export; a damaged or foreign file is a UserError naming it."""
+def read_run_config(path: Path) -> TrainConfig:
+    """A run's config.json as a TrainConfig: each field checked as its flag is (dlshared), the rules between
+    fields too."""
+    cfg = read_config(path, TrainConfig)
     try:
-        value = load_json(path)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise UserError(
-            f"{path} cannot be read as JSON ({_first_line(err)}); copy the folder again or retrain"
-        ) from None
-    if not isinstance(value, dict):
-        raise UserError(f"{path}: expected a JSON object, found {type(value).__name__}")
-    return value
-
-
-def read_config(path: Path) -> TrainConfig:
-    """A run's config.json as a TrainConfig, checked as the flags are."""
-    values = read_json(path)
-    try:
-        return check_relations(validate(config_from_dict(values)))
-    except (TypeError, ValueError, UserError) as err:
-        raise UserError(f"{path} is not a classifier config ({_first_line(err)})") from None
+        return check_relations(cfg)
+    except UserError as err:
+        raise UserError(f"{path} is not a usable TrainConfig ({err})") from None
 
 
 def read_card(path: Path) -> dict:
-    card = read_json(path)
+    card = read_json_object(path)
     missing = [key for key in CARD_KEYS if key not in card]
     if missing or not isinstance(card["classes"], list) or not card["classes"]:
         raise UserError(f"{path} is not a classifier model card (it needs {', '.join(CARD_KEYS)})")
     return card
-
-
-def load_run_weights(model: torch.nn.Module, path: Path) -> torch.nn.Module:
-    """The safetensors weights of a run into `model`; a truncated file or weights of another architecture end as
-    one line naming the file."""
-    from safetensors.torch import load_file
-
-    try:
-        state = load_file(str(path))
-    except Exception as err:  # safetensors raises its own error type for a truncated or foreign file
-        raise UserError(
-            f"{path} is damaged or not a safetensors file ({_first_line(err)}); retrain or copy it again"
-        ) from None
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        raise UserError(
-            f"{path} holds weights of another architecture than config.json describes ({_mismatch(err)}); "
-            "keep a run's files together"
-        ) from None
-    return model
-
-
-def _first_line(err: BaseException) -> str:
-    """The gist of an error, on one line."""
-    text = str(err).strip().splitlines()
-    if isinstance(err, UserError) and text:
-        return text[0]
-    return f"{type(err).__name__}: {text[0][:200]}" if text else type(err).__name__
-
-
-def _mismatch(err: RuntimeError) -> str:
-    """The first problem load_state_dict lists (its message spans many lines, a key list can run long)."""
-    lines = [line.strip() for line in str(err).splitlines()[1:] if line.strip()]
-    first = lines[0] if lines else str(err)
-    return first if len(first) <= 200 else f"{first[:200]}..."
 
 
 def load_torch_model(run_dir: Path, device: str = "cpu") -> tuple[torch.nn.Module, TrainConfig, dict]:
@@ -117,15 +69,15 @@ def load_torch_model(run_dir: Path, device: str = "cpu") -> tuple[torch.nn.Modul
     for name in ("config.json", "card.json", WEIGHTS_NAME):
         if not (run_dir / name).is_file():
             raise UserError(f"{run_dir} is not a classifier run folder (no {name})")
-    cfg = read_config(run_dir / "config.json")
+    cfg = read_run_config(run_dir / "config.json")
     card = read_card(run_dir / "card.json")
     mean = std = (0.0,) * card["in_channels"]  # placeholders: the real mean/std are buffers in the weights
     # pretrained=False: the weights come from the run, not from the internet
     try:
         model = build_model(cfg.backbone, len(card["classes"]), card["in_channels"], mean, std, cfg.widths, cfg.blocks)
     except (TypeError, ValueError) as err:
-        raise UserError(f"{run_dir}: config.json and card.json describe no model ({_first_line(err)})") from None
-    load_run_weights(model, run_dir / WEIGHTS_NAME)
+        raise UserError(f"{run_dir}: config.json and card.json describe no model ({short_reason(err)})") from None
+    load_weights(model, run_dir / WEIGHTS_NAME)
     return model.to(pick_device(device)).eval(), cfg, card
 
 
@@ -137,7 +89,7 @@ def load_predictor(ckpt: Path | None, device: str = "auto", runs: Path = Path("r
     if not path.exists():
         raise UserError(f"--ckpt {path}: no such run folder or .onnx file")
     model, cfg, card = load_torch_model(path, device)
-    metrics = read_json(path / "metrics.json") if (path / "metrics.json").is_file() else None
+    metrics = read_json_object(path / "metrics.json") if (path / "metrics.json").is_file() else None
 
     @torch.no_grad()
     def forward(images: torch.Tensor) -> torch.Tensor:
@@ -154,12 +106,12 @@ def load_onnx_predictor(path: Path) -> Predictor:
     folder = path.parent
     if not (folder / "card.json").is_file() or not (folder / "config.json").is_file():
         raise UserError(f"{path}: expected card.json and config.json beside it (written by `classifier export`)")
-    cfg, card = read_config(folder / "config.json"), read_card(folder / "card.json")
+    cfg, card = read_run_config(folder / "config.json"), read_card(folder / "card.json")
     try:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as err:  # ORT's own error types: a truncated or foreign file
         raise UserError(
-            f"{path} is not an ONNX model ONNX Runtime can load ({_first_line(err)}); export it again"
+            f"{path} is not an ONNX model ONNX Runtime can load ({short_reason(err)}); export it again"
         ) from None
     input_name = session.get_inputs()[0].name
 

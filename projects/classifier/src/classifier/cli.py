@@ -2,49 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import sys
-
 from torch.utils.data import DataLoader
 
 from dlshared.cli import Command, UserError, run_cli
 
-from .config import PRESETS, PROJECT, BenchArgs, DemoArgs, EvalArgs, ExportArgs, TrainConfig
-
-
-def train_command(cfg: TrainConfig, args: list[str]) -> dict:
-    """`train`; with --resume, the run continues under its own config.json, with only the flags typed now
-    (`args`) overriding it: the preset and the defaults describe a new run, not this one."""
-    from .train import train
-
-    return train(resumed_from_run(cfg, args) if cfg.resume else cfg)
-
-
-def resumed_from_run(cfg: TrainConfig, args: list[str]) -> TrainConfig:
-    from dlshared.checkpoint import RESUME_NAME
-    from dlshared.runs import check_name, latest_run
-
-    from .artifacts import read_config
-    from .config import resumed_config
-
-    run_dir = cfg.out / PROJECT / check_name(cfg.name) if cfg.name else latest_run(PROJECT, cfg.out, RESUME_NAME)
-    if run_dir is None or not (run_dir / "config.json").is_file():
-        return cfg  # nothing to resume: start_run says so
-    resumed = resumed_config(read_config(run_dir / "config.json"), cfg, typed_fields(args), run_dir)
-    if os.environ.get("RANK", "0") == "0":  # under torchrun: rank 0 speaks
-        print(f"resuming {run_dir} with its own config.json and the flags given now", flush=True)
-    return dataclasses.replace(resumed, name=run_dir.name)
-
-
-def typed_fields(args: list[str]) -> set[str]:
-    """The TrainConfig fields named on a command line: `--max-train-samples 9`, `--epochs=9`, `--no-augment`."""
-    names = set()
-    for arg in args:
-        if arg.startswith("--"):
-            flag = arg[2:].split("=", 1)[0].replace("-", "_")
-            names |= {flag, flag.removeprefix("no_")}
-    return names & {field.name for field in dataclasses.fields(TrainConfig)}
+from .config import PRESETS, PROJECT, RESUME_MAY_CHANGE, BenchArgs, DemoArgs, EvalArgs, ExportArgs, TrainConfig
 
 
 def eval_command(args: EvalArgs) -> dict:
@@ -80,12 +42,14 @@ def demo_command(args: DemoArgs) -> None:
 
 COMMANDS = {
     "train": Command(
-        "classifier.train:train",  # main() wraps it in train_command, which knows the flags typed
+        "classifier.train:train",
         TrainConfig,
         "Train a classifier; writes runs/classifier/NAME.",
         PRESETS,
         "quick",
         hide=("history", "test"),
+        resumes=PROJECT,  # --resume: the run's own config.json, with the typed flags it may change on top
+        may_change=RESUME_MAY_CHANGE,
     ),
     "eval": Command(eval_command, EvalArgs, "Accuracy, per-class precision/recall, confusion matrix (JSON)."),
     "export": Command(
@@ -99,9 +63,7 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    train = dataclasses.replace(COMMANDS["train"], fn=lambda cfg: train_command(cfg, argv[1:]))
-    run_cli("classifier", {**COMMANDS, "train": train}, argv)
+    run_cli("classifier", COMMANDS, argv)
 
 
 if __name__ == "__main__":

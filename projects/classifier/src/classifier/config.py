@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from dlshared.cli import (
-    Check,
-    Fraction,
-    NonNegative,
-    NonNegativeFloat,
-    Positive,
-    PositiveFloat,
-    Probability,
-    UserError,
-)
+from dlshared.cli import Fraction, NonNegative, NonNegativeFloat, Port, Positive, PositiveFloat, Probability, UserError
 
 PROJECT = "classifier"
 """Name of the run folder family: runs/classifier/<name>/."""
-Port = Annotated[int, Check(lambda v: 1 <= v <= 65535, "a port number from 1 to 65535", (0, 65536))]
 
 
 @dataclass
@@ -63,7 +52,10 @@ class TrainConfig:
 
     # --- optimisation ---
     epochs: Positive = 15
-    """Passes over the training set."""
+    """Passes over the training set, or more where a small set needs them to reach --min-steps."""
+    min_steps: NonNegative = 300
+    """At least this many optimizer steps, whatever the data size: 15 epochs of the bundled digits are 300 steps;
+    15 epochs of a 200-image training set would be 60 (4 batches of 64 an epoch): it trains for 75 epochs instead."""
     batch_size: Positive = 64
     """Per-process batch size (the global batch is this x processes x grad_accum)."""
     optimizer: Literal["adamw", "sgd"] = "adamw"
@@ -118,6 +110,7 @@ TINY = TrainConfig(
     widths=(16, 32),
     blocks=(1, 1),
     epochs=3,
+    min_steps=0,
     max_train_samples=512,
     batch_size=32,
     lr=1e-2,
@@ -146,20 +139,6 @@ FULL = TrainConfig(
 PRESETS: dict[str, TrainConfig] = {"tiny": TINY, "quick": TrainConfig(), "full": FULL}
 
 
-def config_from_dict(values: dict) -> TrainConfig:
-    """Rebuild a TrainConfig from config.json (lists back to tuples, strings back to paths); fields it lacks
-    take their defaults."""
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    kwargs = {k: v for k, v in values.items() if k in fields}
-    for key in ("widths", "blocks"):
-        if key in kwargs:
-            kwargs[key] = tuple(kwargs[key])
-    for key in ("data", "out"):
-        if kwargs.get(key) is not None:
-            kwargs[key] = Path(kwargs[key])
-    return TrainConfig(**kwargs)
-
-
 def check_relations(cfg: TrainConfig) -> TrainConfig:
     """Rules between fields (each field alone is checked where it is declared): before any folder exists."""
     if cfg.backbone == "resnet-small" and len(cfg.widths) != len(cfg.blocks):
@@ -172,25 +151,8 @@ def check_relations(cfg: TrainConfig) -> TrainConfig:
 
 
 RESUME_MAY_CHANGE = ("num_workers", "device", "mixed_precision", "log_every", "stats_every", "progress")
-"""Fields `train --resume` may change: how the run is executed and logged, not what it trains. --epochs too under
---schedule cosine; one-cycle lays its whole schedule out for the epochs it was started with."""
-WHERE_FIELDS = ("out", "name", "resume", "overwrite")
-"""Where the run is, not what it is: always as given."""
-
-
-def resumed_config(saved: TrainConfig, given: TrainConfig, typed: set[str], run_dir: Path) -> TrainConfig:
-    """The config a resumed run continues with: its own `saved` one, with the fields typed now (`typed`) on top.
-    A typed field that would change what the run trains (architecture, data, optimisation) is refused."""
-    may_change = {*RESUME_MAY_CHANGE, *(("epochs",) if saved.schedule == "cosine" else ())}
-    for name in sorted(typed - may_change - set(WHERE_FIELDS)):
-        if getattr(given, name) != getattr(saved, name):
-            flag = f"--{name.replace('_', '-')}"
-            raise UserError(
-                f"{flag} {getattr(given, name)}: {run_dir} was trained with {getattr(saved, name)}, and --resume "
-                f"continues a run as it was configured; start a new run (another --name) to change it"
-            )
-    overrides = {name: getattr(given, name) for name in (typed & may_change) | set(WHERE_FIELDS)}
-    return dataclasses.replace(saved, **overrides)
+"""Fields `train --resume` may change: how the run is executed and logged, not what it trains (not --epochs either:
+the learning-rate schedule was laid out for the epochs the run started with)."""
 
 
 @dataclass

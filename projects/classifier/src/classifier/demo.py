@@ -6,8 +6,6 @@ Every bad input (nothing drawn, not an image, too small, too large, odd modes) b
 
 from __future__ import annotations
 
-import html
-import re
 import tempfile
 from pathlib import Path
 
@@ -16,19 +14,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from dlshared.display import UNREADABLE, BadImage, markdown_text, open_image
 from dlshared.outputs import safe_filename
 
 from .artifacts import Predictor
 from .data import digits_to_images, load_data
 
 MIN_SIDE, MAX_PIXELS = 8, 50_000_000
-UNREADABLE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
-"""What PIL raises for a file it cannot decode: not an image, truncated, damaged, or a decompression bomb."""
-_MARKUP = re.compile(r"([\\`*_\[\]#|~])")
-
-
-class BadImage(ValueError):
-    """An input the demo explains to the user instead of classifying."""
 
 
 def flatten_alpha(image: Image.Image, background: int = 255) -> Image.Image:
@@ -79,31 +71,6 @@ def to_model_input(image: Image.Image, card: dict) -> torch.Tensor:
     return photo_style(image, card["image_size"], card["in_channels"])
 
 
-def open_image(path: str | None) -> Image.Image:
-    if path is None:
-        raise BadImage("Upload an image first.")
-    name = Path(path).name
-    try:
-        image = Image.open(path)  # lazy: reads the header only, so the size check runs before decoding
-    except Image.DecompressionBombError:  # PIL's own limit, far above ours: refused from the header too
-        raise BadImage(f"{name} is too large; please upload one under {MAX_PIXELS // 1_000_000} megapixels.") from None
-    except UNREADABLE:
-        raise BadImage(f"{name} is not an image file PIL can read (PNG, JPEG, BMP, WebP, ...).") from None
-    if image.size[0] * image.size[1] > MAX_PIXELS:
-        raise BadImage(f"The image is {image.size[0]}x{image.size[1]} pixels; please upload one under 50 megapixels.")
-    try:
-        image.load()
-    except UNREADABLE:
-        raise BadImage(f"{name} is truncated or damaged: PIL could not decode it.") from None
-    return image
-
-
-def as_text(value) -> str:
-    """`value` shown as itself in Markdown: HTML escaped, Markdown's markup characters backslash-escaped (a class
-    or file name is data, not markup)."""
-    return _MARKUP.sub(r"\\\1", html.escape(str(value)))
-
-
 def classify(predictor: Predictor, image: Image.Image) -> tuple[dict, np.ndarray]:
     x = to_model_input(image, predictor.card)
     probs = torch.softmax(predictor(x).float(), dim=1)[0]
@@ -117,10 +84,11 @@ def model_card_markdown(predictor: Predictor) -> str:
     card, metrics = predictor.card, predictor.metrics or {}
     accuracy, test = metrics.get("test_accuracy"), metrics.get("test") or {}
     accuracy = f"{accuracy:.2%} on {test.get('samples', '?')} test images" if isinstance(accuracy, float) else "n/a"
+    backbone, source = markdown_text(str(card["backbone"])), markdown_text(str(card.get("source", "n/a")))
     return (
-        f"**Model** {as_text(card['backbone'])}, {card.get('parameters', 0):,} parameters ({predictor.kind})  \n"
-        f"**Data** {as_text(card.get('source', 'n/a'))}  \n"
-        f"**Classes** {as_text(', '.join(map(str, card['classes'])))}  \n"
+        f"**Model** {backbone}, {card.get('parameters', 0):,} parameters ({predictor.kind})  \n"
+        f"**Data** {source}  \n"
+        f"**Classes** {markdown_text(', '.join(map(str, card['classes'])))}  \n"
         f"**Test accuracy** {accuracy}  \n**Input** {card['image_size']}x{card['image_size']}, "
         f"{card['in_channels']} channel(s), [0, 1] pixels"
     )
@@ -154,7 +122,7 @@ def report_unreadable(sketchpad: gr.Sketchpad) -> gr.Sketchpad:
     def preprocess(payload):
         try:
             return decode(payload)
-        except UNREADABLE as err:
+        except (*UNREADABLE, Image.DecompressionBombError) as err:
             reason = "too large" if isinstance(err, Image.DecompressionBombError) else "truncated or damaged"
             return {"background": None, "layers": [], "composite": None, "unreadable": f"The drawing is {reason}."}
 
@@ -168,10 +136,10 @@ def build_demo(predictor: Predictor) -> gr.Blocks:
             labels, seen = classify(predictor, load())
             return labels, seen, ""
         except BadImage as err:
-            return None, None, f"⚠️ {as_text(err)}"
+            return None, None, f"⚠️ {markdown_text(str(err))}"
 
     def classify_upload(path: str | None):
-        return run(lambda: open_image(path))
+        return run(lambda: open_image(path, MAX_PIXELS))
 
     def classify_sketch(value: dict | None):
         def load():

@@ -23,10 +23,10 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch.utils.data import DataLoader
 
-from dlshared.checkpoint import save_json
+from dlshared.checkpoint import read_json_object, save_json
 from dlshared.outputs import staged_output
 
-from .artifacts import find_run, load_torch_model, read_json
+from .artifacts import find_run, load_torch_model
 from .config import ExportArgs
 from .data import load_data
 
@@ -111,4 +111,4 @@ def export(args: ExportArgs) -> dict:
 
 def _metrics(run_dir: Path) -> dict | None:
     path = run_dir / "metrics.json"
-    return {k: v for k, v in read_json(path).items() if k != "test"} if path.is_file() else None
+    return {k: v for k, v in read_json_object(path).items() if k != "test"} if path.is_file() else None

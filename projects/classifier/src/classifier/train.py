@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from dlshared.checkpoint import WEIGHTS_NAME, save_weights
 from dlshared.cli import UserError
 from dlshared.seed import seed_everything
-from dlshared.training import start_run
+from dlshared.training import epochs_for, start_run
 
 from .config import PROJECT, TrainConfig, check_relations
 from .data import load_data
@@ -82,7 +82,8 @@ def train(cfg: TrainConfig) -> dict:
     run = start_run(PROJECT, cfg, dataloader_config=data_order)
     accelerator, log = run.accelerator, run.log
     seed_everything(cfg.seed)
-    data = load_data(cfg)
+    with accelerator.main_process_first():  # --dataset cifar10: rank 0 downloads it, the others then read it
+        data = load_data(cfg)
     model = build_model(
         cfg.backbone, len(data.classes), data.in_channels, data.mean, data.std, cfg.widths, cfg.blocks, cfg.pretrained
     )
@@ -108,16 +109,17 @@ def train(cfg: TrainConfig) -> dict:
     model, train_loader, val_loader, test_loader = accelerator.prepare(model, train_loader, val_loader, test_loader)
     raw_model = accelerator.unwrap_model(model)  # without DDP's wrapper: what is saved, frozen and probed
     steps_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum)
-    optimizer, scheduler = build_optimizer(cfg, raw_model, cfg.epochs * steps_per_epoch)
+    epochs = epochs_for(cfg.epochs, cfg.min_steps, steps_per_epoch)  # training length follows the data size
+    optimizer, scheduler = build_optimizer(cfg, raw_model, epochs * steps_per_epoch)
     optimizer = accelerator.prepare(optimizer)  # the scheduler is stepped by hand, once per optimizer step
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     progress = run.resume(raw_model, optimizer, scheduler) or {"epoch": 0, "step": 0, "history": []}
     epoch, step, history = progress["epoch"], progress["step"], progress["history"]
-    meter = run.meter(cfg.epochs * steps_per_epoch, step, every=cfg.log_every, unit="images")
+    meter = run.meter(epochs * steps_per_epoch, step, every=cfg.log_every, unit="images")
     probe = LayerProbe(raw_model, log, every=cfg.stats_every, first_step=step)  # day 9: inside the network
 
     # --- the loop: an epoch of optimizer steps, then validation and a checkpoint ---
-    while epoch < cfg.epochs:
+    while epoch < epochs:
         train_loader.set_epoch(epoch)
         set_backbone_trainable(raw_model, epoch >= cfg.freeze_epochs)  # transfer: the head alone first
         model.train()
@@ -146,7 +148,7 @@ def train(cfg: TrainConfig) -> dict:
             val = evaluate(model, val_loader, accelerator, data.classes)
             train_loss = accelerator.reduce(loss_sum, "mean").item() / len(train_loader)  # over processes
             history.append({"epoch": epoch, "train_loss": round(train_loss, 6), "val_accuracy": val["accuracy"]})
-            log_epoch(log, val, data.classes, f"epoch {epoch}/{cfg.epochs}  step {step}", train_loss, meter, step)
+            log_epoch(log, val, data.classes, f"epoch {epoch}/{epochs}  step {step}", train_loss, meter, step)
             publish = partial(save_weights, raw_model, run.dir / WEIGHTS_NAME, {"epoch": str(epoch)})
             run.checkpoint(raw_model, optimizer, scheduler, publish, epoch=epoch, step=step, history=history)
     meter.close()
@@ -158,7 +160,7 @@ def train(cfg: TrainConfig) -> dict:
         "test_accuracy": test["accuracy"],
         "test_loss": test["loss"],
         "val_accuracy": history[-1]["val_accuracy"],
-        "epochs": cfg.epochs,
+        "epochs": epochs,
         "steps": step,
         "train_seconds": round(meter.seconds, 1),
         "train_images_per_s": round(meter.rate, 1),

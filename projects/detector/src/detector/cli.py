@@ -1,16 +1,13 @@
-"""The `detector` command: train, eval, export, bench, demo, segment, convert-pennfudan (`VERB --help`)."""
+"""The `detector` command: train, eval, export, bench, demo, segment, shapes, convert-pennfudan (`VERB --help`)."""
 
 from __future__ import annotations
-
-import dataclasses
-import os
-import sys
 
 from dlshared.cli import Command, UserError, run_cli
 
 from .config import (
     PRESETS,
     PROJECT,
+    RESUME_MAY_CHANGE,
     SEGMENT_PRESETS,
     UNET_PROJECT,
     BenchArgs,
@@ -19,51 +16,17 @@ from .config import (
     EvalArgs,
     ExportArgs,
     SegmentationConfig,
+    ShapesArgs,
     TrainConfig,
 )
-
-
-def with_resume(command: Command, project: str, args: list[str]) -> Command:
-    """`command` (train or segment) whose --resume continues the run under its own config.json, with only the
-    flags typed now (`args`) on top: the preset and the defaults describe a new run, not this one."""
-
-    def run(cfg):
-        return command.resolve()(resumed_from_run(project, cfg, args) if cfg.resume else cfg)
-
-    return dataclasses.replace(command, fn=run)
-
-
-def resumed_from_run(project: str, cfg, args: list[str]):
-    from dlshared.checkpoint import RESUME_NAME
-    from dlshared.runs import check_name, latest_run
-
-    from .artifacts import read_config
-    from .config import resumed_config
-
-    run_dir = cfg.out / project / check_name(cfg.name) if cfg.name else latest_run(project, cfg.out, RESUME_NAME)
-    if run_dir is None or not (run_dir / "config.json").is_file():
-        return cfg  # nothing to resume: start_run says so
-    saved = read_config(run_dir / "config.json", type(cfg))
-    resumed = resumed_config(saved, cfg, typed_fields(args, type(cfg)), run_dir)
-    if os.environ.get("RANK", "0") == "0":  # under torchrun: rank 0 speaks
-        print(f"resuming {run_dir} with its own config.json and the flags given now", flush=True)
-    return dataclasses.replace(resumed, name=run_dir.name)
-
-
-def typed_fields(args: list[str], config_type: type) -> set[str]:
-    """The fields of `config_type` named on a command line: `--shapes-train 9`, `--epochs=9`, `--no-progress`."""
-    names = set()
-    for arg in args:
-        if arg.startswith("--"):
-            flag = arg[2:].split("=", 1)[0].replace("-", "_")
-            names |= {flag, flag.removeprefix("no_")}
-    return names & {field.name for field in dataclasses.fields(config_type)}
 
 
 def eval_command(args: EvalArgs) -> dict:
     from torch.utils.data import DataLoader
 
-    from .artifacts import load_detector, read_config, resolve_checkpoint
+    from dlshared.configs import read_config
+
+    from .artifacts import load_detector, resolve_checkpoint
     from .data import CocoDetection, collate, load_splits
     from .evaluate import coco_map, predict
 
@@ -75,7 +38,7 @@ def eval_command(args: EvalArgs) -> dict:
     else:  # the run's own test split, rebuilt from its config.json
         if not (run_dir / "config.json").is_file():
             raise UserError(f"{run_dir} has no config.json to rebuild its test split from; pass --data")
-        dataset = load_splits(read_config(run_dir / "config.json")).test
+        dataset = load_splits(read_config(run_dir / "config.json", TrainConfig)).test
     if len(dataset) == 0:
         raise UserError("no images to evaluate")
     loader = DataLoader(dataset, args.batch_size, collate_fn=collate)
@@ -107,9 +70,30 @@ def convert_pennfudan_command(args: ConvertArgs) -> dict:
     return convert_pennfudan(args.src, args.out, args.overwrite)
 
 
+def shapes_command(args: ShapesArgs) -> dict:
+    import zlib
+
+    from dlshared.outputs import staged_output
+
+    from .shapes import write_shapes
+
+    sizes = {"train": args.train, "val": args.val, "test": args.test}
+    with staged_output(args.out, args.overwrite) as stage:
+        for split, n_images in sizes.items():
+            split_seed = zlib.crc32(f"{args.style}/{args.seed}/{split}".encode())
+            write_shapes(stage / split, n_images, args.image_size, split_seed, style=args.style)
+    return {"out": str(args.out), "style": args.style, **sizes}
+
+
 COMMANDS = {
     "train": Command(
-        "detector.train:train", TrainConfig, "Train the detector; writes runs/detector/NAME.", PRESETS, "quick"
+        "detector.train:train",
+        TrainConfig,
+        "Train the detector; writes runs/detector/NAME.",
+        PRESETS,
+        "quick",
+        resumes=PROJECT,  # --resume: the run's own config.json, with the typed flags it may change on top
+        may_change=RESUME_MAY_CHANGE,
     ),
     "eval": Command(eval_command, EvalArgs, "COCO box (and mask) mAP of a run on its test split or on a COCO folder."),
     "export": Command(
@@ -123,7 +107,10 @@ COMMANDS = {
         "Train a U-Net for semantic segmentation (mIoU); writes runs/detector-unet/NAME.",
         SEGMENT_PRESETS,
         "quick",
+        resumes=UNET_PROJECT,
+        may_change=RESUME_MAY_CHANGE,
     ),
+    "shapes": Command(shapes_command, ShapesArgs, "Write a COCO folder of synthetic shapes, e.g. in another style."),
     "convert-pennfudan": Command(
         convert_pennfudan_command,
         ConvertArgs,
@@ -132,15 +119,8 @@ COMMANDS = {
 }
 
 
-RUN_VERBS = {"train": PROJECT, "segment": UNET_PROJECT}
-"""The verbs that train into a run folder, and its project folder: main() gives them a --resume that reloads the
-run's own config.json."""
-
-
 def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    resuming = {verb: with_resume(COMMANDS[verb], project, argv[1:]) for verb, project in RUN_VERBS.items()}
-    run_cli("detector", {**COMMANDS, **resuming}, argv)
+    run_cli("detector", COMMANDS, argv)
 
 
 if __name__ == "__main__":

@@ -8,13 +8,11 @@ handlers get the uploaded file undecoded (`preprocess=False`) and decode it them
 
 from __future__ import annotations
 
-import html
-import re
-from pathlib import Path
-
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
+
+from dlshared.display import BadImage, markdown_text, open_image
 
 from .artifacts import LoadedDetector
 from .data import resize_and_pad
@@ -22,62 +20,22 @@ from .evaluate import detect as run_detector
 from .shapes import draw_image
 
 MIN_SIDE, MAX_PIXELS = 16, 40_000_000
-UNREADABLE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
-"""What PIL raises for a file it cannot decode: not an image, truncated, damaged, or a decompression bomb."""
-_MARKUP = re.compile(r"([\\`*_\[\]#|~])")
 COLOURS = [(255, 64, 64), (64, 200, 64), (64, 128, 255), (255, 200, 0), (200, 64, 255), (0, 220, 220)]
 
 
-class BadImage(ValueError):
-    """An input the demo explains to the user instead of processing."""
-
-
-def open_image(value) -> Image.Image:
-    """What an image input holds -> a decoded RGB picture: the uploaded file as gradio passes it undecoded (a
-    dict with its path), a path, or an image already in memory. The size is checked from the header first."""
-    if isinstance(value, dict):  # gradio's FileData, the upload moved into gradio's cache
-        value = value.get("path")
-    if value is None:
-        raise BadImage("No image: upload one or pick an example.")
-    if isinstance(value, np.ndarray):
-        value = Image.fromarray(value)
-    if isinstance(value, Image.Image):
-        return check_size(value).convert("RGB")
-    name = Path(value).name
-    try:
-        image = Image.open(value)  # lazy: reads the header only
-    except Image.DecompressionBombError:  # PIL's own limit, far above ours: refused from the header too
-        raise BadImage(f"{name} is too large; the limit is {MAX_PIXELS:,} pixels.") from None
-    except UNREADABLE:
-        raise BadImage(f"{name} is not an image file PIL can read (PNG, JPEG, BMP, WebP, ...).") from None
-    with image:
-        check_size(image)
-        try:
-            return image.convert("RGB")
-        except UNREADABLE:
-            raise BadImage(f"{name} is truncated or damaged: PIL could not decode it.") from None
-
-
-def check_size(image: Image.Image) -> Image.Image:
+def open_rgb(value) -> Image.Image:
+    """What an image input holds (gradio's undecoded upload, a path, an array, a picture) -> a decoded RGB picture;
+    dlshared's open_image refuses bombs, truncated files and non-images, this the pictures too small to detect in."""
+    image = open_image(value, MAX_PIXELS)
     if min(image.size) < MIN_SIDE:
         raise BadImage(f"The image is {image.size[0]}x{image.size[1]} pixels; give at least {MIN_SIDE} per side.")
-    if image.size[0] * image.size[1] > MAX_PIXELS:
-        raise BadImage(
-            f"The image is too large: {image.size[0] * image.size[1]:,} pixels; the limit is {MAX_PIXELS:,}."
-        )
-    return image
+    return image.convert("RGB")
 
 
 def to_tensor(image) -> tuple[torch.Tensor, Image.Image]:
-    """(3, H, W) in [0, 1] and the RGB picture, from anything `open_image` takes."""
-    rgb = open_image(image)
+    """(3, H, W) in [0, 1] and the RGB picture, from anything `open_rgb` takes."""
+    rgb = open_rgb(image)
     return torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1).float() / 255.0, rgb
-
-
-def as_text(value) -> str:
-    """`value` shown as itself in Markdown: HTML escaped, Markdown's markup characters backslash-escaped (a class
-    or file name is data, not markup)."""
-    return _MARKUP.sub(r"\\\1", html.escape(str(value)))
 
 
 def letterbox(image: torch.Tensor, size: int) -> tuple[torch.Tensor, float]:
@@ -136,8 +94,8 @@ def example_image(seed: int | None, size: int = 256) -> Image.Image:
 
 def title_markdown(loaded: LoadedDetector) -> str:
     """The page's heading: the model, its run folder and classes (names from card.json: text, not markup)."""
-    classes = as_text(", ".join(map(str, loaded.classes)))
-    run = as_text(loaded.run_dir.name)
+    classes = markdown_text(", ".join(map(str, loaded.classes)))
+    run = markdown_text(loaded.run_dir.name)
     return f"# detector\n{loaded.arch} ({run}), classes: {classes}. Upload an image or make an example."
 
 
@@ -148,7 +106,7 @@ def build_demo(loaded: LoadedDetector, segmenter=None, segmenter_card: dict | No
         try:
             drawn, rows = detect(loaded, image, float(threshold))
         except BadImage as err:
-            return None, [], f"⚠️ {as_text(err)}"
+            return None, [], f"⚠️ {markdown_text(str(err))}"
         return drawn, rows, f"{len(rows)} objects above score {float(threshold):.2f}"
 
     def run_segment(image):
@@ -157,7 +115,7 @@ def build_demo(loaded: LoadedDetector, segmenter=None, segmenter_card: dict | No
         try:
             return segment(segmenter, segmenter_card, image), ""
         except BadImage as err:
-            return None, f"⚠️ {as_text(err)}"
+            return None, f"⚠️ {markdown_text(str(err))}"
 
     with gr.Blocks(title="detector") as demo:
         gr.Markdown(title_markdown(loaded))
@@ -178,7 +136,7 @@ def build_demo(loaded: LoadedDetector, segmenter=None, segmenter_card: dict | No
             seg_status = gr.Markdown()
         make.click(example_image, [seed], [image], api_name="example")
         # preprocess=False: the uploaded file reaches the handler undecoded, so that a truncated file or a
-        # decompression bomb is a message from open_image, not an error inside gradio's own decoding
+        # decompression bomb is a message from open_rgb, not an error inside gradio's own decoding
         detect_io = {"inputs": [image, threshold], "outputs": [drawn, table, status], "preprocess": False}
         boxes_button.click(run_detect, **detect_io, api_name="detect")
         threshold.release(run_detect, **detect_io)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from dlshared.checkpoint import save_json
-from dlshared.cli import UserError
+from dlshared.cli import UserError, short_reason
 from dlshared.outputs import staged_output
 
 from .artifacts import load_detector, resolve_checkpoint
@@ -60,15 +60,13 @@ class OnnxDetector:
     def __init__(self, path: Path, stride: int = 4, threads: int | None = None):
         import onnxruntime as ort
 
-        from .artifacts import first_line
-
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # ORT's own error types: a missing, truncated or foreign file
-            raise UserError(f"{path} is not an ONNX model ONNX Runtime can load ({first_line(err)})") from None
+            raise UserError(f"{path} is not an ONNX model ONNX Runtime can load ({short_reason(err)})") from None
         self.stride = stride
 
     def maps(self, images: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -28,8 +28,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from dlshared.checkpoint import WEIGHTS_NAME, save_weights
-from dlshared.cli import UserError
+from dlshared.checkpoint import WEIGHTS_NAME, load_weights, save_weights
+from dlshared.cli import UserError, short_reason
 from dlshared.seed import seed_everything
 
 from .config import UNET_PROJECT, SegmentationConfig
@@ -211,7 +211,7 @@ def evaluate_miou(model: nn.Module, dataset: Dataset, names: Sequence[str], cfg:
 
 def load_segmenter(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[UNet, dict]:
     """A trained U-Net from its run folder (card.json + model.safetensors), in eval mode, and its card."""
-    from .artifacts import first_line, load_run_weights, read_card
+    from .artifacts import read_card
 
     run_dir = Path(run_dir)
     for name in ("card.json", WEIGHTS_NAME):
@@ -221,8 +221,8 @@ def load_segmenter(run_dir: str | Path, device: str | torch.device = "cpu") -> t
     try:
         model = UNet(len(card["classes"]), tuple(card["widths"])).to(device)
     except (TypeError, ValueError) as err:
-        raise UserError(f"{run_dir / 'card.json'} describes no U-Net ({first_line(err)})") from None
-    return load_run_weights(model, run_dir / WEIGHTS_NAME, "card.json").eval(), card
+        raise UserError(f"{run_dir / 'card.json'} describes no U-Net ({short_reason(err)})") from None
+    return load_weights(model, run_dir / WEIGHTS_NAME).eval(), card
 
 
 def train_segmentation(cfg: SegmentationConfig) -> dict:
@@ -241,14 +241,14 @@ def train_segmentation(cfg: SegmentationConfig) -> dict:
         f"data: {splits.source}: {len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test "
         f"images, classes {names}; model: U-Net, {parameters:,} parameters"
     )
-    model, loader, optimizer, scheduler = prepare_training(accelerator, model, splits.train, cfg)
+    model, loader, optimizer, scheduler, epochs = prepare_training(accelerator, model, splits.train, cfg)
     raw_model = accelerator.unwrap_model(model)
     progress = run.resume(raw_model, optimizer, scheduler) or {"epoch": 0, "step": 0, "history": []}
     epoch, step, history = progress["epoch"], progress["step"], progress["history"]
-    meter = run.meter(cfg.epochs * len(loader), step, every=cfg.log_every, unit="images")
+    meter = run.meter(epochs * len(loader), step, every=cfg.log_every, unit="images")
 
     # --- the loop: an epoch of optimizer steps, then validation and a checkpoint ---
-    while epoch < cfg.epochs:
+    while epoch < epochs:
         loader.set_epoch(epoch)
         model.train()
         loss_sum = torch.zeros((), dtype=torch.float64, device=accelerator.device)
@@ -279,7 +279,7 @@ def train_segmentation(cfg: SegmentationConfig) -> dict:
             log.scalars({"val/miou": val["miou"], "val/miou_foreground": val["miou_foreground"]}, step)
             foreground = val["miou_foreground"] or 0  # None when no foreground class was seen or predicted
             scores = f"val mIoU {val['miou']:.4f}  foreground {foreground:.4f}"
-            log.print(f"epoch {epoch}/{cfg.epochs}  train loss {train_loss:.4f}  {scores}  {meter.rate:.0f} img/s")
+            log.print(f"epoch {epoch}/{epochs}  train loss {train_loss:.4f}  {scores}  {meter.rate:.0f} img/s")
             publish = partial(save_weights, raw_model, run.dir / WEIGHTS_NAME, {"epoch": str(epoch)})
             run.checkpoint(raw_model, optimizer, scheduler, publish, epoch=epoch, step=step, history=history)
     meter.close()
@@ -294,7 +294,7 @@ def train_segmentation(cfg: SegmentationConfig) -> dict:
         "test_pixel_accuracy": test["pixel_accuracy"],
         "test_iou": test["iou"],
         "val_miou": history[-1]["val_miou"] if history else None,
-        "epochs": cfg.epochs,
+        "epochs": epochs,
         "steps": step,
         "train_seconds": train_seconds,
         "train_images_per_s": round(meter.rate, 1),

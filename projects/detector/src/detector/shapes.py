@@ -10,6 +10,9 @@ one) with less than MIN_VISIBLE_FRACTION of itself or MIN_VISIBLE_PIXELS is redr
 painting: every painted shape is labelled and every label is findable, so no unlabelled fragments teach the model
 that a visible shape is background.
 
+`style="outlined"` draws the same three classes another way, as a stand-in for a user's own data: ink outlines
+of a few pixels around lightly tinted fills on plain paper, no texture. `detector shapes` writes such a folder.
+
 Deterministic: image i depends only on (seed, i, image_size, object counts) through its own numpy Generator, so
 the same arguments give byte-identical files, and a 100-image set equals the first 100 images of a 1000-image set.
 """
@@ -29,6 +32,7 @@ from pycocotools import mask as mask_utils
 from dlshared.cli import UserError
 
 CLASSES = ("circle", "square", "triangle")
+STYLES = ("textured", "outlined")
 GENERATOR_VERSION = 1
 """Bump when the drawing changes, so that ensure_shapes regenerates folders written by an older version."""
 DEFAULT_SIZES = {"train": 1000, "val": 200, "test": 200}
@@ -46,20 +50,21 @@ def write_shapes(
     seed: int = 0,
     min_objects: int = 1,
     max_objects: int = 4,
+    style: str = "textured",
 ) -> Path:
     """Write `out_dir/images/000000.png ...` and `out_dir/annotations.json` (COCO, with RLE masks).
 
     Image ids equal the file numbers (000042.png is image 42); annotation ids start at 1 because COCOeval uses
     0 for "unmatched". annotations.json is written last and atomically: a folder without it is incomplete.
     """
-    params = _params(n_images, image_size, seed, min_objects, max_objects)
+    params = _params(n_images, image_size, seed, min_objects, max_objects, style)
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     (out_dir / "annotations.json").unlink(missing_ok=True)  # from here on the folder reads as incomplete
     images, annotations = [], []
     for i in range(n_images):
         rng = np.random.default_rng([seed, i])
-        pixels, objects = draw_image(rng, image_size, min_objects, max_objects)
+        pixels, objects = draw_image(rng, image_size, min_objects, max_objects, style)
         name = f"{i:06d}.png"
         buffer = BytesIO()
         Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
@@ -87,17 +92,18 @@ def ensure_shapes(root: Path, sizes: dict[str, int] | None = None, image_size: i
     for split, n_images in (DEFAULT_SIZES if sizes is None else sizes).items():
         split_seed = zlib.crc32(f"shapes/{seed}/{split}".encode())
         out = root / split
-        if not _is_generated(out, _params(n_images, image_size, split_seed, 1, 4)):
+        if not _is_generated(out, _params(n_images, image_size, split_seed, 1, 4, "textured")):
             write_shapes(out, n_images, image_size, split_seed)
     return root
 
 
 def draw_image(
-    rng: np.random.Generator, size: int, min_objects: int = 1, max_objects: int = 4
+    rng: np.random.Generator, size: int, min_objects: int = 1, max_objects: int = 4, style: str = "textured"
 ) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
     """One picture: (pixels [size, size, 3] uint8, [(category id 1..3, visible mask [size, size] bool), ...])."""
     yy, xx = np.mgrid[:size, :size] + 0.5  # pixel centres, [S, S] each
-    background = _background(rng, size, xx, yy)
+    outlined = style == "outlined"
+    background = _paper(rng, size) if outlined else _background(rng, size, xx, yy)
     canvas = background.copy()  # [S, S, 3] float, 0..255
     kinds, masks, areas, colours = [], [], [], []
     for _ in range(rng.integers(min_objects, max_objects + 1)):
@@ -110,16 +116,21 @@ def draw_image(
                 continue
             if not all(_visible_enough((m & ~mask).sum(), a) for m, a in zip(masks, areas, strict=True)):
                 continue  # it would hide too much of an earlier shape
-            touched = [c for m, c in zip(masks, colours, strict=True) if (m & _grow(mask)).any()]
-            colour = _pick_colour(rng, [background[mask].mean(0), *touched])
-            # a gentle linear shading across the shape, so shapes are not perfectly flat either
-            shade = rng.uniform(-12, 12, 2) @ np.stack([xx - centre[0], yy - centre[1]])[:, mask] / extent
-            canvas[mask] = np.clip(colour + shade[:, None], 0, 255)
+            if outlined:  # a tinted fill inside an ink line; the fill hides what lies below, as paint would
+                colour = np.clip(background[mask].mean(0) + rng.uniform(-40, 40, 3), 0, 255)
+                canvas[mask] = colour
+                canvas[mask & ~_shrink(mask, max(1, round(size / 64)))] = rng.uniform(0, 90, 3)
+            else:
+                touched = [c for m, c in zip(masks, colours, strict=True) if (m & _grow(mask)).any()]
+                colour = _pick_colour(rng, [background[mask].mean(0), *touched])
+                # a gentle linear shading across the shape, so shapes are not perfectly flat either
+                shade = rng.uniform(-12, 12, 2) @ np.stack([xx - centre[0], yy - centre[1]])[:, mask] / extent
+                canvas[mask] = np.clip(colour + shade[:, None], 0, 255)
             masks = [m & ~mask for m in masks]
             kinds, areas, colours = [*kinds, kind], [*areas, area], [*colours, colour]
             masks.append(mask)
             break
-    canvas += rng.normal(0, rng.uniform(2, 8), canvas.shape)
+    canvas += rng.normal(0, rng.uniform(1, 3) if outlined else rng.uniform(2, 8), canvas.shape)
     pixels = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
     return pixels, [(k + 1, m) for k, m in zip(kinds, masks, strict=True)]
 
@@ -145,6 +156,11 @@ def _background(rng: np.random.Generator, size: int, xx: np.ndarray, yy: np.ndar
         alpha = rng.uniform(0.4, 1.0)
         image[line] = (1 - alpha) * image[line] + alpha * rng.uniform(0, 255, 3)
     return np.clip(image, 0, 255)
+
+
+def _paper(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A plain light background of one random tint: [S, S, 3] float."""
+    return np.broadcast_to(rng.uniform(190, 250, 3), (size, size, 3)).copy()
 
 
 def _shape(kind: str, centre: np.ndarray, extent: float, angle: float, xx, yy) -> tuple[np.ndarray, float]:
@@ -183,6 +199,13 @@ def _grow(mask: np.ndarray) -> np.ndarray:
     return grown
 
 
+def _shrink(mask: np.ndarray, width: int) -> np.ndarray:
+    """The mask without its outer `width` pixels (4-neighbour erosion): what is left inside an outline."""
+    for _ in range(width):
+        mask = mask & ~_grow(~mask)
+    return mask
+
+
 def _pick_colour(rng: np.random.Generator, neighbours: list[np.ndarray]) -> np.ndarray:
     """A random colour at least MIN_COLOUR_DISTANCE from every neighbour colour (the most distant of a few
     candidates when none is), so that each shape stands out from what surrounds it."""
@@ -213,13 +236,16 @@ def coco_annotation(ann_id: int, image_id: int, category: int, mask: np.ndarray)
     }
 
 
-def _params(n_images: int, image_size: int, seed: int, min_objects: int, max_objects: int) -> dict:
+def _params(n_images: int, image_size: int, seed: int, min_objects: int, max_objects: int, style: str) -> dict:
     if n_images < 0 or image_size < 32 or seed < 0 or not 1 <= min_objects <= max_objects:
         raise UserError(
             f"shapes: need n_images >= 0, image_size >= 32, seed >= 0 and 1 <= min_objects <= max_objects; "
             f"got {n_images}, {image_size}, {seed}, {min_objects}, {max_objects}"
         )
-    return {
+    if style not in STYLES:
+        raise UserError(f"shapes: style {style!r} is not one of {STYLES}")
+    extra = {} if style == "textured" else {"style": style}  # folders written before styles existed stay valid
+    return extra | {
         "name": "detector.shapes",
         "version": GENERATOR_VERSION,
         "n_images": n_images,

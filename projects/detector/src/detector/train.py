@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from dlshared.checkpoint import WEIGHTS_NAME, save_weights
 from dlshared.cli import UserError
 from dlshared.seed import seed_everything
-from dlshared.training import Run, start_run
+from dlshared.training import Run, epochs_for, start_run
 
 from .augment import augment_batch
 from .boxes import detection_loss, encode
@@ -63,6 +63,7 @@ class LoopOptions(Protocol):
     batch_size: int
     num_workers: int
     epochs: int
+    min_steps: int
     lr: float
     weight_decay: float
     warmup_fraction: float
@@ -71,7 +72,8 @@ class LoopOptions(Protocol):
 def prepare_training(accelerator, model: nn.Module, train_set: Dataset, cfg: LoopOptions):
     """The set-up the detector's and the U-Net's loops share: shuffled batches (a seedable sampler when the
     Accelerator has one), AdamW, warm-up + cosine schedule, all of it placed by Accelerate.
-    Returns (model, loader, optimizer, scheduler); the scheduler is stepped by hand, once per batch."""
+    Returns (model, loader, optimizer, scheduler, epochs); the scheduler is stepped by hand, once per batch, and
+    epochs is cfg.epochs raised where a small training set needs more passes to reach cfg.min_steps."""
     if len(train_set) == 0:
         raise UserError("no training images")
     # a ragged last batch of a few images would give BatchNorm poor statistics; keep it only when it is all there is
@@ -81,8 +83,9 @@ def prepare_training(accelerator, model: nn.Module, train_set: Dataset, cfg: Loo
     )
     model, loader = accelerator.prepare(model, loader)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = warmup_cosine(optimizer, cfg.epochs * len(loader), cfg.warmup_fraction)
-    return model, loader, accelerator.prepare(optimizer), scheduler
+    epochs = epochs_for(cfg.epochs, cfg.min_steps, len(loader))  # training length follows the data size
+    scheduler = warmup_cosine(optimizer, epochs * len(loader), cfg.warmup_fraction)
+    return model, loader, accelerator.prepare(optimizer), scheduler, epochs
 
 
 def on_main_process(accelerator, evaluate, *args):
@@ -123,16 +126,16 @@ def train(cfg: TrainConfig) -> dict:
         f"data: {splits.source}: {len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test "
         f"images, classes {splits.classes}; model: {cfg.model}, {card['parameters']:,} parameters"
     )
-    model, loader, optimizer, scheduler = prepare_training(accelerator, model, splits.train, cfg)
+    model, loader, optimizer, scheduler, epochs = prepare_training(accelerator, model, splits.train, cfg)
     raw_model = accelerator.unwrap_model(model)  # without DDP's wrapper: what is evaluated and saved
     progress = run.resume(raw_model, optimizer, scheduler) or {"epoch": 0, "step": 0, "history": []}
     epoch, step, history = progress["epoch"], progress["step"], progress["history"]
-    meter = run.meter(cfg.epochs * len(loader), step, every=cfg.log_every, unit="images")
+    meter = run.meter(epochs * len(loader), step, every=cfg.log_every, unit="images")
     augment, shuffle_channels = cfg.augmentation()
     out_size = cfg.image_size // model_cfg.stride  # side of the CenterNet's output maps
 
     # --- the loop: an epoch of optimizer steps, then validation and a checkpoint ---
-    while epoch < cfg.epochs:
+    while epoch < epochs:
         loader.set_epoch(epoch)
         # augmentation draws depend on (seed, epoch, rank) only, so a resumed run sees what an unbroken one did
         generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch * 1_009 + accelerator.process_index)
@@ -161,7 +164,7 @@ def train(cfg: TrainConfig) -> dict:
             history.append({"epoch": epoch, "train_loss": round(train_loss, 4), **val})
             log.scalars({"val/map": val["map"], "val/map_50": val["map_50"]}, step)
             log.print(
-                f"epoch {epoch}/{cfg.epochs}  train loss {train_loss:.4f}  val mAP {val['map']:.4f}  "
+                f"epoch {epoch}/{epochs}  train loss {train_loss:.4f}  val mAP {val['map']:.4f}  "
                 f"mAP@.5 {val['map_50']:.4f}  {meter.rate:.0f} img/s"
             )
             publish = partial(save_weights, raw_model, run.dir / WEIGHTS_NAME, {"epoch": str(epoch)})
@@ -175,7 +178,7 @@ def train(cfg: TrainConfig) -> dict:
     metrics = {f"test_{name}": value for name, value in test.items() if name != "images"}
     metrics |= {
         "val_map": history[-1]["map"] if history else None,
-        "epochs": cfg.epochs,
+        "epochs": epochs,
         "steps": step,
         "train_seconds": train_seconds,
         "train_images_per_s": round(meter.rate, 1),
