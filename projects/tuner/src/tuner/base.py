@@ -130,7 +130,7 @@ def windows(ids: torch.Tensor, batch: int, length: int, generator: torch.Generat
 def corpus_ids(tokenizer, train_pairs, cfg: TrainConfig) -> torch.Tensor:
     """The pretraining corpus (task.py) as one token stream, each statement ended by <eos>: the boundary the
     base later sees before a question."""
-    docs = pretrain_corpus(train_pairs, cfg.pretrain_docs, cfg.seed)
+    docs = pretrain_corpus(train_pairs, cfg.pretrain_docs, cfg.data_seed)
     ids = torch.tensor(tokenizer(EOS.join(docs) + EOS, add_special_tokens=False)["input_ids"])
     if len(ids) <= cfg.max_positions:
         raise UserError(f"pretrain corpus of {len(ids)} tokens is shorter than one window ({cfg.max_positions})")

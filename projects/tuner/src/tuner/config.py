@@ -76,19 +76,20 @@ class TrainConfig:
     """Held-out prompts for the task metric and held-out pairs for preference accuracy."""
 
     # --- LoRA (peft) ---
-    lora_r: Positive = 4
+    lora_r: Positive = 8
     """LoRA rank r: the adapter of a (out, in) layer is B (out, r) @ A (r, in)."""
-    lora_alpha: Positive = 8
+    lora_alpha: Positive = 16
     """LoRA scale: the update is (alpha / r) * B A."""
     lora_dropout: BelowOne = 0.0
     """Dropout on the adapter's input."""
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
-    """Linear layers that get adapters; "all-linear" for every one but the LM head."""
+    target_modules: tuple[str, ...] = ("all-linear",)
+    """Linear layers that get adapters: "all-linear" (attention and MLP, every one but the LM head) or names such
+    as q_proj v_proj. Attention alone carried the base's arithmetic into the chat template for some seeds only."""
     quantize: Literal["none", "4bit"] = "none"
     """4bit = QLoRA: the frozen base in 4-bit NF4 (bitsandbytes, CUDA only), adapters in bf16."""
 
     # --- stage sft (trl SFTTrainer, LoRA) ---
-    sft_steps: Positive = 500
+    sft_steps: Positive = 1000
     """Optimizer steps of SFT (cosine schedule, 10% warm-up)."""
     sft_batch: Positive = 16
     """Examples per SFT step."""
@@ -113,7 +114,10 @@ class TrainConfig:
     bf16: bool = False
     """bf16 autocast (CPUs with AMX/AVX-512 and GPUs); off = float32."""
     seed: NonNegative = 0
-    """Seeds the data, the initial weights and every trainer: the same seed, the same numbers."""
+    """Seeds the initial weights, the data order and every trainer: the same seeds, the same numbers."""
+    data_seed: NonNegative = 0
+    """Seeds the data: which number pairs are held out and every stage's texts (the split of a --data file). Kept
+    fixed while --seed varies, so that seeds are compared on the same held-out set."""
     out: Path = Path("runs")
     """Runs go to OUT/tuner/NAME."""
     name: str | None = None
@@ -145,6 +149,7 @@ TINY = TrainConfig(
     eval_prompts=8,
     lora_r=4,
     lora_alpha=8,
+    target_modules=("q_proj", "k_proj", "v_proj", "o_proj"),
     progress=False,
 )
 # the same pipeline sized for one GPU: a 25M-parameter base, bigger batches, more steps, bf16

@@ -149,16 +149,16 @@ def load_task_data(cfg) -> TaskData:
 
     if cfg.data is None:
         spec = task.TaskSpec(
-            cfg.max_number, cfg.heldout_fraction, tuple(cfg.format_fractions), cfg.wrong_fraction, cfg.seed
+            cfg.max_number, cfg.heldout_fraction, tuple(cfg.format_fractions), cfg.wrong_fraction, cfg.data_seed
         )
         train, heldout = task.split_pairs(spec)
         return TaskData(
             source="synthetic addition",
             template=task.PROMPT_TEMPLATE,
-            sft_rows=task.sft_rows(train, cfg.sft_examples, spec, cfg.seed + 1),
-            train_pairs=task.dpo_pairs(train, cfg.dpo_pairs, spec, cfg.seed + 2),
-            heldout_pairs=task.dpo_pairs(heldout, cfg.eval_prompts, spec, cfg.seed + 3),
-            eval_items=task.eval_prompts(heldout, cfg.eval_prompts, cfg.seed + 4),
+            sft_rows=task.sft_rows(train, cfg.sft_examples, spec, cfg.data_seed + 1),
+            train_pairs=task.dpo_pairs(train, cfg.dpo_pairs, spec, cfg.data_seed + 2),
+            heldout_pairs=task.dpo_pairs(heldout, cfg.eval_prompts, spec, cfg.data_seed + 3),
+            eval_items=task.eval_prompts(heldout, cfg.eval_prompts, cfg.data_seed + 4),
         )
     kind, rows = read_any(cfg.data)
     if kind == "sft":
@@ -166,7 +166,7 @@ def load_task_data(cfg) -> TaskData:
     if len(rows) < 2:
         raise UserError(f"{cfg.data}: {len(rows)} preference pair; need at least 2 (one is held out)")
     order = list(range(len(rows)))
-    random.Random(cfg.seed).shuffle(order)
+    random.Random(cfg.data_seed).shuffle(order)
     cut = min(len(rows) - 1, max(1, round(len(rows) * cfg.heldout_fraction)))
     heldout, train = [rows[i] for i in order[:cut]], [rows[i] for i in order[cut:]]
     return TaskData(

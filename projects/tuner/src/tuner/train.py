@@ -85,7 +85,7 @@ def stage_function(stage: str, cfg: TrainConfig, run_dir: Path, data: TaskData) 
 
     logs = run_dir / "logs" / stage
     if stage == "pretrain":
-        train_pairs, _ = split_pairs(TaskSpec(cfg.max_number, cfg.heldout_fraction, seed=cfg.seed))
+        train_pairs, _ = split_pairs(TaskSpec(cfg.max_number, cfg.heldout_fraction, seed=cfg.data_seed))
         return partial(pretrain, cfg, train_pairs, logs=logs)
     if not has_stage(run_dir, cfg, "base"):
         raise UserError(f"--stage {stage}: no base model; give --base, or run --stage pretrain (or all) first")
