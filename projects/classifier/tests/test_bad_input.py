@@ -11,7 +11,7 @@ import pytest
 
 from classifier.cli import main
 from classifier.config import BenchArgs, DemoArgs, EvalArgs, ExportArgs, TrainConfig
-from dlshared.testing import assert_one_line_error, bad_flag_cases
+from dlshared.testing import assert_one_line_error, assert_output_folder_guarded, bad_flag_cases
 
 VERBS = {"train": TrainConfig, "eval": EvalArgs, "export": ExportArgs, "bench": BenchArgs, "demo": DemoArgs}
 CASES = [(verb, flag, value) for verb, config in VERBS.items() for flag, value in bad_flag_cases(config)]
@@ -41,19 +41,9 @@ def test_rules_between_flags_are_checked_before_anything_is_made(flags, message,
 
 
 def test_export_never_writes_into_a_folder_it_did_not_create(tiny_run, tmp_path, capsys):
-    mine = tmp_path / "mine"
-    mine.mkdir()
-    (mine / "notes.txt").write_text("keep me")
-    for out, overwrite, message in [
-        (mine, [], "is not empty"),
-        (mine, ["--overwrite"], "was not written by this tool"),
-        (tiny_run["run_dir"], [], "which is being read"),
-    ]:
-        err = assert_one_line_error(
-            main, ["export", "--ckpt", tiny_run["run_dir"], "--out", str(out), *overwrite], capsys
-        )
-        assert message in err
-    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    assert_output_folder_guarded(
+        main, ["export", "--ckpt", tiny_run["run_dir"]], [tiny_run["run_dir"]], tmp_path, capsys
+    )
 
 
 def test_export_replaces_its_own_earlier_export_only_with_overwrite(tiny_run, tmp_path, capsys):

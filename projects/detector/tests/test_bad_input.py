@@ -12,7 +12,7 @@ import pytest
 from detector.cli import main
 from detector.config import BenchArgs, ConvertArgs, DemoArgs, EvalArgs, ExportArgs, SegmentationConfig, TrainConfig
 from dlshared.cli import UserError, field_checks
-from dlshared.testing import assert_one_line_error, bad_flag_cases
+from dlshared.testing import assert_one_line_error, assert_output_folder_guarded, bad_flag_cases
 
 VERBS = {
     "train": TrainConfig,
@@ -73,20 +73,9 @@ def test_rules_between_flags_are_checked_before_anything_is_made(verb, flags, me
 
 
 def test_export_never_writes_into_a_folder_it_did_not_create(tiny_run, tmp_path, capsys):
-    mine = tmp_path / "mine"
-    mine.mkdir()
-    (mine / "notes.txt").write_text("keep me")
-    for out, overwrite, message in [
-        (mine, [], "is not empty"),
-        (mine, ["--overwrite"], "was not written by this tool"),
-        (tiny_run["run_dir"], [], "which is being read"),
-        (Path(tiny_run["run_dir"]).parent, ["--overwrite"], "which is being read"),
-    ]:
-        err = assert_one_line_error(
-            main, ["export", "--ckpt", tiny_run["run_dir"], "--out", str(out), *overwrite], capsys
-        )
-        assert message in err
-    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    assert_output_folder_guarded(
+        main, ["export", "--ckpt", tiny_run["run_dir"]], [tiny_run["run_dir"]], tmp_path, capsys
+    )
 
 
 def test_export_replaces_its_own_earlier_export_only_with_overwrite(tiny_run, tmp_path, capsys):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dlshared.testing import assert_one_line_error, bad_flag_cases
+from dlshared.testing import assert_one_line_error, assert_output_folder_guarded, bad_flag_cases
 from tinygpt.cli import main
 from tinygpt.config import BenchArgs, DemoArgs, EvalArgs, ExportArgs, GenerateArgs, TrainConfig
 
@@ -38,21 +38,9 @@ def test_every_bad_flag_value_is_one_line_and_creates_nothing(verb, flags, messa
 
 
 def test_export_never_writes_into_a_folder_it_did_not_create(tiny_run, tmp_path, capsys):
-    mine = tmp_path / "mine"
-    mine.mkdir()
-    (mine / "notes.txt").write_text("keep me")
-    for out, overwrite, message in [
-        (mine, [], "is not empty"),
-        (mine, ["--overwrite"], "was not written by this tool"),
-        (tiny_run["run_dir"], ["--overwrite"], "which is being read"),
-        (Path(tiny_run["run_dir"]).parent, ["--overwrite"], "which is being read"),
-    ]:
-        err = assert_one_line_error(
-            main, ["export", "--ckpt", tiny_run["run_dir"], "--out", str(out), *overwrite], capsys
-        )
-        assert message in err
-    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
-    assert (Path(tiny_run["run_dir"]) / "model.safetensors").is_file()
+    assert_output_folder_guarded(
+        main, ["export", "--ckpt", tiny_run["run_dir"]], [tiny_run["run_dir"]], tmp_path, capsys
+    )
 
 
 def test_export_replaces_its_own_earlier_export_only_with_overwrite(tiny_run, tmp_path, capsys):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dlshared.testing import assert_one_line_error, bad_flag_cases
+from dlshared.testing import assert_one_line_error, assert_output_folder_guarded, bad_flag_cases
 from tuner.cli import main
 from tuner.config import PRESETS, DemoArgs, EvalArgs, ExportArgs, TrainConfig
 
@@ -33,20 +33,9 @@ def test_every_bad_flag_value_is_one_line_and_creates_nothing(verb, flags, messa
 
 
 def test_export_never_writes_into_a_folder_it_did_not_create(tiny_run, tmp_path, capsys):
-    run = Path(tiny_run["run_dir"])
-    mine = tmp_path / "mine"
-    mine.mkdir()
-    (mine / "notes.txt").write_text("keep me")
-    for out, overwrite, message in [
-        (mine, [], "is not empty"),
-        (mine, ["--overwrite"], "was not written by this tool"),
-        (run, ["--overwrite"], "which is being read"),
-        (run / "base", ["--overwrite"], "which is being read"),  # the base the adapter is merged into
-    ]:
-        err = assert_one_line_error(main, ["export", "--ckpt", str(run), "--out", str(out), *overwrite], capsys)
-        assert message in err
-    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
-    assert (run / "base" / "model.safetensors").is_file()
+    # the run, and the base the adapter is merged into, are read: neither may be written over
+    sources = [tiny_run["run_dir"], Path(tiny_run["run_dir"]) / "base"]
+    assert_output_folder_guarded(main, ["export", "--ckpt", tiny_run["run_dir"]], sources, tmp_path, capsys)
 
 
 def test_export_replaces_its_own_earlier_export_only_with_overwrite(tiny_run, tmp_path, capsys):

@@ -286,6 +286,26 @@ def in_process_group(fn: Callable[..., Any], *args: Any) -> Any:
     return fn(*args)
 
 
+def assert_output_folder_guarded(main: Callable, argv: list[str], sources: list, tmp_path: Path, capsys: Any) -> None:
+    """What every verb that writes a folder must do, for `main([*argv, "--out", OUT, ...])`: refuse a non-empty
+    folder it did not write (with --overwrite too) and any OUT that is, or holds, one of the `sources` it reads;
+    the user's files stay as they were."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    cases = [(mine, [], "is not empty"), (mine, ["--overwrite"], "was not written by this tool")]
+    for source in map(Path, sources):
+        cases += [
+            (source, ["--overwrite"], "which is being read"),
+            (source.parent, ["--overwrite"], "which is being read"),
+        ]
+    for out, overwrite, message in cases:
+        err = assert_one_line_error(main, [*argv, "--out", str(out), *overwrite], capsys)
+        assert message in err, (out, overwrite, err)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    assert all(source.exists() for source in map(Path, sources))
+
+
 def resume_rng_selftest(out: str | os.PathLike) -> tuple[float, float]:
     """Under `run_distributed`: each rank seeds its own stream, checkpoints through `dlshared.training`, draws a
     number; then resumes and draws again. Equal pairs mean every rank got its own RNG state back."""
