@@ -11,7 +11,12 @@ import pytest
 
 from classifier.cli import main
 from classifier.config import BenchArgs, DemoArgs, EvalArgs, ExportArgs, TrainConfig
-from dlshared.testing import assert_one_line_error, assert_output_folder_guarded, bad_flag_cases
+from dlshared.testing import (
+    assert_damaged_run_refused,
+    assert_one_line_error,
+    assert_output_folder_guarded,
+    bad_flag_cases,
+)
 
 VERBS = {"train": TrainConfig, "eval": EvalArgs, "export": ExportArgs, "bench": BenchArgs, "demo": DemoArgs}
 CASES = [(verb, flag, value) for verb, config in VERBS.items() for flag, value in bad_flag_cases(config)]
@@ -87,14 +92,8 @@ LOADING_VERBS = ["eval", "export", "bench", "demo"]
 @pytest.mark.parametrize("verb", LOADING_VERBS)
 @pytest.mark.parametrize("damage", CORRUPTIONS)
 def test_a_damaged_or_foreign_run_is_one_line_naming_the_file(tiny_run, tmp_path, capsys, verb, damage):
-    run = Path(shutil.copytree(tiny_run["run_dir"], tmp_path / "run"))
     corrupt, named = CORRUPTIONS[damage]
-    corrupt(run)
-    before = sorted(p.name for p in tmp_path.rglob("*"))
-    out = ["--out", str(tmp_path / "export")] if verb == "export" else []
-    err = assert_one_line_error(main, [verb, "--ckpt", str(run), *out], capsys)
-    assert str(run / named) in err
-    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written
+    assert_damaged_run_refused(main, verb, tiny_run["run_dir"], corrupt, named, tmp_path, capsys)
 
 
 @pytest.mark.parametrize("verb", ["eval", "demo"])

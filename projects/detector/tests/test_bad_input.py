@@ -12,7 +12,12 @@ import pytest
 from detector.cli import main
 from detector.config import BenchArgs, ConvertArgs, DemoArgs, EvalArgs, ExportArgs, SegmentationConfig, TrainConfig
 from dlshared.cli import UserError, field_checks
-from dlshared.testing import assert_one_line_error, assert_output_folder_guarded, bad_flag_cases
+from dlshared.testing import (
+    assert_damaged_run_refused,
+    assert_one_line_error,
+    assert_output_folder_guarded,
+    bad_flag_cases,
+)
 
 VERBS = {
     "train": TrainConfig,
@@ -126,14 +131,8 @@ CONFIG_DAMAGE = {
 @pytest.mark.parametrize("verb, damage", DETECTOR_CASES, ids=[f"{v}-{d}" for v, d in DETECTOR_CASES])
 def test_a_damaged_or_foreign_run_is_one_line_naming_the_file(tiny_run, tmp_path, capsys, monkeypatch, verb, damage):
     monkeypatch.chdir(tmp_path)
-    run = Path(shutil.copytree(tiny_run["run_dir"], tmp_path / "run"))
     corrupt, named = {**DETECTOR_DAMAGE, **CONFIG_DAMAGE}[damage]
-    corrupt(run)
-    before = sorted(p.name for p in tmp_path.rglob("*"))
-    out = ["--out", str(tmp_path / "export")] if verb == "export" else []
-    err = assert_one_line_error(main, [verb, "--ckpt", str(run), *out], capsys)
-    assert str(run / named) in err
-    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written
+    assert_damaged_run_refused(main, verb, tiny_run["run_dir"], corrupt, named, tmp_path, capsys)
 
 
 UNET_DAMAGE = {

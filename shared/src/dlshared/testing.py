@@ -306,6 +306,22 @@ def assert_output_folder_guarded(main: Callable, argv: list[str], sources: list,
     assert all(source.exists() for source in map(Path, sources))
 
 
+def assert_damaged_run_refused(
+    main: Callable, verb: str, run_dir: Any, damage: Callable[[Path], Any], named: str, tmp_path: Path, capsys: Any
+) -> None:
+    """`main([VERB, "--ckpt", COPY])` on a copy of `run_dir` that `damage(COPY)` spoiled: one line on stderr naming
+    COPY/`named`, exit code 2, and nothing written (an export is pointed at a fresh --out)."""
+    import shutil
+
+    run = Path(shutil.copytree(run_dir, tmp_path / "run"))
+    damage(run)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    out = ["--out", str(tmp_path / "export")] if verb == "export" else []
+    err = assert_one_line_error(main, [verb, "--ckpt", str(run), *out], capsys)
+    assert str(run / named) in err, err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written
+
+
 def resume_rng_selftest(out: str | os.PathLike) -> tuple[float, float]:
     """Under `run_distributed`: each rank seeds its own stream, checkpoints through `dlshared.training`, draws a
     number; then resumes and draws again. Equal pairs mean every rank got its own RNG state back."""
