@@ -132,12 +132,6 @@ def test_resume_without_a_name_never_picks_a_baseline_run(tmp_path):
         train(tiny_config(tmp_path, resume=True))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=SystemExit,
-    reason="dlshared.configs.resume_from_run picks the newest run holding resume.pt, which VAE and GAN runs write "
-    "too; it needs the file only a diffusion run holds (PIPELINE_INDEX), as start_run has",
-)
 def test_resume_without_a_name_from_the_command_line_continues_the_newest_diffusion_run(tiny_run, tmp_path):
     import dataclasses
     import shutil

@@ -103,6 +103,9 @@ class Command:
     under its own config.json, with only the typed flags named in `may_change` on top (dlshared.configs)."""
     may_change: tuple[str, ...] = ()
     """Fields a resumed run may change (how it executes, not what it trains)."""
+    resume_requires: str = "resume.pt"
+    """--resume without --name continues the newest run holding this file (a project whose runs of other kinds
+    also write resume.pt names the file only its own kind holds, as it does for start_run's `required`)."""
 
     def resolve(self) -> Callable[[Any], Any]:
         if callable(self.fn):
@@ -136,7 +139,8 @@ def run_cli(prog: str, commands: dict[str, Command], argv: Sequence[str] | None 
         if command.resumes and getattr(config, "resume", False):
             from .configs import resume_from_run, typed_fields
 
-            config = resume_from_run(config, typed_fields(rest, command.config), command.resumes, command.may_change)
+            typed = typed_fields(rest, command.config)
+            config = resume_from_run(config, typed, command.resumes, command.may_change, command.resume_requires)
         result = command.resolve()(validate(config))
     except UserError as err:
         from .runs import discard_unfinished_runs

@@ -80,14 +80,16 @@ def resumed_config(saved: C, given: C, typed: Collection[str], may_change: Colle
     return dataclasses.replace(saved, **overrides)
 
 
-def resume_from_run(given: C, typed: Collection[str], project: str, may_change: Collection[str]) -> C:
+def resume_from_run(
+    given: C, typed: Collection[str], project: str, may_change: Collection[str], required: str = RESUME_NAME
+) -> C:
     """The config `train --resume` continues with: the run's own config.json (the run named by --name, or the
-    newest one with a resume file), with the `typed` flags that `may_change` on top. With nothing to resume the
+    newest one holding `required`), with the `typed` flags that `may_change` on top. With nothing to resume the
     given config is returned unchanged, and the training verb reports that in one line."""
     if given.name is not None:
         folder = Path(given.out) / project / check_name(given.name)
     else:
-        folder = latest_run(project, given.out, required=RESUME_NAME)
+        folder = latest_run(project, given.out, required=required)
     if folder is None or not (folder / "config.json").is_file():
         return given
     saved = read_config(folder / "config.json", type(given))

@@ -15,12 +15,9 @@ from dlshared.checkpoint import load_weights, read_json_object
 from dlshared.cli import UserError, short_reason
 from dlshared.runs import latest_run
 
-from .config import PROJECT
+from .config import PIPELINE_DIR, PIPELINE_INDEX, PROJECT
 from .pipeline import ClassConditionalPipeline
 
-PIPELINE_DIR = "pipeline"
-PIPELINE_INDEX = f"{PIPELINE_DIR}/model_index.json"
-"""What only a diffusion run holds, once it has a checkpoint: how `--resume`, eval and the demo find the newest."""
 RETRAIN = "train the run again (or point --ckpt at another run)"
 
 

@@ -6,6 +6,7 @@ from dlshared.cli import Command, run_cli
 
 from .baselines_config import GAN_PRESETS, VAE_PRESETS, GANConfig, VAEConfig
 from .config import (
+    PIPELINE_INDEX,
     PRESETS,
     PROJECT,
     RESUME_MAY_CHANGE,
@@ -45,7 +46,6 @@ def eval_command(args: EvalArgs) -> dict:
 def demo_command(args: DemoArgs) -> None:
     from dlshared.demo import serve
 
-    from .artifacts import PIPELINE_INDEX
     from .demo import build_demo
     from .train import train
 
@@ -64,6 +64,7 @@ COMMANDS = {
         "quick",
         resumes=PROJECT,
         may_change=RESUME_MAY_CHANGE,
+        resume_requires=PIPELINE_INDEX,  # VAE and GAN runs write resume.pt too
     ),
     "train-vae": Command(
         "diffusion.autoencoder:train_vae",

@@ -23,6 +23,9 @@ from dlshared.cli import (
 
 PROJECT = "diffusion"
 """Name of the run folder family: runs/diffusion/<name>/."""
+PIPELINE_DIR = "pipeline"
+PIPELINE_INDEX = f"{PIPELINE_DIR}/model_index.json"
+"""What only a diffusion run holds, once it has a checkpoint: how `--resume`, eval and the demo find the newest."""
 
 Sampler = Literal["ddim", "ddpm", "dpm", "diffusers-ddim", "diffusers-ddpm"]
 SAMPLERS: tuple[str, ...] = typing.get_args(Sampler)
