@@ -41,14 +41,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)  # the rename itself must reach the disk, or a power cut can undo it
+        fsync_path(path.parent)  # the rename itself must reach the disk, or a power cut can undo it
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """Flush a file, or a folder's entries (its renames), to the disk."""
     try:
-        fd = os.open(folder, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
     except OSError:  # some platforms (Windows) cannot open a folder; the rename is still atomic there
         return
     try:

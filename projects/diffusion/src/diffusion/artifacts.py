@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from dlshared.checkpoint import load_weights, read_json_object
+from dlshared.checkpoint import fsync_path, load_weights, read_json_object
 from dlshared.cli import UserError, short_reason
 from dlshared.runs import latest_run
 
@@ -132,7 +132,7 @@ def save_pipeline_atomically(pipe: ClassConditionalPipeline, folder: Path) -> No
         pipe.save_pretrained(stage, safe_serialization=True)
         files = sorted(p.relative_to(stage) for p in stage.rglob("*") if p.is_file())  # unet/config before weights
         for name in files:
-            _fsync(stage / name)  # the contents reach the disk before any rename can
+            fsync_path(stage / name)  # the contents reach the disk before any rename can
         if not folder.exists():
             os.replace(stage, folder)  # the first save: the whole folder appears in one step
         else:
@@ -141,7 +141,7 @@ def save_pipeline_atomically(pipe: ClassConditionalPipeline, folder: Path) -> No
                     (folder / name).parent.mkdir(exist_ok=True)
                     os.replace(stage / name, folder / name)
         for renamed_in in {folder.parent, folder, *(folder / name.parent for name in files)}:
-            _fsync(renamed_in)  # and so do the renames
+            fsync_path(renamed_in)  # and so do the renames
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
@@ -157,17 +157,3 @@ def remove_stale_pipelines(folder: Path) -> list[Path]:
     for path in stale:
         shutil.rmtree(path, ignore_errors=True)
     return stale
-
-
-def _fsync(path: Path) -> None:
-    """Flush a file, or a folder's entries (its renames), to the disk; a no-op where folders cannot be opened."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
