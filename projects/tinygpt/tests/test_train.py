@@ -91,7 +91,11 @@ def test_resume_refuses_another_architecture_in_one_line_and_leaves_the_run_alon
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     argv = ["train", "--out", str(tmp_path), "--name", "copy", "--resume", "--n-layer", "3", "--arch", "gpt2"]
     err = assert_one_line_error(main, argv, capsys)
-    assert "--n-layer 2" in err and "--arch llama" in err and "keeps its architecture" in err
+    # the first changed field (in name order) is named with the value the run was trained with
+    assert "--arch gpt2" in err and "trained with llama" in err and "--resume continues a run as it was" in err
+    # the text is the run's own too (its tokenizer and its split were made from it)
+    err = assert_one_line_error(main, [*argv[:6], "--max-chars", "1000"], capsys)
+    assert err.startswith("tinygpt train: error: --max-chars 1000:")
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 

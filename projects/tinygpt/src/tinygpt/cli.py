@@ -5,32 +5,21 @@ A verb that returns a dict has it printed as the last stdout line, one JSON obje
 
 from __future__ import annotations
 
-import dataclasses
 import sys
-from collections.abc import Collection, Sequence
-from functools import partial
 
 from dlshared.cli import Command, UserError, run_cli
 
-from .config import PRESETS, BenchArgs, DemoArgs, EvalArgs, ExportArgs, GenerateArgs, TrainConfig
-
-
-def train_command(cfg: TrainConfig, typed: Collection[str] = ()) -> dict:
-    """Train; with --resume, on the run's own config.json, changed only by the flags typed (`typed`)."""
-    from .train import resumed_config, train
-
-    return train(resumed_config(cfg, typed) if cfg.resume else cfg)
-
-
-def typed_fields(args: Sequence[str], config_type: type) -> frozenset[str]:
-    """The fields of `config_type` whose flags appear in `args`: `--max-iters 9`, `--max-iters=9`, `--no-bias`."""
-    names = {field.name for field in dataclasses.fields(config_type)}
-    typed = set()
-    for arg in args:
-        if arg.startswith("--"):
-            name = arg[2:].split("=", 1)[0].replace("-", "_")
-            typed.add(name[3:] if name not in names and name.startswith("no_") else name)
-    return frozenset(typed & names)
+from .config import (
+    PRESETS,
+    PROJECT,
+    RESUME_MAY_CHANGE,
+    BenchArgs,
+    DemoArgs,
+    EvalArgs,
+    ExportArgs,
+    GenerateArgs,
+    TrainConfig,
+)
 
 
 def eval_command(args: EvalArgs) -> dict:
@@ -104,12 +93,14 @@ def demo_command(args: DemoArgs) -> None:
 
 COMMANDS = {
     "train": Command(
-        train_command,
+        "tinygpt.train:train",
         TrainConfig,
         "Train a GPT; writes runs/tinygpt/NAME.",
         PRESETS,
         "quick",
         hide=("history", "sample"),
+        resumes=PROJECT,  # --resume: the run's own config.json, with the typed flags it may change on top
+        may_change=RESUME_MAY_CHANGE,
     ),
     "eval": Command(eval_command, EvalArgs, "Loss and perplexity on the run's validation split or a text file."),
     "generate": Command(generate_command, GenerateArgs, "Continue a prompt, streamed to stdout."),
@@ -124,12 +115,7 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    commands = COMMANDS
-    if argv[:1] == ["train"]:  # --resume needs to know which flags were typed, not just their values
-        train_typed = partial(train_command, typed=typed_fields(argv[1:], TrainConfig))
-        commands = {**COMMANDS, "train": dataclasses.replace(COMMANDS["train"], fn=train_typed)}
-    run_cli("tinygpt", commands, argv)
+    run_cli("tinygpt", COMMANDS, argv)
 
 
 if __name__ == "__main__":

@@ -24,9 +24,6 @@ BelowOne = Annotated[float, Check(lambda v: 0 <= v < 1, "0 or more and below 1",
 TopP = Annotated[float, Check(lambda v: 0 < v <= 1, "greater than 0 and at most 1", (0.0, 1.5))]
 Port = Annotated[int, Check(lambda v: 1 <= v <= 65535, "between 1 and 65535", (0, 70000))]
 
-ARCHITECTURE = ("arch", "n_layer", "n_head", "n_embd", "block_size", "bias", "tokenizer", "vocab_size")
-"""Fields that fix the shape of the weights or the token ids: a resumed run keeps its own."""
-
 
 @dataclass
 class TrainConfig:
@@ -108,13 +105,25 @@ class TrainConfig:
     """Run folder name (default: a timestamp)."""
     resume: bool = False
     """Continue the run --name (or the newest run with a resume.pt) from its last checkpoint, with the run's own
-    config.json: flags typed with --resume change run-time fields (e.g. --max-iters), never the architecture."""
+    config.json: flags typed with --resume change run-time fields (e.g. --max-iters), never the architecture or the
+    text (RESUME_MAY_CHANGE)."""
     overwrite: bool = False
     """Replace an earlier run of the same --name (without it, a non-empty run folder is refused)."""
     progress: bool = True
     """Show a progress bar."""
     peak_flops: PositiveFloat | None = None
     """Peak FLOP/s of one device for MFU. Unset: a table for known GPUs; on a CPU, a measured matmul."""
+
+
+ARCHITECTURE = ("arch", "n_layer", "n_head", "n_embd", "block_size", "bias", "tokenizer", "vocab_size")
+"""Fields that fix the shape of the weights or the token ids."""
+RESUME_MAY_CHANGE = tuple(
+    field.name
+    for field in dataclasses.fields(TrainConfig)
+    if field.name not in (*ARCHITECTURE, "data", "dataset", "max_chars")
+)
+"""Fields `train --resume` may change (nanoGPT style: --max-iters, the learning rates, evaluation, device, ...);
+the architecture and the text stay the run's own (dlshared.configs.resume_from_run refuses a typed change)."""
 
 
 # nanoGPT's config/train_shakespeare_char.py, so the two can be compared at the same settings on one machine

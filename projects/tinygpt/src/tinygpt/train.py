@@ -9,24 +9,19 @@ evaluation, checkpoints) stay here, in nanoGPT's order, to be read top to bottom
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Collection
 from contextlib import nullcontext
 from functools import partial
-from pathlib import Path
 
 import torch
 
-from dlshared.checkpoint import RESUME_NAME
-from dlshared.cli import UserError, validate
+from dlshared.cli import validate
 from dlshared.monitor import mfu
-from dlshared.runs import check_name, latest_run
 from dlshared.seed import seed_everything
 from dlshared.training import start_run
 
-from .artifacts import check_device, read_run_config, read_tokenizer, save_model
-from .config import ARCHITECTURE, PROJECT, TrainConfig, check_relations
+from .artifacts import check_device, read_tokenizer, save_model
+from .config import PROJECT, TrainConfig, check_relations
 from .data import Batches, TokenData, load_data
 from .evaluate import evaluate_loss
 from .generate import generate
@@ -83,36 +78,11 @@ def sample_text(model: GPT, tokenizer: Tokenizer, n_tokens: int, seed: int) -> s
     return tokenizer.decode([token.item() for token in tokens])
 
 
-def resumed_config(cfg: TrainConfig, typed: Collection[str] | None = None) -> TrainConfig:
-    """What --resume continues with: the run's own config.json, with the fields named in `typed` (the flags typed on
-    the command line; every field when None, as for a config built in Python) taken from `cfg`. The architecture
-    stays the run's: a typed architecture field that differs from it is a one-line error, not a size mismatch."""
-    if cfg.name is not None:
-        folder = Path(cfg.out) / PROJECT / check_name(cfg.name)
-    else:
-        folder = latest_run(PROJECT, cfg.out, required=RESUME_NAME)
-    if folder is None or not (folder / "config.json").is_file():
-        return cfg  # nothing to resume: start_run says so
-    saved = read_run_config(folder)
-    given = {field.name for field in dataclasses.fields(cfg)} if typed is None else set(typed)
-    changed = [name for name in ARCHITECTURE if name in given and getattr(cfg, name) != getattr(saved, name)]
-    if changed:
-        flags = " ".join(f"--{name.replace('_', '-')} {getattr(saved, name)}" for name in changed)
-        raise UserError(
-            f"--resume: {folder} was trained with {flags}; a resumed run keeps its architecture "
-            "(leave those flags out, or start a new run)"
-        )
-    overrides = {name: getattr(cfg, name) for name in given | {"out", "resume", "overwrite"}}
-    return dataclasses.replace(saved, **{**overrides, "name": folder.name})
-
-
 def train(cfg: TrainConfig) -> dict:
     """Train a GPT as `cfg` says; returns the final metrics (also written to RUN/metrics.json)."""
     # --- set-up: processes, run folder, data, model, optimiser, resume; all of it before the first step ---
     check_relations(validate(cfg))  # a bad value or combination is one line, before any folder exists
     check_device(cfg.device)
-    if cfg.resume:
-        cfg = resumed_config(cfg)
     run = start_run(PROJECT, cfg)
     accelerator, log, rank = run.accelerator, run.log, run.accelerator.process_index
     if cfg.reuse_freed_memory and accelerator.device.type == "cpu":
