@@ -1,0 +1,1 @@
+"""Graph neural networks: node classification on Cora, recommendations on MovieLens (torch-geometric)."""
