@@ -16,6 +16,7 @@ from .config import (
     RESUME_MAY_CHANGE,
     BenchArgs,
     DemoArgs,
+    DepthArgs,
     EvalArgs,
     ExportArgs,
     RecommendArgs,
@@ -83,6 +84,7 @@ COMMANDS = {
     "eval": Command(eval_command, EvalArgs, "Accuracy of a node run's model on every split of its graph."),
     "export": Command(export_command, ExportArgs, "Export a run: weights + card (node) or embeddings + faiss index."),
     "recommend": Command(recommend_command, RecommendArgs, "Top-k items for a user or for a few liked items."),
+    "depth": Command("graph.smoothing:depth_sweep", DepthArgs, "Over-smoothing: accuracy and similarity vs depth."),
     "bench": Command("graph.bench:bench", BenchArgs, "Throughput: sampled vs full-batch training; LightGCN epochs."),
     "demo": Command(demo_command, DemoArgs, "Serve the Gradio demo (trains a quick model first if none exists)."),
 }

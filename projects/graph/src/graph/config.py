@@ -74,7 +74,10 @@ class TrainConfig:
     weight_decay: NonNegativeFloat = 5e-4
     """node: Adam's L2 penalty. recommend: L2 on the embeddings of each batch (LightGCN's reg), mf and lightgcn."""
     batch_size: Positive = 2048
-    """recommend: (user, positive, negative) triples per step."""
+    """recommend: (user, positive, negative) triples per step. node with --fanout: seed nodes per step."""
+    fanout: tuple[Positive, ...] = ()
+    """node: neighbours sampled per layer (GraphSAGE's mini-batches, e.g. 10 10: one number per layer); empty:
+    full-batch training on the whole graph."""
     seeds: Positive = 10
     """node: train this many seeds (--seed, --seed + 1, ...) one after another and report mean ± std; the model
     of the first seed is the one saved. recommend: 1."""
@@ -156,6 +159,10 @@ def check_relations(cfg: TrainConfig) -> TrainConfig:
     models = NODE_MODELS if cfg.task == "node" else RECOMMEND_MODELS
     if cfg.model not in models:
         raise UserError(f"--model {cfg.model} is not a {cfg.task} model; choose one of: {', '.join(models)}")
+    if cfg.fanout and (cfg.task != "node" or len(cfg.fanout) != cfg.layers):
+        raise UserError(
+            f"--fanout {' '.join(map(str, cfg.fanout))}: give one number per layer (--layers {cfg.layers}), for --task node"
+        )
     if cfg.task == "recommend" and cfg.seeds != 1:
         raise UserError(f"--seeds {cfg.seeds}: --task recommend trains one seed per run")
     return cfg
@@ -197,6 +204,17 @@ class BenchArgs:
     """sampling: full-batch vs neighbour-sampled GraphSAGE on generated graphs of three sizes. lightgcn: one epoch
     of the lightgcn-paper preset on a generated interaction set of the Gowalla paper split's size."""
     device: str = "auto"
+
+
+@dataclass
+class DepthArgs:
+    depths: tuple[Positive, ...] = (2, 4, 8, 16)
+    """Numbers of graph layers to train (the quick preset otherwise)."""
+    seeds: Positive = 3
+    model: Literal["gcn", "gcn-hand", "gcn-mp", "gat", "sage", "mlp"] = "gcn"
+    preset: Literal["quick", "tiny", "gat"] = "quick"
+    out: Path | None = None
+    """Folder for oversmoothing.json and oversmoothing.png (unset: print only)."""
 
 
 @dataclass
