@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from dlshared.checkpoint import load_resume_state
-from dlshared.testing import assert_one_line_error, run_distributed
+from dlshared.testing import assert_one_line_error, kill_when, run_distributed, torchrun
 from tinygpt.artifacts import load_model
 from tinygpt.cli import main
 from tinygpt.config import PRESETS
@@ -99,19 +99,22 @@ def test_resume_refuses_another_architecture_in_one_line_and_leaves_the_run_alon
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 
-def test_two_process_ddp_trains_and_resumes_exactly(tmp_path):
+@pytest.mark.slow  # a torchrun job killed mid-run: ~30 s, mostly processes importing torch
+def test_two_process_ddp_killed_and_resumed_ends_exactly_like_an_uninterrupted_run(tmp_path):
     # dropout on: each rank draws its own masks, so the resumed run matches only if every rank gets its own RNG
     # state back, and its own position in its own stream of windows (the sampler state, saved per rank)
-    cfg = tiny_config(tmp_path, device="cpu", max_iters=20, eval_interval=10, dropout=0.1, sample_tokens=0)
-    whole = dataclasses.replace(cfg, name="whole")
-    first_half = dataclasses.replace(cfg, name="halves", max_iters=10, lr_decay_iters=20)
-    second_half = dataclasses.replace(cfg, name="halves", resume=True)
-    whole0, whole1 = run_distributed(train, whole)
-    run_distributed(train, first_half)  # stops at the step-10 checkpoint
-    resumed0, resumed1 = run_distributed(train, second_half)
+    cfg = tiny_config(tmp_path, device="cpu", max_iters=40, eval_interval=10, dropout=0.1, sample_tokens=0)
+    whole0, whole1 = run_distributed(train, dataclasses.replace(cfg, name="whole"))
+    # the same run under torchrun, SIGKILLed (launcher and both ranks) once a checkpoint before the end exists
+    flags = ["--max-iters", "40", "--eval-interval", "10", "--dropout", "0.1", "--sample-tokens", "0"]
+    args = ["train", "--preset", "tiny", "--device", "cpu", "--out", str(tmp_path), "--name", "halves", *flags]
+    resume_file = tmp_path / "tinygpt" / "halves" / "resume.pt"
+    kill_when(torchrun("tinygpt", args), lambda: resume_file.exists() and load_resume_state(resume_file)["iter"] >= 10)
+    assert 10 <= load_resume_state(resume_file)["iter"] < 40, "the run finished before it was killed"
+    resumed0, resumed1 = run_distributed(train, dataclasses.replace(cfg, name="halves", resume=True))
     assert whole0["processes"] == whole1["processes"] == 2
     assert whole0["val_loss"] == whole1["val_loss"]  # DDP keeps the replicas identical
-    first, last = whole0["history"]
+    first, last = whole0["history"][0], whole0["history"][-1]
     assert last["val_loss_estimate"] < first["val_loss_estimate"]  # the loss falls under DDP
     assert resumed0["history"] == resumed1["history"] == whole0["history"]
     assert resumed0["val_loss"] == whole0["val_loss"]
