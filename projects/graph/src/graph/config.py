@@ -110,9 +110,18 @@ QUICK = TrainConfig()
 TINY = TrainConfig(epochs=30, seeds=2, patience=0, progress=False)
 # GAT's paper recipe (8 heads x 8 hidden, dropout 0.6, lr 0.005)
 GAT = TrainConfig(model="gat", hidden=8, heads=8, dropout=0.6, lr=0.005, epochs=300)
-# recommendation on the bundled MovieLens: LightGCN, 3 layers, 64 dimensions
+# recommendation on the bundled MovieLens: LightGCN, 3 layers, 64 dimensions; the paper's lr 0.001 left it below
+# MF after 100 epochs on these 39k interactions (recall@20 0.202 vs 0.209), lr 0.005 puts it clearly above (README)
 RECOMMEND = TrainConfig(
-    task="recommend", model="lightgcn", hidden=64, layers=3, lr=0.001, weight_decay=1e-4, epochs=100, seeds=1
+    task="recommend",
+    model="lightgcn",
+    hidden=64,
+    layers=3,
+    lr=0.005,
+    weight_decay=1e-4,
+    epochs=200,
+    eval_every=20,
+    seeds=1,
 )
 RECOMMEND_TINY = TrainConfig(
     task="recommend",
@@ -122,6 +131,7 @@ RECOMMEND_TINY = TrainConfig(
     lr=0.01,
     weight_decay=1e-4,
     epochs=3,
+    batch_size=256,
     seeds=1,
     eval_every=1,
     progress=False,
