@@ -6,6 +6,7 @@ A verb that returns a dict has it printed as the last stdout line, one JSON obje
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from dlshared.cli import Command, run_cli
 
@@ -60,14 +61,30 @@ def demo_command(args: DemoArgs) -> None:
     from .demo import build_demo
     from .train import train
 
-    serve(
-        PROJECT,
-        args,
-        lambda run_dir: build_demo(load_node_run(run_dir, args.device)),
-        train,
-        PRESETS["quick"],
-        NODE_CARD,
-    )
+    recs = exported_recommender(args.runs)  # the Movies tab, when a recommend run exists
+
+    def build(run_dir: Path):
+        return build_demo(load_node_run(run_dir, args.device), recs)
+
+    serve(PROJECT, args, build, train, PRESETS["quick"], NODE_CARD)
+
+
+def exported_recommender(runs: Path) -> Path | None:
+    """The newest finished recommend run, exported into a temporary folder for the demo (None: no such run)."""
+    import tempfile
+
+    from dlshared.runs import latest_run
+
+    from .serve_recs import export_recommender
+    from .train_recommend import INTERACTIONS_NAME
+
+    run = latest_run(PROJECT, runs, required=INTERACTIONS_NAME)
+    if run is None or not (run / "metrics.json").is_file():
+        return None
+    out = Path(tempfile.mkdtemp(prefix="graph-demo-")) / "export"
+    export_recommender(run, out)
+    print(f"movies: recommendations from {run}", flush=True)
+    return out
 
 
 COMMANDS = {
