@@ -91,3 +91,23 @@ def test_the_demo_answers_a_bad_paper_number_with_a_message_and_stays_up(client,
         client.predict(bad, api_name="/describe")
     text, _ = client.predict(5, api_name="/describe")  # the server is still serving
     assert "Paper 5" in text
+
+
+def test_fanout_needs_one_number_per_layer(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    err = assert_one_line_error(main, ["train", "--preset", "tiny", "--model", "sage", "--fanout", "10"], capsys)
+    assert "--fanout 10: give one number per layer (--layers 2)" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_train_with_fanout_trains_on_sampled_mini_batches(tmp_path, capsys):
+    main(
+        ["train", "--preset", "tiny", "--model", "sage", "--fanout", "5", "5", "--batch-size", "64", "--seeds", "1"]
+        + ["--out", str(tmp_path), "--name", "sampled"]
+    )
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    metrics = json.loads((tmp_path / "graph" / "sampled" / "metrics.json").read_text())
+    assert printed["test_accuracy"] > 0.5 and metrics["seeds"] == 1
+    assert metrics["per_seed"][0]["epochs"] == 30  # the tiny preset never stops early (patience 0)
+    config = json.loads((tmp_path / "graph" / "sampled" / "config.json").read_text())
+    assert config["fanout"] == [5, 5] and config["model"] == "sage"

@@ -24,6 +24,7 @@ from .config import PROJECT, TrainConfig, check_relations
 from .data import load_planetoid, split_sizes
 from .evaluate import curves_figure, embedding_map, map_figure, mean_std, split_scores
 from .model import NodeClassifier
+from .sampled import fit_sampled
 
 
 def fit(model, optimizer, graph, epochs: int, patience: int, meter, step: int) -> tuple[dict, list[dict], int]:
@@ -73,7 +74,8 @@ def train(cfg: TrainConfig) -> dict:
     run = start_run(PROJECT, cfg)
     accelerator, log = run.accelerator, run.log
     data = load_planetoid(cfg.data)
-    # full-batch: one graph, one step per epoch, nothing to split between processes (a sampled loop would be)
+    # full-batch: one step per epoch on the whole graph, the same in every process; with --fanout, each epoch's
+    # training nodes are split between the processes (sampled.py)
     graph = data.graph.to(accelerator.device)
     build_model = partial(
         NodeClassifier, cfg.model, data.num_features, len(data.classes), cfg.hidden, cfg.layers, cfg.dropout, cfg.heads
@@ -96,7 +98,12 @@ def train(cfg: TrainConfig) -> dict:
         seed_everything(cfg.seed + i)
         model = build_model().to(accelerator.device)
         optimizer = build_optimizer(model.parameters())
-        best, history, step = fit(model, optimizer, graph, cfg.epochs, cfg.patience, meter, step)
+        if cfg.fanout:  # GraphSAGE mini-batches: sampled neighbourhoods of cfg.batch_size seeds (sampled.py)
+            best, history, step = fit_sampled(
+                model, optimizer, graph, cfg.fanout, cfg.batch_size, cfg.epochs, cfg.patience, meter, step, accelerator
+            )
+        else:
+            best, history, step = fit(model, optimizer, graph, cfg.epochs, cfg.patience, meter, step)
         results.append(
             {
                 "seed": cfg.seed + i,
@@ -127,6 +134,7 @@ def train(cfg: TrainConfig) -> dict:
         "model_test_accuracy": results[0]["test_accuracy"],
         "train_seconds": round(meter.seconds, 1),
         "epochs_per_s": round(meter.rate, 1),
+        "processes": accelerator.num_processes,
         "parameters": parameters,
         "data": data.source,
         "run_dir": str(run.dir),
