@@ -100,7 +100,9 @@ def save_figure(rows: list[dict], model: str, path: Path) -> None:
     depths = [r["layers"] for r in rows]
     fig, left = plt.subplots(figsize=(5.5, 3.5))
     left.errorbar(depths, [r["test_accuracy"] for r in rows], [r["test_accuracy_std"] for r in rows], marker="o")
-    left.set(xscale="log", xticks=depths, xticklabels=depths, xlabel="layers", ylabel="test accuracy")
+    left.set(xscale="log", xlabel="layers", ylabel="test accuracy")
+    left.minorticks_off()
+    left.set(xticks=depths, xticklabels=depths)
     right = left.twinx()
     right.plot(depths, [r["mean_pairwise_cosine"] for r in rows], "s--", color="tab:red", label="trained GCN")
     right.plot(depths, [r["cosine_of_smoothed_features"] for r in rows], "^:", color="tab:purple", label="Â^k X")
