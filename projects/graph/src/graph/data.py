@@ -14,8 +14,6 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from dlshared.cli import UserError
 
 CORA = Path(__file__).parent / "data" / "cora"
@@ -85,7 +83,3 @@ def load_planetoid(folder: Path | None = None) -> NodeData:
 
 def split_sizes(graph) -> dict[str, int]:
     return {split: int(getattr(graph, f"{split}_mask").sum()) for split in ("train", "val", "test")}
-
-
-def masks(graph) -> dict[str, torch.Tensor]:
-    return {split: getattr(graph, f"{split}_mask") for split in ("train", "val", "test")}
