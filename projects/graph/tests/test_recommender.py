@@ -62,6 +62,25 @@ def test_lightgcn_scores_are_the_mean_of_hand_propagated_layers():
     torch.testing.assert_close(model.user_item_scores(torch.arange(3)), expected, atol=1e-5, rtol=0)
 
 
+def test_lightgcn_propagation_and_its_gradient_equal_pygs_get_embedding():
+    # the hand-written symmetric backward against autograd through PyG's own LightGCN.get_embedding
+    g = torch.Generator().manual_seed(0)
+    pairs = torch.stack([torch.randint(40, (300,), generator=g), torch.randint(60, (300,), generator=g)])
+    pairs = torch.unique(pairs, dim=1)  # distinct (user, item) pairs
+    model = LightGCNRecommender(40, 60, pairs, dim=8, layers=3)
+    weights = torch.randn(100, 8, generator=g)  # an arbitrary loss: sum(weights * embeddings)
+
+    users, items = model.embeddings()
+    (torch.cat([users, items]) * weights).sum().backward()
+    ours = model.gnn.embedding.weight.grad.clone()
+    model.gnn.embedding.weight.grad = None
+    reference = model.gnn.get_embedding(model.edge_index, model.edge_weight)  # PyG's gather/scatter path
+    (reference * weights).sum().backward()
+
+    torch.testing.assert_close(torch.cat([users, items]), reference, atol=1e-6, rtol=0)
+    torch.testing.assert_close(ours, model.gnn.embedding.weight.grad, atol=1e-6, rtol=0)
+
+
 def test_every_model_factorises_its_scores_as_the_export_assumes():
     rng = np.random.default_rng(0)
     train = sorted({(int(u), int(i)) for u, i in rng.integers(0, [30, 40], size=(300, 2))})
