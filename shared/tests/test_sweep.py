@@ -6,7 +6,7 @@ import statistics
 import pytest
 
 from dlshared.cli import UserError
-from dlshared.sweep import SweepConfig, lookup, sweep
+from dlshared.sweep import SweepConfig, default_name, lookup, sweep
 
 TOY_CLI = """
 import json, sys
@@ -42,17 +42,38 @@ def test_sweep_runs_each_seed_and_reports_mean_and_std(toy_project):
         statistics.stdev([0.9, 0.91, 0.92])
     )
     assert result["metrics"]["eval.fid"]["mean"] == pytest.approx(2.0)
-    assert json.loads((toy_project / "toyproj" / "sweep.sweep.json").read_text()) == result
+    assert json.loads((toy_project / "toyproj" / "sweep-epochs-3.sweep.json").read_text()) == result
     for seed in (0, 1, 2):
-        assert json.loads((toy_project / "toyproj" / f"sweep-seed{seed}" / "metrics.json").read_text())["epochs"] == 3
+        assert json.loads((toy_project / "toyproj" / f"sweep-epochs-3-seed{seed}" / "metrics.json").read_text())["epochs"] == 3
 
 
 def test_a_finished_seed_is_read_not_retrained(toy_project):
-    finished = toy_project / "toyproj" / "sweep-seed5"
-    finished.mkdir(parents=True)
-    (finished / "metrics.json").write_text(json.dumps({"accuracy": 0.5}))
+    sweep(SweepConfig("toyproj", seeds=(5,), out=toy_project))
+    finished = toy_project / "toyproj" / "sweep-seed5" / "metrics.json"
+    finished.write_text(json.dumps({"accuracy": 0.5}))  # what the sweep reads back, were it not retrained
     result = sweep(SweepConfig("toyproj", seeds=(5,), metrics=("accuracy",), out=toy_project))
     assert result["metrics"]["accuracy"]["values"] == [0.5] and "wall_seconds_per_run" not in result
+
+
+def test_the_default_name_follows_the_train_args_so_two_recipes_never_share_runs(toy_project):
+    three = sweep(SweepConfig("toyproj", seeds=(0,), metrics=("epochs",), train_args="--epochs 3", out=toy_project))
+    five = sweep(SweepConfig("toyproj", seeds=(0,), metrics=("epochs",), train_args="--epochs 5", out=toy_project))
+    assert three["metrics"]["epochs"]["values"] == [3.0] and five["metrics"]["epochs"]["values"] == [5.0]
+    assert (toy_project / "toyproj" / "sweep-epochs-5-seed0").is_dir()
+    assert default_name("") == "sweep" and default_name("--model mf") == "sweep-model-mf"
+    long = default_name("--data " + "x" * 100)
+    assert len(long) < 70 and long != default_name("--data " + "x" * 101)
+
+
+def test_a_name_is_not_reused_with_other_flags(toy_project):
+    sweep(SweepConfig("toyproj", seeds=(0,), train_args="--epochs 3", name="mine", out=toy_project))
+    with pytest.raises(UserError, match="trained with --train-args='--epochs 3'"):
+        sweep(SweepConfig("toyproj", seeds=(0,), train_args="--epochs 5", name="mine", out=toy_project))
+    unrecorded = toy_project / "toyproj" / "other-seed0"  # e.g. made by `train --name other-seed0`
+    unrecorded.mkdir(parents=True)
+    (unrecorded / "metrics.json").write_text(json.dumps({"accuracy": 0.5}))
+    with pytest.raises(UserError, match="no sweep recorded"):
+        sweep(SweepConfig("toyproj", seeds=(0,), name="other", out=toy_project))
 
 
 def test_bad_sweeps_are_one_line_errors(toy_project):

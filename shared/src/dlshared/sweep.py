@@ -7,15 +7,19 @@ One seed is an anecdote. Every headline in the READMEs comes from this command, 
 
 Each seed is a separate `python -m <project>.cli train --seed S --name <name>-seed<S>` process (so runs cannot
 share state), one after the other (parallel runs would spoil each other's timings). A seed whose run folder already
-holds metrics.json is read, not retrained, so an interrupted sweep continues where it stopped. The summary goes to
-RUNS/<project>/<name>.sweep.json and, as one JSON object, to stdout.
+holds metrics.json is read, not retrained, so an interrupted sweep continues where it stopped; that is why the
+sweep records its --train-args in RUNS/<project>/<name>.sweep.json before the first run and refuses to reuse the
+name with other flags (the runs of another recipe would be read as this one's). The default name is derived from
+--train-args, so two recipes never share runs. The summary is added to that file and printed as one JSON object.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
+import re
 import shlex
 import statistics
 import subprocess
@@ -40,8 +44,9 @@ class SweepConfig:
     """Keys of metrics.json to summarise (a.b for nested values); default: every top-level number."""
     train_args: str = ""
     """Further flags for `train`, as one string after an equals sign: --train-args="--preset quick --epochs 10"."""
-    name: str = "sweep"
-    """Run names are NAME-seedS; the summary is RUNS/PROJECT/NAME.sweep.json."""
+    name: str | None = None
+    """Run names are NAME-seedS; the summary is RUNS/PROJECT/NAME.sweep.json. Default: sweep, followed by the
+    --train-args as a slug (sweep-task-recommend-model-mf)."""
     out: Path = Path("runs")
     """Root of the run folders (as train's --out)."""
 
@@ -59,17 +64,49 @@ def summarise(values: list[float]) -> dict:
     return {"mean": statistics.fmean(values), "std": std, "n": len(values), "values": values}
 
 
+def default_name(train_args: str) -> str:
+    """sweep, or sweep-<the train args as a slug>: "--task recommend --model mf" -> sweep-task-recommend-model-mf
+    (a long one is cut and ends with a hash of the whole, so different flags never share a name)."""
+    slug = re.sub(r"[^A-Za-z0-9.]+", "-", train_args).strip("-.")
+    if len(slug) > 60:
+        slug = slug[:50].rstrip("-.") + "-" + hashlib.sha1(train_args.encode()).hexdigest()[:8]
+    return f"sweep-{slug}" if slug else "sweep"
+
+
+def claim_name(summary: Path, cfg: SweepConfig, name: str) -> None:
+    """Record this sweep's flags under its name, or refuse if the name's runs were made with other flags."""
+    recorded = json.loads(summary.read_text(encoding="utf-8")) if summary.is_file() else None
+    if recorded is not None and recorded.get("train_args") != cfg.train_args:
+        raise UserError(
+            f"{summary}: the runs named {name}-seed* were trained with --train-args={recorded.get('train_args')!r}, "
+            f"not {cfg.train_args!r}; give this sweep another --name"
+        )
+    finished = [s for s in cfg.seeds if (summary.parent / f"{name}-seed{s}" / "metrics.json").is_file()]
+    if recorded is None and finished:
+        raise UserError(
+            f"{summary.parent / f'{name}-seed{finished[0]}'} holds a finished run that no sweep recorded: its flags "
+            "are unknown; give this sweep another --name"
+        )
+    if recorded is None:
+        summary.parent.mkdir(parents=True, exist_ok=True)
+        record = {"project": cfg.project, "seeds": list(cfg.seeds), "train_args": cfg.train_args}
+        summary.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+
 def sweep(cfg: SweepConfig) -> dict:
     check_name(cfg.project, "project")
-    check_name(cfg.name, "--name")
+    name = cfg.name if cfg.name is not None else default_name(cfg.train_args)
+    check_name(name, "--name")
     if not cfg.seeds:
         raise UserError("--seeds needs at least one seed")
     extra = shlex.split(cfg.train_args)
     if any(flag in extra for flag in ("--seed", "--name", "--out")):
         raise UserError("--train-args must not set --seed, --name or --out (the sweep sets them)")
+    summary = cfg.out / cfg.project / f"{name}.sweep.json"
+    claim_name(summary, cfg, name)
     runs, wall = [], []
     for seed in cfg.seeds:
-        run_dir = cfg.out / cfg.project / f"{cfg.name}-seed{seed}"
+        run_dir = cfg.out / cfg.project / f"{name}-seed{seed}"
         if not (run_dir / "metrics.json").is_file():
             command = [sys.executable, "-m", f"{cfg.project}.cli", "train", "--seed", str(seed)]
             command += ["--name", run_dir.name, "--out", str(cfg.out), *extra]
@@ -89,8 +126,7 @@ def sweep(cfg: SweepConfig) -> dict:
     result = {"project": cfg.project, "seeds": list(cfg.seeds), "train_args": cfg.train_args, "metrics": table}
     if wall:
         result["wall_seconds_per_run"] = summarise(wall)
-    (cfg.out / cfg.project).mkdir(parents=True, exist_ok=True)
-    (cfg.out / cfg.project / f"{cfg.name}.sweep.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    summary.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     for key, stats in table.items():
         print(f"{key}: {stats['mean']:.4f} ± {stats['std']:.4f} (n={stats['n']})", file=sys.stderr)
     return result
