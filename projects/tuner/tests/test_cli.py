@@ -120,3 +120,13 @@ def test_a_stage_of_an_existing_run_needs_resume(tiny_run, capsys):
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "already holds a run" in err and "--resume" in err, err
     assert sorted((path.name, path.stat().st_mtime_ns) for path in run.iterdir()) == before  # left as it was
+
+
+def test_several_processes_are_refused_before_anything_is_made(tmp_path, capsys, monkeypatch):
+    """Under torchrun every process would pretrain, write the same stage folders and evaluate: one line instead."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--preset", "tiny", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and "trains in one process" in err, err
+    assert not Path(tmp_path, "tuner").exists()

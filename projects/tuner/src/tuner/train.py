@@ -44,6 +44,11 @@ def check_config(cfg: TrainConfig) -> None:
     """Refuse settings that cannot work before anything trains (found after pretraining, a mistake costs minutes):
     each field's own rule (declared with it in config.py), then the rules between fields."""
     validate(cfg)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun / accelerate launch with several processes
+        raise UserError(
+            "tuner trains in one process (the pretraining loop, the stage folders and the evaluation are not "
+            "written for several); launch it without torchrun / accelerate launch (a GPU is used when there is one)"
+        )
     if cfg.hidden % cfg.n_head != 0:
         raise UserError(f"--n-head {cfg.n_head} does not divide --hidden {cfg.hidden}: each head gets hidden / n_head")
     if cfg.hidden // cfg.n_head % 2:
