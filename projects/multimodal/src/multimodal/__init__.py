@@ -1,0 +1,1 @@
+"""CLIP on captioned scenes with open-clip-torch: contrastive training, zero-shot classification, image search."""

@@ -1,0 +1,64 @@
+"""train(tiny) end to end; resume; and 2-process DDP, whose gathered loss trains like one process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from dlshared.testing import run_distributed
+from dlshared.training import Run
+from multimodal.scenes import ATTRIBUTES
+from multimodal.train import train
+
+from .conftest import tiny_config
+
+
+def test_tiny_run_trains_and_reports_every_metric(tiny_run):
+    history = tiny_run["history"]
+    assert [h["epoch"] for h in history] == [1, 2] and tiny_run["steps"] == 2 * (512 // 64)
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert set(tiny_run["test"]) == {"seen", "unseen"}
+    for split in tiny_run["test"].values():
+        assert set(split["zero_shot"]) == set(ATTRIBUTES)
+        assert 0 <= split["text_to_image_r1"] <= split["text_to_image_r5"] <= split["text_to_image_r10"] <= 1
+    weights = load_file(Path(tiny_run["run_dir"]) / "model.safetensors")
+    assert "logit_scale" in weights and "token_embedding.weight" in weights
+
+
+class Interrupted(Exception):
+    """Stands for a kill right after a checkpoint."""
+
+
+def test_resume_after_the_first_epoch_ends_exactly_like_an_uninterrupted_run(tiny_run, tmp_path, monkeypatch):
+    # killed right after the epoch-1 checkpoint, with the run's own epochs (the learning-rate schedule spans them)
+    checkpoint = Run.checkpoint
+
+    def checkpoint_then_stop(self, *args, **progress):
+        checkpoint(self, *args, **progress)
+        raise Interrupted
+
+    monkeypatch.setattr(Run, "checkpoint", checkpoint_then_stop)
+    with pytest.raises(Interrupted):
+        train(tiny_config(tmp_path, name="halves", device="cpu"))
+    monkeypatch.setattr(Run, "checkpoint", checkpoint)
+    resumed = train(tiny_config(tmp_path, name="halves", resume=True, device="cpu"))
+    assert resumed["history"] == tiny_run["history"] and resumed["test"] == tiny_run["test"]
+    a = load_file(Path(tiny_run["run_dir"]) / "model.safetensors")
+    b = load_file(tmp_path / "multimodal" / "halves" / "model.safetensors")
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_two_processes_with_gathered_features_train_like_one_process_on_the_global_batch(tiny_run, tmp_path):
+    # each process embeds half of every batch of 64; the loss is over all 64 pairs, as in one process
+    cfg = tiny_config(tmp_path, name="ddp", device="cpu")
+    rank0, rank1 = run_distributed(train, cfg)
+    assert rank0["processes"] == rank1["processes"] == 2 and rank0["steps"] == tiny_run["steps"]
+    for ddp, single in zip(rank0["history"], tiny_run["history"], strict=True):
+        assert abs(ddp["train_loss"] - single["train_loss"]) < 1e-4, (ddp, single)
+        assert abs(ddp["val_loss"] - single["val_loss"]) < 1e-4, (ddp, single)
+    # (not the weights one by one: the attention's key bias gets a zero gradient up to rounding, which Adam's
+    # normalised step turns into updates of either sign; the validation loss above is the models' behaviour)
