@@ -48,6 +48,19 @@ def tiny_unet(tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="session")
+def ddp_unet(tmp_path_factory) -> list[dict]:
+    """The tiny U-Net preset (`segment`) for 4 epochs under 2-process gloo DDP: each rank's returned metrics."""
+    from detector.segmentation import train_segmentation
+    from dlshared.testing import run_distributed
+
+    out = tmp_path_factory.mktemp("unet_runs")
+    cfg = dataclasses.replace(
+        SEGMENT_PRESETS["tiny"], out=out, shapes_root=out / "shapes32", name="ddp", device="cpu", epochs=4
+    )
+    return run_distributed(train_segmentation, cfg, nprocs=2)
+
+
+@pytest.fixture(scope="session")
 def shapes_dir(tmp_path_factory) -> Path:
     """16 generated images of 128 px, written as COCO."""
     return write_shapes(tmp_path_factory.mktemp("shapes"), n_images=16, image_size=128, seed=0)

@@ -1,5 +1,5 @@
 """`train/segment --resume`: the run's own config.json, only the flags typed on top; and kill + resume under
-2-process DDP ends like an uninterrupted 2-process run (history, test mAP, weights)."""
+2-process DDP ends like an uninterrupted 2-process run (history, test metrics, weights), for both verbs."""
 
 from __future__ import annotations
 
@@ -45,20 +45,29 @@ def test_resume_refuses_flags_that_change_what_the_run_trains(copied_run, tmp_pa
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 
-def test_kill_and_resume_under_two_process_ddp_ends_like_an_uninterrupted_run(ddp_run, tmp_path):
-    straight = ddp_run[0]
+@pytest.fixture(params=["train", "segment"])
+def ddp_straight(request, ddp_run, ddp_unet) -> tuple[str, list[str], dict]:
+    """(verb, its flags, rank 0's metrics): an uninterrupted 2-process run made with run_distributed."""
+    verb, straight = (request.param, ddp_run[0]) if request.param == "train" else (request.param, ddp_unet[0])
     config = json.loads((Path(straight["run_dir"]) / "config.json").read_text())
-    # the run ddp_run made with run_distributed, under torchrun, on the same (already generated) shapes
-    flags = ["--preset", "tiny", "--epochs", "3", "--device", "cpu", "--shapes-root", config["shapes_root"]]
+    # the same preset and epochs, on the same (already generated) shapes
+    flags = ["--preset", "tiny", "--epochs", str(config["epochs"]), "--device", "cpu"]
+    return verb, [*flags, "--shapes-root", config["shapes_root"]], straight
+
+
+def test_kill_and_resume_under_two_process_ddp_ends_like_an_uninterrupted_run(ddp_straight, tmp_path):
+    verb, flags, straight = ddp_straight
+    epochs = int(flags[flags.index("--epochs") + 1])
     flags += ["--out", str(tmp_path), "--name", "killed"]
-    proc = torchrun("detector", ["train", *flags])
-    resume_file = tmp_path / "detector" / "killed" / "resume.pt"
+    proc = torchrun("detector", [verb, *flags])
+    project = "detector" if verb == "train" else "detector-unet"
+    resume_file = tmp_path / project / "killed" / "resume.pt"
     # the launcher and both ranks, mid-run: once the first epoch's checkpoint is complete
     kill_when(proc, lambda: resume_file.exists() and load_resume_state(resume_file)["epoch"] >= 1)
     assert not (resume_file.parent / "metrics.json").exists(), "the run finished before it was killed"
-    assert 1 <= load_resume_state(resume_file)["epoch"] < 3
+    assert 1 <= load_resume_state(resume_file)["epoch"] < epochs
 
-    resumed = torchrun("detector", ["train", *flags, "--resume"])
+    resumed = torchrun("detector", [verb, *flags, "--resume"])
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()[-2000:]
     metrics = json.loads((resume_file.parent / "metrics.json").read_text())
     assert metrics["processes"] == 2 and metrics["steps"] == straight["steps"]
