@@ -8,17 +8,26 @@ import pytest
 
 from dlshared.testing import assert_one_line_error, bad_flag_cases
 from multimodal.cli import main
-from multimodal.config import EvalArgs, TrainConfig
+from multimodal.config import DemoArgs, EvalArgs, ExportArgs, IndexArgs, SearchArgs, TrainConfig, ZeroShotArgs
 from multimodal.scenes import Scene, draw
 
-VERBS = {"train": TrainConfig, "eval": EvalArgs}
+VERBS = {
+    "train": TrainConfig,
+    "eval": EvalArgs,
+    "zeroshot": ZeroShotArgs,
+    "export": ExportArgs,
+    "index": IndexArgs,
+    "search": SearchArgs,
+    "demo": DemoArgs,
+}
+REQUIRED = {"zeroshot": ["--data", "d"], "index": ["--images", "i", "--out", "o"]}  # so only the bad flag is wrong
 CASES = [(verb, flag, value) for verb, config in VERBS.items() for flag, value in bad_flag_cases(config)]
 
 
 @pytest.mark.parametrize("verb, flag, value", CASES, ids=[f"{v}{f}={x}" for v, f, x in CASES])
 def test_every_bad_flag_value_is_one_line_and_creates_nothing(verb, flag, value, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # nothing may appear here, ./runs included
-    argv = [verb, flag, value]
+    argv = [verb, flag, value, *REQUIRED.get(verb, [])]
     err = assert_one_line_error(main, [*argv, "--preset", "tiny"] if verb == "train" else argv, capsys)
     assert flag in err
     assert list(tmp_path.iterdir()) == []

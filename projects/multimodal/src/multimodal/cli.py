@@ -1,4 +1,4 @@
-"""The `multimodal` command: train, eval, zeroshot (see `multimodal <verb> --help`).
+"""The `multimodal` command: train, eval, zeroshot, export, index, search, demo (see `multimodal <verb> --help`).
 
 A verb that returns a dict has it printed as the last stdout line, one JSON object (dlshared.cli.run_cli).
 """
@@ -9,7 +9,18 @@ import sys
 
 from dlshared.cli import Command, UserError, run_cli
 
-from .config import PRESETS, PROJECT, RESUME_MAY_CHANGE, EvalArgs, TrainConfig, ZeroShotArgs
+from .config import (
+    PRESETS,
+    PROJECT,
+    RESUME_MAY_CHANGE,
+    DemoArgs,
+    EvalArgs,
+    ExportArgs,
+    IndexArgs,
+    SearchArgs,
+    TrainConfig,
+    ZeroShotArgs,
+)
 
 
 def eval_command(args: EvalArgs) -> dict:
@@ -38,6 +49,41 @@ def zeroshot_command(args: ZeroShotArgs) -> dict:
     return {**result, "run_dir": str(run.dir)}
 
 
+def demo_index(run_dir, images, device: str):
+    """An index for the demo, in a temporary folder: of `images`, or of the run's own test scenes (seen and
+    never-seen pairs, 100 of each, written as PNG with their captions as names)."""
+    import tempfile
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from .artifacts import load_run, run_splits
+    from .search import index
+
+    work = Path(tempfile.mkdtemp(prefix="multimodal-demo-"))
+    if images is None:
+        run = load_run(run_dir, device)
+        images = work / "test-scenes"
+        images.mkdir()
+        for name, pairs in run_splits(run).test.items():
+            for i in range(min(100, len(pairs))):
+                pairs.load(i).save(images / f"{name}-{i:03d}.png")
+    index(SimpleNamespace(images=images, out=work / "index", ckpt=run_dir, runs=None, device=device))
+    return work / "index"
+
+
+def demo_command(args: DemoArgs) -> None:
+    from dlshared.demo import serve
+
+    from .artifacts import load_run
+    from .demo import build_demo
+    from .train import train
+
+    def build(run_dir):
+        return build_demo(load_run(run_dir, args.device), demo_index(run_dir, args.images, args.device))
+
+    serve(PROJECT, args, build, train, PRESETS["quick"])
+
+
 COMMANDS = {
     "train": Command(
         "multimodal.train:train",
@@ -50,6 +96,14 @@ COMMANDS = {
     ),
     "eval": Command(eval_command, EvalArgs, "Retrieval recall@k and zero-shot accuracy per attribute of a run."),
     "zeroshot": Command(zeroshot_command, ZeroShotArgs, "Zero-shot accuracy on an ImageFolder tree."),
+    "export": Command(
+        "multimodal.export:export", ExportArgs, "Both towers as ONNX (dynamic batch), normalised outputs."
+    ),
+    "index": Command(
+        "multimodal.search:index", IndexArgs, "Embed a folder of images into a faiss index (incremental)."
+    ),
+    "search": Command("multimodal.search:search", SearchArgs, "The indexed images closest to a text or an image."),
+    "demo": Command(demo_command, DemoArgs, "Serve the Gradio demo (trains a quick model first if none exists)."),
 }
 
 

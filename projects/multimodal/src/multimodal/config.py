@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from dlshared.cli import NonNegative, NonNegativeFloat, Positive, PositiveFloat
+import tyro
+
+from dlshared.cli import NonNegative, NonNegativeFloat, Port, Positive, PositiveFloat
 
 PROJECT = "multimodal"
 """Name of the run folder family: runs/multimodal/<name>/."""
@@ -94,5 +96,61 @@ class ZeroShotArgs:
     """Where to look for the newest run."""
     templates: tuple[str, ...] = ("a photo of a {}.", "a picture of a {}.", "{}")
     """Prompts per class, {} standing for the class name; their text embeddings are averaged."""
+    device: str = "auto"
+    """auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps."""
+
+
+@dataclass
+class ExportArgs:
+    ckpt: Path | None = None
+    """Run folder (default: the newest run under --runs)."""
+    runs: Path = Path("runs")
+    """Where to look for the newest run."""
+    out: Path | None = None
+    """Folder to write (default: RUN/export). A folder this command did not write is refused."""
+    overwrite: bool = False
+    """Replace a folder an earlier export wrote."""
+
+
+@dataclass
+class IndexArgs:
+    images: Path
+    """A folder of images (searched recursively; links out of it and files over 50 MB are skipped)."""
+    out: Path
+    """The index folder: written the first time, updated after (only new or changed files are embedded)."""
+    ckpt: Path | None = None
+    """Run folder whose image tower embeds (default: the newest run under --runs)."""
+    runs: Path = Path("runs")
+    """Where to look for the newest run."""
+    device: str = "auto"
+    """auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps."""
+
+
+@dataclass
+class SearchArgs:
+    query: Annotated[str | None, tyro.conf.Positional] = None
+    """The text to search for (or --image)."""
+    index: Path = Path("index")
+    """An index folder made by `multimodal index`."""
+    image: Path | None = None
+    """Search by a picture instead of a text."""
+    k: Positive = 5
+    """How many images to return."""
+    device: str = "auto"
+    """auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps."""
+
+
+@dataclass
+class DemoArgs:
+    ckpt: Path | None = None
+    """Run folder. Unset: the newest under --runs, or a quick run trained first."""
+    runs: Path = Path("runs")
+    """Where to look for the newest run."""
+    images: Path | None = None
+    """A folder of images to search (indexed at start). Unset: the run's own test scenes."""
+    host: str = "127.0.0.1"
+    port: Port = 7860
+    share: bool = False
+    """Open a public Gradio link (off unless asked)."""
     device: str = "auto"
     """auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps."""
