@@ -126,3 +126,11 @@ def test_bad_searches_are_one_line(tiny_run, tmp_path, capsys, argv, message):
     capsys.readouterr()
     argv = [a.format(index=index, tmp=tmp_path) for a in argv]
     assert message in assert_one_line_error(main, argv, capsys)
+
+
+def test_bench_reports_both_runtimes_and_both_index_sizes(tiny_run, capsys):
+    main(["bench", "--ckpt", tiny_run["run_dir"]])
+    result = last_json(capsys)
+    for key in ("torch_images_per_s", "torch_texts_per_s", "onnx_images_per_s", "onnx_texts_per_s"):
+        assert result[key] > 0, key
+    assert result["query_ms_1000"] > 0 and result["query_ms_100000"] > result["query_ms_1000"]

@@ -47,3 +47,23 @@ def test_the_projects_configs_build_open_clip_models(name):
     assert image_features.shape == text_features.shape == (2, model.text_projection.shape[1])
     torch.testing.assert_close(image_features.norm(dim=-1), torch.ones(2))  # normalised by open_clip
     assert scale.item() == pytest.approx(1 / 0.07, rel=1e-5)  # CLIP's initial temperature
+
+
+def test_pretrained_loads_weights_through_open_clip_as_a_downloaded_checkpoint_would(tmp_path):
+    # offline stand-in for --pretrained laion2b_s34b_b79k: open_clip also takes a checkpoint file for `pretrained`
+    trained, _, _ = build_clip("clip-tiny")
+    with torch.no_grad():
+        trained.logit_scale.fill_(3.0)  # something the fresh initialisation does not have
+    torch.save(trained.state_dict(), tmp_path / "clip-tiny.pt")
+    loaded, _, _ = build_clip("clip-tiny", str(tmp_path / "clip-tiny.pt"))
+    for name, tensor in trained.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+
+
+def test_unknown_models_and_unreachable_weights_are_one_line_errors():
+    from dlshared.cli import UserError
+
+    with pytest.raises(UserError, match="not an open_clip model"):
+        build_clip("clip-nonexistent")
+    with pytest.raises(UserError, match="--pretrained no-such-tag"):
+        build_clip("clip-tiny", "no-such-tag")

@@ -26,6 +26,8 @@ def test_tiny_run_trains_and_reports_every_metric(tiny_run):
         assert 0 <= split["text_to_image_r1"] <= split["text_to_image_r5"] <= split["text_to_image_r10"] <= 1
     weights = load_file(Path(tiny_run["run_dir"]) / "model.safetensors")
     assert "logit_scale" in weights and "token_embedding.weight" in weights
+    for picture in ("curves.png", "zero_shot.png", "search.png"):  # what the run leaves to look at
+        assert (Path(tiny_run["run_dir"]) / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", picture
 
 
 class Interrupted(Exception):

@@ -1,4 +1,4 @@
-"""The `multimodal` command: train, eval, zeroshot, export, index, search, demo (see `multimodal <verb> --help`).
+"""The `multimodal` command: train, eval, zeroshot, export, index, search, bench, demo (see `multimodal <verb> --help`).
 
 A verb that returns a dict has it printed as the last stdout line, one JSON object (dlshared.cli.run_cli).
 """
@@ -13,6 +13,7 @@ from .config import (
     PRESETS,
     PROJECT,
     RESUME_MAY_CHANGE,
+    BenchArgs,
     DemoArgs,
     EvalArgs,
     ExportArgs,
@@ -103,6 +104,9 @@ COMMANDS = {
         "multimodal.search:index", IndexArgs, "Embed a folder of images into a faiss index (incremental)."
     ),
     "search": Command("multimodal.search:search", SearchArgs, "The indexed images closest to a text or an image."),
+    "bench": Command(
+        "multimodal.bench:bench", BenchArgs, "Embedding throughput (PyTorch, ONNX Runtime), faiss search."
+    ),
     "demo": Command(demo_command, DemoArgs, "Serve the Gradio demo (trains a quick model first if none exists)."),
 }
 

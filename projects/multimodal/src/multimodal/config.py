@@ -154,3 +154,11 @@ class DemoArgs:
     """Open a public Gradio link (off unless asked)."""
     device: str = "auto"
     """auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps."""
+
+
+@dataclass
+class BenchArgs:
+    ckpt: Path | None = None
+    """Run folder (default: the newest run under --runs)."""
+    runs: Path = Path("runs")
+    """Where to look for the newest run."""

@@ -28,6 +28,7 @@ from .config import PROJECT, TrainConfig
 from .data import embedded_splits, real_splits
 from .evaluate import evaluate
 from .model import build_clip, contrastive_loss
+from .pictures import save_pictures
 
 MAX_LOGIT_SCALE = math.log(100)
 """open_clip clamps the learned log-temperature here: a scale above 100 makes the softmax nearly one-hot."""
@@ -140,6 +141,7 @@ def train(cfg: TrainConfig) -> dict:
 
     # --- finish: retrieval and zero-shot on the test splits, by the main process ---
     tests = evaluate(raw_model, tokenizer, splits, device) if run.is_main else {}
+    save_pictures(run, raw_model, tokenizer, splits, history, tests)  # curves, zero-shot bars, a search grid
     metrics = {
         "test": tests,
         "val_loss": history[-1]["val_loss"] if history else None,
