@@ -92,9 +92,15 @@ def test_resume_after_two_epochs_ends_exactly_like_four_straight(planted, tmp_pa
         torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-7, msg=name)
 
 
-def test_two_process_ddp_trains_with_identical_replicas(planted, tmp_path):
-    cfg = tiny(planted, tmp_path, model="lightgcn", name="ddp", device="cpu")
-    rank0, rank1 = run_distributed(train_recommend, cfg)
+@pytest.fixture(scope="module")
+def ddp_lightgcn(planted, tmp_path_factory) -> list[dict]:
+    """LightGCN for 3 epochs under 2-process gloo DDP: each rank's metrics."""
+    cfg = tiny(planted, tmp_path_factory.mktemp("runs"), model="lightgcn", name="ddp", device="cpu")
+    return run_distributed(train_recommend, cfg)
+
+
+def test_two_process_ddp_trains_with_identical_replicas(ddp_lightgcn):
+    rank0, rank1 = ddp_lightgcn
     assert rank0["processes"] == rank1["processes"] == 2
     assert rank0["history"] == rank1["history"]  # every process reports the gathered metrics
     losses = [h["train_loss"] for h in rank0["history"]]
@@ -102,6 +108,20 @@ def test_two_process_ddp_trains_with_identical_replicas(planted, tmp_path):
     # each process takes half of every epoch's positives in batches of 128: as many steps as one process at 256
     assert rank0["steps"] == 3 * math.ceil(rank0["train_interactions"] / 256)
     assert rank0["recall@20"] > 0.4  # far above popularity (about 0.2), as in one process
+
+
+def test_two_process_ddp_resumed_after_two_epochs_ends_exactly_like_three_straight(ddp_lightgcn, planted, tmp_path):
+    # each process draws its own negatives from its own generator: resume must give every rank its own stream back
+    straight = ddp_lightgcn[0]
+    cfg = tiny(planted, tmp_path, model="lightgcn", device="cpu", name="halves")
+    run_distributed(train_recommend, dataclasses.replace(cfg, epochs=2))  # stops after the epoch-2 checkpoint
+    resumed, _ = run_distributed(train_recommend, dataclasses.replace(cfg, resume=True))
+    assert resumed["processes"] == 2 and resumed["history"] == straight["history"]
+    assert resumed["recall@20"] == straight["recall@20"] and resumed["steps"] == straight["steps"]
+    a = load_file(str(Path(straight["run_dir"]) / "model.safetensors"))
+    b = load_file(str(tmp_path / "graph" / "halves" / "model.safetensors"))
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
 
 
 @pytest.mark.parametrize("model", ["popularity", "mf", "lightgcn", "gfcf"])

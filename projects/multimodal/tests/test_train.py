@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from dlshared.testing import run_distributed
+from dlshared.checkpoint import load_resume_state
+from dlshared.testing import kill_when, run_distributed, torchrun
 from dlshared.training import Run
 from multimodal.scenes import ATTRIBUTES
 from multimodal.train import train
@@ -54,13 +56,42 @@ def test_resume_after_the_first_epoch_ends_exactly_like_an_uninterrupted_run(tin
         assert torch.equal(a[name], b[name]), name
 
 
-def test_two_processes_with_gathered_features_train_like_one_process_on_the_global_batch(tiny_run, tmp_path):
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory) -> list[dict]:
+    """The tiny preset on 1,024 scenes for 4 epochs under 2-process gloo DDP: each rank's metrics."""
+    out = tmp_path_factory.mktemp("runs")
+    return run_distributed(train, tiny_config(out, name="ddp", device="cpu", train_scenes=1024, epochs=4))
+
+
+def test_two_processes_with_gathered_features_train_like_one_process_on_the_global_batch(ddp_run, tmp_path):
     # each process embeds half of every batch of 64; the loss is over all 64 pairs, as in one process
-    cfg = tiny_config(tmp_path, name="ddp", device="cpu")
-    rank0, rank1 = run_distributed(train, cfg)
-    assert rank0["processes"] == rank1["processes"] == 2 and rank0["steps"] == tiny_run["steps"]
-    for ddp, single in zip(rank0["history"], tiny_run["history"], strict=True):
-        assert abs(ddp["train_loss"] - single["train_loss"]) < 1e-4, (ddp, single)
-        assert abs(ddp["val_loss"] - single["val_loss"]) < 1e-4, (ddp, single)
+    single = train(tiny_config(tmp_path, name="single", device="cpu", train_scenes=1024, epochs=4))
+    rank0, rank1 = ddp_run
+    assert rank0["processes"] == rank1["processes"] == 2 and rank0["steps"] == single["steps"]
+    for ddp, one in zip(rank0["history"], single["history"], strict=True):
+        assert abs(ddp["train_loss"] - one["train_loss"]) < 1e-4, (ddp, one)
+        assert abs(ddp["val_loss"] - one["val_loss"]) < 1e-4, (ddp, one)
+    assert rank1["history"] == rank0["history"]  # every process reports the same figures
     # (not the weights one by one: the attention's key bias gets a zero gradient up to rounding, which Adam's
     # normalised step turns into updates of either sign; the validation loss above is the models' behaviour)
+
+
+@pytest.mark.slow  # real processes, killed: ~40 s, mostly starting torch in 2 x 3 processes
+def test_two_process_ddp_killed_and_resumed_ends_exactly_like_an_uninterrupted_run(ddp_run, tmp_path):
+    flags = ["--preset", "tiny", "--train-scenes", "1024", "--epochs", "4", "--device", "cpu", "--out", str(tmp_path)]
+    straight = ddp_run[0]  # the same run, uninterrupted
+    proc = torchrun("multimodal", ["train", *flags, "--name", "killed"])
+    resume_file = tmp_path / "multimodal" / "killed" / "resume.pt"
+    # the launcher and both ranks, mid-run: once the first epoch's checkpoint is complete
+    kill_when(proc, lambda: resume_file.exists() and load_resume_state(resume_file)["epoch"] >= 1)
+    assert not (resume_file.parent / "metrics.json").exists(), "the run finished before it was killed"
+
+    resumed = torchrun("multimodal", ["train", *flags, "--name", "killed", "--resume"])
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()[-2000:]
+    metrics = json.loads((resume_file.parent / "metrics.json").read_text())
+    assert metrics["processes"] == 2 and metrics["history"] == straight["history"]
+    assert metrics["test"] == straight["test"]
+    a = load_file(Path(straight["run_dir"]) / "model.safetensors")
+    b = load_file(resume_file.parent / "model.safetensors")
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
