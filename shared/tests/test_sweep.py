@@ -44,7 +44,10 @@ def test_sweep_runs_each_seed_and_reports_mean_and_std(toy_project):
     assert result["metrics"]["eval.fid"]["mean"] == pytest.approx(2.0)
     assert json.loads((toy_project / "toyproj" / "sweep-epochs-3.sweep.json").read_text()) == result
     for seed in (0, 1, 2):
-        assert json.loads((toy_project / "toyproj" / f"sweep-epochs-3-seed{seed}" / "metrics.json").read_text())["epochs"] == 3
+        assert (
+            json.loads((toy_project / "toyproj" / f"sweep-epochs-3-seed{seed}" / "metrics.json").read_text())["epochs"]
+            == 3
+        )
 
 
 def test_a_finished_seed_is_read_not_retrained(toy_project):
