@@ -6,7 +6,9 @@ import statistics
 import pytest
 
 from dlshared.cli import UserError
+from dlshared.fork import main
 from dlshared.sweep import SweepConfig, default_name, lookup, sweep
+from dlshared.testing import assert_one_line_error, bad_flag_cases
 
 TOY_CLI = """
 import json, sys
@@ -90,3 +92,17 @@ def test_bad_sweeps_are_one_line_errors(toy_project):
 
 def test_lookup_reads_nested_keys():
     assert lookup({"a": {"b": 2}}, "a.b") == 2 and lookup({"a": 1}, "a.b") is None
+
+
+CASES = bad_flag_cases(SweepConfig)
+
+
+@pytest.mark.parametrize("flag, value", CASES, ids=[f"{f}={v}" for f, v in CASES])
+def test_every_bad_sweep_flag_is_one_line_and_creates_nothing(flag, value, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing may appear here, ./runs included
+    err = assert_one_line_error(main, ["sweep", "classifier", flag, value], capsys)
+    assert flag in err and list(tmp_path.iterdir()) == []
+
+
+def test_the_sweeps_numeric_flags_are_in_the_table():
+    assert ("--seeds", "-1") in CASES

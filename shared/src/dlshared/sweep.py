@@ -30,7 +30,7 @@ from typing import Annotated, Any
 
 import tyro
 
-from .cli import UserError
+from .cli import NonNegative, UserError
 from .runs import check_name
 
 
@@ -38,7 +38,7 @@ from .runs import check_name
 class SweepConfig:
     project: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="PROJECT")]
     """Project whose `train` verb to run, e.g. classifier."""
-    seeds: tuple[int, ...] = (0, 1, 2)
+    seeds: tuple[NonNegative, ...] = (0, 1, 2)
     """Training seeds (the data split stays fixed: it has its own seed in every project)."""
     metrics: tuple[str, ...] = ()
     """Keys of metrics.json to summarise (a.b for nested values); default: every top-level number."""
