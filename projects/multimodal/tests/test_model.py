@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from multimodal.model import build_clip, contrastive_loss, image_size_of
+from multimodal.model import build_clip, contrastive_loss, image_size
 
 
 def test_contrastive_loss_and_its_gradients_equal_open_clips_clip_loss():
@@ -40,7 +40,8 @@ def test_contrastive_loss_on_a_hand_example():
 def test_the_projects_configs_build_open_clip_models(name):
     model, preprocess, tokenizer = build_clip(name)
     assert isinstance(model, open_clip.CLIP)
-    size = image_size_of(name)
+    size = image_size(model)
+    assert size == {"clip-tiny": 32, "clip-small": 64}[name]  # what the JSON config says
     tokens = tokenizer(["two small red circles left of a blue triangle", "one large green square"])
     assert tokens.shape == (2, 16)  # the configs' context length: the longest caption is 12 tokens
     image_features, text_features, scale = model(torch.randn(2, 3, size, size), tokens)

@@ -15,7 +15,7 @@ from dlshared.runs import latest_run
 
 from .config import PROJECT, TrainConfig
 from .data import Splits, embedded_splits, real_splits
-from .model import build_clip
+from .model import build_clip, image_size
 
 
 @dataclass
@@ -58,8 +58,5 @@ def run_splits(run: ClipRun) -> Splits:
     """The run's own data splits, rebuilt from its config (the scenes are drawn again from their seed)."""
     cfg = run.config
     if cfg.data is None:
-        size = run.model.visual.image_size
-        return embedded_splits(
-            cfg.train_scenes, cfg.data_seed, size[0] if isinstance(size, tuple) else size, run.preprocess
-        )
+        return embedded_splits(cfg.train_scenes, cfg.data_seed, image_size(run.model), run.preprocess)
     return real_splits(cfg.data, run.preprocess, cfg.data_seed, cfg.csv_separator)

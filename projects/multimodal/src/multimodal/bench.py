@@ -21,6 +21,7 @@ import torch
 
 from .artifacts import find_run, load_run
 from .export import export
+from .model import image_size
 
 
 def per_second(fn, items: int, repeats: int = 5) -> float:
@@ -36,8 +37,7 @@ def bench(args) -> dict:
 
     run_dir = find_run(args.ckpt, args.runs)
     run = load_run(run_dir, "cpu")
-    size = run.model.visual.image_size
-    size = size[0] if isinstance(size, tuple) else size
+    size = image_size(run.model)
     images = torch.rand(64, 3, size, size)
     tokens = run.tokenizer(["two small red circles left of a blue triangle"] * 64)
     result = {"model": run.config.model, "batch": 64, "threads": torch.get_num_threads()}

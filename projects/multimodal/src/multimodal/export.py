@@ -21,6 +21,7 @@ from dlshared.outputs import staged_output
 
 from .artifacts import find_run, load_run
 from .config import ExportArgs
+from .model import image_size
 
 
 class ImageEncoder(nn.Module):
@@ -59,8 +60,7 @@ def to_onnx(module: nn.Module, example: torch.Tensor, input_name: str, path: Pat
 def export(args: ExportArgs) -> dict:
     """Both towers of a run as ONNX, written into a staging folder that becomes --out when complete."""
     run = load_run(find_run(args.ckpt, args.runs), "cpu")
-    size = run.model.visual.image_size
-    size = size[0] if isinstance(size, tuple) else size
+    size = image_size(run.model)
     context = run.tokenizer.context_length
     out = Path(args.out or run.dir / "export").resolve()
     with staged_output(out, args.overwrite, sources=(run.dir,)) as stage:

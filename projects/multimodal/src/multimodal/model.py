@@ -13,7 +13,6 @@ nn.Modules and pure functions only: no files, no data.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -50,9 +49,10 @@ def build_clip(name: str, pretrained: str | None = None):
     return model, preprocess, tokenizer
 
 
-def image_size_of(name: str) -> int:
-    """The image size a project config declares (the scenes are drawn at that size)."""
-    return json.loads((MODEL_CONFIGS / f"{name}.json").read_text())["vision_cfg"]["image_size"]
+def image_size(model) -> int:
+    """The side of the square images the model's image tower takes (open_clip keeps it as an int or a pair)."""
+    size = model.visual.image_size
+    return size[0] if isinstance(size, (tuple, list)) else size
 
 
 def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor):

@@ -27,7 +27,7 @@ from dlshared.training import start_run
 from .config import PROJECT, TrainConfig
 from .data import embedded_splits, real_splits
 from .evaluate import evaluate
-from .model import build_clip, contrastive_loss
+from .model import build_clip, contrastive_loss, image_size
 from .pictures import save_pictures
 
 MAX_LOGIT_SCALE = math.log(100)
@@ -75,10 +75,8 @@ def train(cfg: TrainConfig) -> dict:
     accelerator, log = run.accelerator, run.log
     seed_everything(cfg.seed)  # the initial weights
     model, preprocess, tokenizer = build_clip(cfg.model, cfg.pretrained)
-    image_size = preprocess.transforms[0].size
-    image_size = image_size[0] if isinstance(image_size, (tuple, list)) else image_size
-    if cfg.data is None:
-        splits = embedded_splits(cfg.train_scenes, cfg.data_seed, image_size, preprocess)
+    if cfg.data is None:  # the scenes are drawn at the size the image tower takes
+        splits = embedded_splits(cfg.train_scenes, cfg.data_seed, image_size(model), preprocess)
     else:
         splits = real_splits(cfg.data, preprocess, cfg.data_seed, cfg.csv_separator)
     world, rank, device = accelerator.num_processes, accelerator.process_index, accelerator.device
