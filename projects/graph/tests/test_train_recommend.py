@@ -71,6 +71,12 @@ def test_tiny_lightgcn_run_writes_its_files_and_the_loss_falls(tiny_runs):
     assert json.loads((run_dir / "metrics.json").read_text())["recall@20"] == run["recall@20"]
 
 
+def test_a_small_ratings_file_trains_for_min_steps_not_for_the_preset_epochs(planted, tmp_path):
+    steps_per_epoch = train_recommend(tiny(planted, tmp_path, name="one", epochs=1))["steps"]
+    run = train_recommend(tiny(planted, tmp_path, name="longer", epochs=1, min_steps=2 * steps_per_epoch + 1))
+    assert run["epochs"] == 3 and run["steps"] == 3 * steps_per_epoch  # whole epochs: the minimum rounds up
+
+
 def test_graph_models_beat_popularity_on_planted_structure(tiny_runs):
     popularity = tiny_runs["popularity"]["recall@20"]
     assert tiny_runs["lightgcn"]["recall@20"] > popularity + 0.2

@@ -51,8 +51,11 @@ def test_train_on_an_open_clip_csv_then_zero_shot_on_an_image_folder(tmp_path, c
 
     out = tmp_path / "runs"
     csv = str(tmp_path / "captions.csv")
-    main(["train", "--preset", "tiny", "--data", csv, "--batch-size", "16", "--out", str(out), "--name", "csv"])
+    flags = ["--batch-size", "16", "--min-steps", "9", "--out", str(out), "--name", "csv"]
+    main(["train", "--preset", "tiny", "--data", csv, *flags])
     trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    # 32 training pairs make 2 batches of 16 an epoch: the preset's 2 epochs become 5 to make --min-steps 9
+    assert trained["epochs"] == 5 and trained["steps"] == 10
     assert trained["data"] == str(tmp_path / "captions.csv") and set(trained["test"]) == {"seen"}
     assert "zero_shot" not in trained["test"]["seen"]  # real data: no scenes to ask attributes of
 

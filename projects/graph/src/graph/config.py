@@ -67,6 +67,9 @@ class TrainConfig:
     # --- optimisation ---
     epochs: Positive = 200
     """node: full-batch epochs per seed. recommend: passes over the training interactions."""
+    min_steps: NonNegative = 0
+    """recommend: at least this many optimizer steps, whatever the data size (more epochs for a small ratings
+    file). node: unused, a full-batch epoch is one step on any graph (and --patience decides when to stop)."""
     patience: NonNegative = 100
     """node: stop a seed when validation accuracy has not improved for this many epochs (0 = never stop early);
     its best-validation weights are kept."""
@@ -120,6 +123,7 @@ RECOMMEND = TrainConfig(
     lr=0.005,
     weight_decay=1e-4,
     epochs=200,
+    min_steps=3800,  # the 200 epochs of the bundled ratings: 19 batches of 2048 an epoch
     eval_every=20,
     seeds=1,
 )

@@ -28,7 +28,7 @@ from safetensors.torch import save_file
 from dlshared.checkpoint import WEIGHTS_NAME, atomic_path, save_weights
 from dlshared.cli import UserError
 from dlshared.seed import seed_everything
-from dlshared.training import start_run
+from dlshared.training import epochs_for, start_run
 
 from .config import PROJECT, TrainConfig, check_relations
 from .rank import rank_metrics
@@ -95,11 +95,12 @@ def train_recommend(cfg: TrainConfig) -> dict:
     steps_per_epoch = math.ceil((usable // world) / local_batch)
     if steps_per_epoch == 0:
         raise UserError(f"{data.source}: {len(all_users)} training interaction(s) for {world} process(es)")
-    meter = run.meter(cfg.epochs * steps_per_epoch, step, every=10, unit="triples")
+    epochs = epochs_for(cfg.epochs, cfg.min_steps, steps_per_epoch)  # training length follows the data size
+    meter = run.meter(epochs * steps_per_epoch, step, every=10, unit="triples")
     trained_epochs, epoch_seconds = 0, 0.0
 
     # --- the loop: an epoch of BPR steps over (user, positive, negative) triples, then ranking and a checkpoint ---
-    while epoch < cfg.epochs:
+    while epoch < epochs:
         epoch_started = time.perf_counter()
         order = torch.randperm(len(all_users), generator=torch.Generator().manual_seed(derived_seed(cfg.seed, epoch)))
         share = order[:usable][rank::world]  # this process's positives (all of them with one process)
@@ -123,12 +124,12 @@ def train_recommend(cfg: TrainConfig) -> dict:
 
         with meter.paused():
             train_loss = accelerator.reduce(loss_sum, "mean").item() / steps_per_epoch  # mean over processes
-            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+            if epoch % cfg.eval_every == 0 or epoch == epochs:
                 ranked = rank_metrics(raw_model, data, cfg.k)  # every process ranks its share of the users
                 history.append({"epoch": epoch, "train_loss": round(train_loss, 6), **ranked})
                 log.scalars({f"test/{name}": ranked[name] for name in k_names}, step)
                 log.print(
-                    f"epoch {epoch}/{cfg.epochs}  loss {train_loss:.4f}  "
+                    f"epoch {epoch}/{epochs}  loss {train_loss:.4f}  "
                     + "  ".join(f"{name} {ranked[name]:.4f}" for name in k_names)
                     + f"  {meter.rate:,.0f} triples/s"
                 )

@@ -36,6 +36,9 @@ class TrainConfig:
     # --- optimisation ---
     epochs: Positive = 8
     """Passes over the training pairs."""
+    min_steps: NonNegative = 600
+    """At least this many optimizer steps, whatever the data size: 8 epochs of the 10,000 embedded scenes are 624
+    steps; 8 epochs of a 1,000-pair folder would be 56, so it gets 86 epochs instead (the log says `epoch 1/86`)."""
     batch_size: Positive = 128
     """Pairs per step: each image is contrasted with the batch's other captions (bigger = harder negatives)."""
     lr: PositiveFloat = 1e-3
@@ -67,12 +70,24 @@ class TrainConfig:
 
 
 QUICK = TrainConfig()
-TINY = TrainConfig(model="clip-tiny", train_scenes=512, epochs=2, batch_size=64, warmup_steps=2, progress=False)
+TINY = TrainConfig(
+    model="clip-tiny", train_scenes=512, epochs=2, min_steps=0, batch_size=64, warmup_steps=2, progress=False
+)
 FULL = replace(QUICK, model="ViT-B-32", pretrained="laion2b_s34b_b79k", lr=1e-5, batch_size=256, mixed_precision="bf16")
 PRESETS = {"tiny": TINY, "quick": QUICK, "full": FULL}
 
 ARCHITECTURE = ("model", "pretrained")
-RESUME_MAY_CHANGE = ("epochs", "log_every", "device", "mixed_precision", "out", "name", "resume", "progress")
+RESUME_MAY_CHANGE = (
+    "epochs",
+    "min_steps",
+    "log_every",
+    "device",
+    "mixed_precision",
+    "out",
+    "name",
+    "resume",
+    "progress",
+)
 """What a resumed run may change: how long and where it runs, not what it trains on or with."""
 
 

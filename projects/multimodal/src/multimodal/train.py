@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from dlshared.checkpoint import WEIGHTS_NAME, save_weights
 from dlshared.cli import UserError
 from dlshared.seed import seed_everything
-from dlshared.training import start_run
+from dlshared.training import epochs_for, start_run
 
 from .config import PROJECT, TrainConfig
 from .data import embedded_splits, real_splits
@@ -84,7 +84,8 @@ def train(cfg: TrainConfig) -> dict:
     steps_per_epoch = len(splits.train) // (local_batch * world)  # full batches only: the loss needs B > 1
     if steps_per_epoch == 0:
         raise UserError(f"{splits.source}: {len(splits.train)} training pairs, fewer than a batch; lower --batch-size")
-    total_steps = cfg.epochs * steps_per_epoch
+    epochs = epochs_for(cfg.epochs, cfg.min_steps, steps_per_epoch)  # training length follows the data size
+    total_steps = epochs * steps_per_epoch
     parameters = sum(p.numel() for p in model.parameters())
     log.print(
         f"data: {splits.source}: {len(splits.train):,} training pairs; model {cfg.model}, {parameters:,} parameters"
@@ -99,7 +100,7 @@ def train(cfg: TrainConfig) -> dict:
     meter = run.meter(total_steps, step, every=cfg.log_every, unit="pairs")
 
     # --- the loop: contrastive steps over the epoch's batches, then validation and a checkpoint ---
-    while epoch < cfg.epochs:
+    while epoch < epochs:
         order = torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch)))
         mine = order[: steps_per_epoch * local_batch * world][rank::world]  # this process's share
         batches = [b.tolist() for b in mine.split(local_batch)]
@@ -128,9 +129,7 @@ def train(cfg: TrainConfig) -> dict:
             temperature = 1 / raw_model.logit_scale.exp().item()
             history.append({"epoch": epoch, "train_loss": round(train_loss, 5), "val_loss": round(val, 5)})
             log.scalars({"val/loss": val, "train/temperature": temperature}, step)
-            log.print(
-                f"epoch {epoch}/{cfg.epochs}  loss {train_loss:.4f}  val {val:.4f}  temperature {temperature:.4f}"
-            )
+            log.print(f"epoch {epoch}/{epochs}  loss {train_loss:.4f}  val {val:.4f}  temperature {temperature:.4f}")
             publish = partial(
                 save_weights, raw_model, run.dir / WEIGHTS_NAME, {"epoch": str(epoch), "model": cfg.model}
             )
