@@ -45,6 +45,8 @@ Where this script departs from train.py, and why:
 The final ``train_loss_estimate``/``val_loss_estimate`` are those of the last ``estimate_loss()`` (the mean over
 ``eval_iters`` random batches of each split; tinygpt's estimates take as many windows, evenly spaced): if one ran at
 ``iter_num == max_iters`` (nanoGPT's last printed eval) it is reused, otherwise one more runs after the loop.
+``--full-val-loss`` adds ``val_loss``: every non-overlapping window of the validation split scored once, tinygpt's
+``val_loss`` (its ``eval`` verb), so the two projects can be compared on one quantity that has no sampling noise.
 
 The last line printed to stdout is one JSON object with the results.
 
@@ -136,6 +138,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
     p.add_argument("--seed", type=int, default=1337, help="torch.manual_seed (nanoGPT: 1337 + seed_offset)")
+    p.add_argument(
+        "--full-val-loss",
+        action="store_true",
+        help="also score every non-overlapping validation window at the end (tinygpt's val_loss)",
+    )
     p.add_argument("--warmup-skip", type=int, default=10, help="iterations left out of the steady-state measurement")
     p.add_argument(
         "--log-every",
@@ -251,6 +258,23 @@ def main(argv: list[str] | None = None) -> dict:
         model.train()
         return out
 
+    # this script's addition: tinygpt's `val_loss`, every non-overlapping window of the validation split, each
+    # token scored once (estimate_loss draws eval_iters random batches), so both projects report one quantity
+    @torch.no_grad()
+    def full_val_loss():
+        model.eval()
+        data = torch.from_numpy(val_data.astype(np.int64))
+        starts = torch.arange(0, len(data) - block_size, block_size)
+        total = 0.0
+        for chunk in starts.split(batch_size):
+            x = torch.stack([data[i : i + block_size] for i in chunk]).to(device)
+            y = torch.stack([data[i + 1 : i + 1 + block_size] for i in chunk]).to(device)
+            with ctx:
+                _, loss = model(x, y)
+            total += loss.item() * len(chunk)
+        model.train()
+        return total / len(starts)
+
     # learning rate decay scheduler (cosine with warmup)
     def get_lr(it):
         # 1) linear warmup for warmup_iters steps
@@ -364,6 +388,7 @@ def main(argv: list[str] | None = None) -> dict:
         "ms_per_iter_mean": round(statistics.fmean(steady) * 1000, 3) if steady else None,
         "train_loss_estimate": round(float(losses["train"]), 4),
         "val_loss_estimate": round(float(losses["val"]), 4),
+        **({"val_loss": round(full_val_loss(), 4)} if args.full_val_loss else {}),
         "final_eval_step": last_eval_step,
         "eval_s": round(eval_s_total, 3),
         "torch": torch.__version__,
