@@ -73,7 +73,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from nanogpt_model import GPT, GPTConfig  # noqa: E402  (vendored nanoGPT model.py, next to this file)
 
-DEFAULT_DATA = Path(__file__).resolve().parents[3].parent / "shared/data/tinyshakespeare.txt"
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / "src/tinygpt/data/tinyshakespeare.txt"  # shipped with tinygpt
 
 # train.py's defaults that the Shakespeare recipes do not override
 _TRAIN_PY_DEFAULTS = {

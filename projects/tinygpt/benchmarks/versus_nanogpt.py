@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_DATA = HERE.parents[2].parent / "shared/data/tinyshakespeare.txt"
+DEFAULT_DATA = HERE.parent / "src/tinygpt/data/tinyshakespeare.txt"  # shipped with tinygpt
 CONTENDERS = ("nanogpt", "ours-fp32", "ours-bf16")
 
 
@@ -63,7 +63,7 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps before them")
     args = p.parse_args()
     if not args.data.is_file():
-        raise SystemExit(f"--data {args.data}: no such file (tiny Shakespeare: ../shared/data/tinyshakespeare.txt)")
+        raise SystemExit(f"--data {args.data}: no such file")
 
     rounds = []
     for r in range(args.rounds):

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tinygpt.data import SHAKESPEARE
 from tinygpt.tokenizer import EOT, UNK, BytePairEncoding, Tokenizer, _cut, load_tokenizer, train_tokenizer
-
-SHAKESPEARE = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "tinyshakespeare.txt"
 
 # Mixed English prose, Python code and some Unicode, written for this test (about 3 KB).
 FIXTURE = """\
@@ -115,8 +114,6 @@ def test_char_fast_path_matches_library(char_tok, text):
 
 
 def test_char_tiny_shakespeare_matches_nanogpt():
-    if not SHAKESPEARE.is_file():
-        pytest.skip(f"{SHAKESPEARE} not present")
     tok = train_tokenizer(SHAKESPEARE.read_text(encoding="utf-8"), "char")
     assert tok.vocab_size == 65 + 1
     assert tok.encode("hii there") == [46, 47, 47, 1, 58, 46, 43, 56, 43]  # nanoGPT / "Let's build GPT"

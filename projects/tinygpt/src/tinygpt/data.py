@@ -3,13 +3,12 @@
 Embedded default: the source of a fixed list of Python standard-library modules (~2 MB of code, comments and
 docstrings), present on every machine that runs this project, deterministic for a given Python version.
 Real data: any UTF-8 text file (`--data`), split as nanoGPT splits it: first 90% train, last 10% validation.
-Tiny Shakespeare is downloaded once, checked against its SHA-256, for users who are online.
+Tiny Shakespeare (nanoGPT's shakespeare_char data, 1.1 MB) ships with the package (data/LICENSE: char-rnn, MIT).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,8 @@ STDLIB_MODULES = """
     logging optparse pathlib pprint queue random shlex shutil statistics string subprocess tarfile tempfile
     textwrap threading tokenize typing unittest.case urllib.parse uuid warnings zipfile
 """
-SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+SHAKESPEARE = Path(__file__).parent / "data" / "tinyshakespeare.txt"
+"""Shipped: https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"""
 SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 TRAIN_FRACTION = 0.9
 
@@ -46,21 +46,11 @@ def stdlib_corpus() -> str:
     return "\n".join(parts)
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tinygpt"
-
-
 def shakespeare_path() -> Path:
-    """tiny Shakespeare (1.1 MB), downloaded on first use and verified by SHA-256."""
-    path = cache_dir() / "tinyshakespeare.txt"
-    if path.is_file():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        # writes to a temporary file and renames it only when the hash matches
-        torch.hub.download_url_to_file(SHAKESPEARE_URL, str(path), hash_prefix=SHAKESPEARE_SHA256, progress=True)
-    except (OSError, RuntimeError) as err:
-        raise UserError(f"could not download tiny Shakespeare ({err}); offline? Pass --data path/to/text.txt") from err
+    """tiny Shakespeare (1.1 MB), shipped with the package (char-rnn's file, MIT: data/LICENSE)."""
+    path = SHAKESPEARE
+    if not path.is_file():
+        raise UserError(f"{path} is missing from this install: reinstall tinygpt, or pass --data path/to/text.txt")
     return path
 
 
