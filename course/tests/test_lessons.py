@@ -1,37 +1,33 @@
-"""Every lesson stays true: its code runs (offline, CPU, in order), its links resolve, its interview has 20 Q&As."""
+"""Every lesson stays true: its code runs (offline, CPU, in order, a process per file) and prints what the lesson
+shows, its links resolve and name code that exists, its interview has 20 Q&As."""
 
 from __future__ import annotations
 
 import os
 import re
 
-import matplotlib
 import pytest
-import torch
 
-from coursekit.lessons import COURSE_DIR, lesson_files, python_blocks, questions, relative_links
+from coursekit.lessons import (
+    COURSE_DIR,
+    code_name_links,
+    defines,
+    lesson_files,
+    python_blocks,
+    questions,
+    relative_links,
+)
+from coursekit.runner import check_lesson
 
-matplotlib.use("Agg")  # lessons plot to files, never to a window
 LESSONS = lesson_files()
 INTERVIEWS = [p for p in LESSONS if p.stem.endswith("_interview")]
 DAYS = sorted({int(p.name[3:5]) for p in LESSONS})
 
 
 @pytest.mark.parametrize("path", LESSONS, ids=[p.name for p in LESSONS])
-def test_every_python_block_runs(path, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # files a lesson writes land in a temporary folder
-    namespace = {"__name__": "__lesson__"}
-    torch.manual_seed(0)
-    for block in python_blocks(path.read_text()):
-        if block.needs_gpu and not torch.cuda.is_available():
-            continue
-        try:
-            exec(compile(block.code, f"{path.name}:{block.line}", "exec"), namespace)
-        except Exception as err:
-            raise AssertionError(f"{path.name}, block at line {block.line} failed: {err!r}") from err
-    import matplotlib.pyplot as plt
-
-    plt.close("all")
+def test_every_python_block_runs(path, tmp_path):
+    failures = check_lesson(path, tmp_path)
+    assert not failures, "\n\n".join(failures)
 
 
 REPO = COURSE_DIR.parent
@@ -46,6 +42,19 @@ def test_relative_links_resolve(path):
         if file and not (path.parent / file).exists():
             missing.append(target)
     assert not missing, f"{path.name} links to missing files: {missing}"
+
+
+# The projects' READMEs link code with line ranges and a name the range uses; shared/tests/test_readmes.py checks them.
+@pytest.mark.parametrize(
+    "path", [*LESSONS, COURSE_DIR / "README.md", REPO / "README.md"], ids=lambda p: str(p.relative_to(REPO))
+)
+def test_links_to_code_name_what_the_file_defines(path):
+    stale = []
+    for target, name, line in code_name_links(path.read_text()):
+        file = path.parent / target
+        if file.is_file() and not defines(file.read_text(), name):  # a missing file is the test above's failure
+            stale.append(f"line {line}: {target} has no `{name}`")
+    assert not stale, f"{path.name} names code that is not there: {stale}"
 
 
 @pytest.mark.parametrize("path", INTERVIEWS, ids=[p.name for p in INTERVIEWS])

@@ -1,0 +1,163 @@
+"""Running a lesson's blocks, each lesson file in a process of its own, and collecting what each block printed.
+
+Why a process per file: a lesson may change process-wide state on purpose (warning filters, `torch.set_num_threads`,
+`torch.use_deterministic_algorithms`, the default dtype, grad mode, `torch.backends` flags, Accelerate's singletons)
+and a lesson that forgets to undo it must not change what the next lesson prints. Restoring a list of known
+settings would miss the ones nobody listed; a process that ends takes all of it with it.
+
+Why forked from a server: starting Python and importing torch, torchvision, Lightning and the capstone costs about
+10 s, 30 files over. The server (`coursekit.lessonserver`) imports them once and runs nothing else; each lesson
+file runs in a fork of it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import io
+import json
+import os
+import pickle
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from .lessons import python_blocks
+from .outputs import output_diff, output_matches
+
+
+@dataclass
+class BlockRun:
+    line: int
+    """1-based line of the block's opening fence."""
+    stdout: str
+    error: str | None = None
+    """The traceback if the block raised; the blocks after it did not run."""
+
+
+def run_blocks(path: Path, workdir: Path) -> list[BlockRun]:
+    """Run the python blocks of `path` in order, in one namespace, in this process, from `workdir`; a `gpu` block
+    is left out without CUDA, a `cpu` block with it. Stops at the first block that raises."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # lessons plot to files, never to a window
+    import torch
+
+    os.chdir(workdir)  # files a lesson writes land in a temporary folder
+    torch.manual_seed(0)
+    namespace = {"__name__": "__lesson__"}
+    runs = []
+    for block in python_blocks(path.read_text()):
+        if (block.needs_gpu and not torch.cuda.is_available()) or (block.cpu_only and torch.cuda.is_available()):
+            continue
+        out = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out):
+                exec(compile(block.code, f"{path.name}:{block.line}", "exec"), namespace)
+        except BaseException:  # SystemExit and KeyboardInterrupt from a lesson are failures too
+            runs.append(BlockRun(block.line, out.getvalue(), traceback.format_exc()))
+            break
+        runs.append(BlockRun(block.line, out.getvalue()))
+    return runs
+
+
+class LessonDied(RuntimeError):
+    """The lesson's process ended without a result (a crash, os._exit): the server is fine."""
+
+
+class LessonServer:
+    """The parent's end of `coursekit.lessonserver`: started on first use, one lesson at a time."""
+
+    def __init__(self) -> None:
+        command = [sys.executable, "-m", "coursekit.lessonserver"]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.buffer = b""
+        self.child: int | None = None  # the lesson's process while one runs
+        if self.read_line(timeout=300) != "ready":
+            raise RuntimeError("the lesson server did not start")
+
+    def read_line(self, timeout: float) -> str:
+        """One reply line; os.read on the raw pipe, so select never waits on data already in a buffer."""
+        fd = self.process.stdout.fileno()
+        while b"\n" not in self.buffer:
+            if not select.select([fd], [], [], timeout)[0]:
+                raise TimeoutError
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise RuntimeError(f"the lesson server exited (code {self.process.wait()})")
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line.decode()
+
+    def run(self, path: Path, workdir: Path, timeout: float) -> list[BlockRun]:
+        with tempfile.TemporaryDirectory() as folder:
+            result = Path(folder) / "runs.pickle"
+            request = {"path": str(path), "workdir": str(workdir), "result": str(result)}
+            self.process.stdin.write(json.dumps(request).encode() + b"\n")
+            self.process.stdin.flush()
+            self.child = json.loads(self.read_line(timeout=60))["pid"]
+            try:
+                code = json.loads(self.read_line(timeout))["exit"]
+            except TimeoutError:
+                raise TimeoutError(f"{path.name}: no result after {timeout:.0f} s") from None
+            self.child = None
+            if not result.exists():
+                raise LessonDied(f"{path.name}: the lesson's process died (exit code {code})")
+            return pickle.loads(result.read_bytes())
+
+    def discard(self) -> None:
+        """After a timeout or an interrupt, replies may still be on their way: end the lesson and the server."""
+        for pid in (self.child, self.process.pid):
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        self.process.wait()
+
+    def close(self) -> None:
+        self.process.stdin.close()  # the server's loop ends at end of input
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+_server: LessonServer | None = None
+
+
+def run_in_fresh_process(path: Path, workdir: Path, timeout: float = 540) -> list[BlockRun]:
+    """`run_blocks` in a process forked for this file alone; nothing it changes outlives it."""
+    global _server
+    if _server is None or _server.process.poll() is not None:
+        _server = LessonServer()
+        atexit.register(_server.close)
+    try:
+        return _server.run(Path(path).resolve(), Path(workdir).resolve(), timeout)
+    except LessonDied:
+        raise
+    except BaseException:  # out of step with the server (a timeout, pytest-timeout, Ctrl-C): start afresh next time
+        _server.discard()
+        _server = None
+        raise
+
+
+def check_lesson(path: Path, workdir: Path) -> list[str]:
+    """Run `path` in a process of its own; one message per failure: a block that raised (the rest of the file did
+    not run), or a block whose output differs from the text block under it (file, line, unified diff)."""
+    expected = {block.line: block for block in python_blocks(path.read_text())}
+    failures = []
+    for run in run_in_fresh_process(path, workdir):
+        if run.error is not None:
+            failures.append(f"{path.name}, block at line {run.line} failed:\n{run.error}")
+            break
+        block = expected[run.line]
+        if block.expected is not None and not output_matches(block.expected, run.stdout):
+            diff = output_diff(block.expected, run.stdout, f"{path.name}:{block.line}")
+            failures.append(
+                f"{path.name}, block at line {block.line}: output differs from line {block.expected_line}\n{diff}"
+            )
+    return failures
