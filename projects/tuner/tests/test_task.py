@@ -30,6 +30,17 @@ def test_heldout_pairs_are_held_out_in_both_orders_and_never_trained_on():
     assert task.split_pairs(SPEC) == (train, heldout)  # deterministic
 
 
+def test_the_corpus_holds_sums_in_many_dialogues_but_never_the_chat_template_or_the_format():
+    train, _ = task.split_pairs(SPEC)
+    corpus = task.pretrain_corpus(train, 2000, 0)
+    for text in corpus:
+        found = [int(n) for n in re.findall(r"\d+", text)]
+        assert sum(found) == 2 * max(found), text  # a + b = c, in whatever order the statement names them
+    askers = {t.split(":")[0] for t in corpus if "\n" in t}
+    assert askers == {asker for asker, _ in task.SPEAKERS}
+    assert not any(word in t for t in corpus for word in ("User", "Assistant", "The answer is"))
+
+
 def test_sft_answers_are_right_but_only_some_are_formatted():
     train, _ = task.split_pairs(SPEC)
     rows = task.sft_rows(train, 1000, SPEC, 0)

@@ -7,8 +7,8 @@ exactly (no judge model), and it has two separate properties that each training 
     formatted  the answer reads "The answer is N."       -> SFT makes it happen sometimes, DPO makes it a rule
 
 Stage by stage (`TaskSpec` sets the sizes):
-    pretraining corpus  "23+45=68", "23 plus 45 is 68", "Q: What is 23 plus 45?\\nA: 68", ...  (no "The answer
-                        is", no User/Assistant template)
+    pretraining corpus  "23+45=68", "23 plus 45 is 68", "Kid: Add 23 and 45.\\nParent: 68", ...  (sums in
+                        dialogues between many speakers; no "The answer is", no User/Assistant template)
     SFT rows            {"prompt": "User: What is 23 plus 45?\\nAssistant:",
                          "completion": " The answer is 68."}
                         or the bare " 68": how often the format is followed depends on how the question is
@@ -36,9 +36,13 @@ STATEMENTS = (
     "{a} plus {b} equals {c}.",
     "the sum of {a} and {b} is {c}",
     "{c} = {a} + {b}",
-    "Q: What is {a} plus {b}?\nA: {c}",  # worksheet text: the operands far from the answer, as in a chat
-    "{a} plus {b}? {c}",
+    "{asker}: {question}\n{answerer}: {c}",  # dialogue: the operands far from the answer, as in a chat
+    "{asker}: {question}\n{answerer}: {c}",
+    "{question} {c}",
 )
+SPEAKERS = (("Q", "A"), ("Question", "Answer"), ("Teacher", "Pupil"), ("Ann", "Bob"), ("Kid", "Parent"))
+"""Who asks and who answers in the corpus's dialogues: the base meets sums in many wrappers (never the chat
+template's User/Assistant), so that SFT has only the wrapper to learn, not the arithmetic again."""
 _FORMATTED = re.compile(r"^The answer is (\d+)\.$")
 _NUMBER = re.compile(r"-?\d+")
 
@@ -83,7 +87,9 @@ def pretrain_corpus(pairs: list[tuple[int, int]], n_docs: int, seed: int) -> lis
     docs = []
     for _ in range(n_docs):
         a, b = rng.choice(pairs)
-        docs.append(rng.choice(STATEMENTS).format(a=a, b=b, c=a + b))
+        asker, answerer = rng.choice(SPEAKERS)
+        texts = {"question": question(a, b, rng), "asker": asker, "answerer": answerer}
+        docs.append(rng.choice(STATEMENTS).format(a=a, b=b, c=a + b, **texts))
     return docs
 
 
