@@ -138,11 +138,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
     p.add_argument("--seed", type=int, default=1337, help="torch.manual_seed (nanoGPT: 1337 + seed_offset)")
-    p.add_argument(
-        "--full-val-loss",
-        action="store_true",
-        help="also score every non-overlapping validation window at the end (tinygpt's val_loss)",
-    )
+    p.add_argument("--full-val-loss", action="store_true", help="also score every validation window (val_loss)")
     p.add_argument("--warmup-skip", type=int, default=10, help="iterations left out of the steady-state measurement")
     p.add_argument(
         "--log-every",
