@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from coursekit.lessons import COURSE_DIR, code_name_links, defines, python_blocks
+from coursekit.lessons import COURSE_DIR, code_name_links, defines, figure_links, python_blocks
 from coursekit.outputs import output_matches
 from coursekit.runner import check_lesson, run_in_fresh_process
 
@@ -176,3 +176,13 @@ def test_a_stale_code_name_is_caught(tmp_path):
     ]
     source = (tmp_path / "train.py").read_text()
     assert [name for _, name, _ in links if not defines(source, name)] == ["fit", "Run.restart", "evaluate"]
+
+
+def test_embedded_figures_are_found_outside_code_and_a_block_can_save_them(tmp_path):
+    text = "![curves](figures/a.png) and ![web](https://x.org/b.png)\n"
+    text += f"{FENCE}python\nprint('![not prose](figures/c.png)')\n{FENCE}\n"
+    assert figure_links(text) == ["figures/a.png"]
+    path = tmp_path / "day99_figure.md"
+    path.write_text(lesson(("open('figures/a.png', 'wb').write(b'png')\n", None)))
+    assert check_lesson(path, tmp_path) == []
+    assert (tmp_path / "figures" / "a.png").read_bytes() == b"png"  # the runner made figures/ in the workdir

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 
 import pytest
 
@@ -12,6 +13,7 @@ from coursekit.lessons import (
     COURSE_DIR,
     code_name_links,
     defines,
+    figure_links,
     lesson_files,
     python_blocks,
     questions,
@@ -24,10 +26,22 @@ INTERVIEWS = [p for p in LESSONS if p.stem.endswith("_interview")]
 DAYS = sorted({int(p.name[3:5]) for p in LESSONS})
 
 
+MAX_FIGURE_BYTES = 250_000  # a lesson's picture is a small PNG, not a photograph
+
+
 @pytest.mark.parametrize("path", LESSONS, ids=[p.name for p in LESSONS])
-def test_every_python_block_runs(path, tmp_path):
+def test_every_python_block_runs(path, tmp_path, request):
     failures = check_lesson(path, tmp_path)
     assert not failures, "\n\n".join(failures)
+    # the pictures the lesson embeds are drawn by its own blocks, this run, and committed beside it
+    for target in figure_links(path.read_text()):
+        drawn, committed = tmp_path / target, COURSE_DIR / target
+        assert drawn.is_file(), f"{path.name} embeds {target} but no block saved it"
+        if request.config.getoption("--update-figures"):  # course/tests/conftest.py
+            committed.parent.mkdir(exist_ok=True)
+            shutil.copyfile(drawn, committed)
+        assert committed.is_file(), f"{target} is not committed: rerun with --update-figures"
+        assert committed.stat().st_size <= MAX_FIGURE_BYTES, f"{target} is over {MAX_FIGURE_BYTES:,} bytes"
 
 
 REPO = COURSE_DIR.parent

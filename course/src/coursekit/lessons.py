@@ -27,6 +27,8 @@ CODE_NAME_LINK = re.compile(
 )
 # The same claim made by the link text itself: [`name`](path/x.py).
 NAMED_CODE_LINK = re.compile(r"(?<!!)\[`(?P<name>[A-Za-z_][\w.]*)`\]\((?P<target>[^)\s#]+\.py)(?:#[^)\s]*)?\)")
+# A picture the lesson's own code draws: ![what it shows](figures/name.png), saved by a block to figures/name.png.
+FIGURE = re.compile(r"!\[[^\]]*\]\((?P<target>figures/[^)\s]+\.png)\)")
 
 
 @dataclass
@@ -78,6 +80,11 @@ def code_name_links(text: str) -> list[tuple[str, str, int]]:
     found = [*CODE_NAME_LINK.finditer(prose), *NAMED_CODE_LINK.finditer(prose)]
     links = [(m["target"], m["name"], line_of(prose, m.start())) for m in sorted(found, key=lambda m: m.start())]
     return [link for link in links if not link[1].endswith(".py")]  # [`data.py`](data.py) names only the file
+
+
+def figure_links(text: str) -> list[str]:
+    """The figures/*.png pictures a lesson embeds (outside code blocks), in order; its blocks must draw each one."""
+    return [m["target"] for m in FIGURE.finditer(FENCE.sub("", text))]
 
 
 def defines(source: str, name: str) -> bool:

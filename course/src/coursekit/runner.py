@@ -49,6 +49,7 @@ def run_blocks(path: Path, workdir: Path) -> list[BlockRun]:
     import torch
 
     os.chdir(workdir)  # files a lesson writes land in a temporary folder
+    Path("figures").mkdir(exist_ok=True)  # where blocks save the pictures the lesson embeds
     torch.manual_seed(0)
     namespace = {"__name__": "__lesson__"}
     runs = []
