@@ -35,6 +35,10 @@ PRELOAD = [
     "classifier.evaluate",
     "classifier.probes",
     "classifier.transfer",
+    "detector.model",
+    "detector.train",
+    "diffusion.model",
+    "diffusion.train",
     "coursekit.runner",
 ]
 
