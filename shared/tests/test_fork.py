@@ -215,8 +215,11 @@ def test_fork_classifier_locks(tmp_path):
 def test_fork_classifier_installs_and_passes(tmp_path):
     dest = fork("classifier", tmp_path / "my-classifier", ROOT, offline=True)
     subprocess.run(["uv", "sync", "--locked"], cwd=dest, env=uv_env(), check=True)
+    # The classifier's whole suite already runs in this workspace; in the fork, what can break is installing,
+    # importing dlshared from the copied shared/, the conftest and the test paths. Its training, export and
+    # checkpoint tests cover those (the whole suite would repeat two minutes of work already done).
     subprocess.run(
-        ["uv", "run", "--locked", "pytest", "-x", "-q"],
+        ["uv", "run", "--locked", "pytest", "-x", "-q", "tests/test_train.py", "tests/test_export.py"],
         cwd=dest,
         env=uv_env(),
         check=True,
