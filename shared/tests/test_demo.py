@@ -1,6 +1,10 @@
-"""Launching a demo: loopback, the next free port when the asked one is taken, no public link unless asked."""
+"""Launching a demo: loopback, the next free port when the asked one is taken, no public link unless asked; the
+files it serves from a scratch folder go when it exits."""
 
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 from dlshared.demo import free_port_from, launch
 from dlshared.testing import free_port
@@ -29,3 +33,13 @@ def test_a_taken_port_moves_the_demo_to_the_next_free_one(monkeypatch):
 def test_a_free_port_is_kept():
     port = free_port()
     assert free_port_from("127.0.0.1", port) == port
+
+
+def test_a_scratch_folder_outlives_the_call_and_goes_with_the_process(tmp_path):
+    code = (
+        "import sys; from dlshared.demo import scratch_folder\n"
+        "folder = scratch_folder('demo-test-'); (folder / 'example.png').write_bytes(b'x'); print(folder)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    folder = Path(out.stdout.strip())
+    assert folder.name.startswith("demo-test-") and not folder.exists()  # removed at exit, not left in /tmp

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import os
+import shutil
 import socket
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,6 +23,14 @@ def quiet_gradio() -> None:
 
 MAX_UPLOAD = "20mb"
 """Largest file a demo accepts; a bigger upload is refused by the server before any of it reaches our code."""
+
+
+def scratch_folder(prefix: str) -> Path:
+    """A temporary folder for the files a demo serves (example images, a throwaway index), deleted when the
+    process exits: files gradio must still read while it serves, so not a `TemporaryDirectory` block."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def free_port_from(host: str, port: int, tries: int = 100) -> int:

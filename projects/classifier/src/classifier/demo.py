@@ -6,14 +6,12 @@ Every bad input (nothing drawn, not an image, too small, too large, odd modes) b
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import gradio as gr
 import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from dlshared.demo import scratch_folder
 from dlshared.display import UNREADABLE, BadImage, markdown_text, open_image
 from dlshared.outputs import safe_filename
 
@@ -100,7 +98,7 @@ def example_images(predictor: Predictor, n: int = 6) -> list[str]:
         test = load_data(predictor.config).test
     except Exception:  # the run's data may be gone (a user's folder); the demo works without examples
         return []
-    folder = Path(tempfile.mkdtemp(prefix="classifier-examples-"))
+    folder = scratch_folder("classifier-examples-")
     paths = []
     for i in np.linspace(0, len(test) - 1, n).astype(int):
         image, label = test[int(i)]

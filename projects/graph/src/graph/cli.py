@@ -71,8 +71,7 @@ def demo_command(args: DemoArgs) -> None:
 
 def exported_recommender(runs: Path) -> Path | None:
     """The newest finished recommend run, exported into a temporary folder for the demo (None: no such run)."""
-    import tempfile
-
+    from dlshared.demo import scratch_folder
     from dlshared.runs import latest_run
 
     from .serve_recs import export_recommender
@@ -81,7 +80,7 @@ def exported_recommender(runs: Path) -> Path | None:
     run = latest_run(PROJECT, runs, required=INTERACTIONS_NAME)
     if run is None or not (run / "metrics.json").is_file():
         return None
-    out = Path(tempfile.mkdtemp(prefix="graph-demo-")) / "export"
+    out = scratch_folder("graph-demo-") / "export"
     export_recommender(run, out)
     print(f"movies: recommendations from {run}", flush=True)
     return out

@@ -53,14 +53,14 @@ def zeroshot_command(args: ZeroShotArgs) -> dict:
 def demo_index(run_dir, images, device: str):
     """An index for the demo, in a temporary folder: of `images`, or of the run's own test scenes (seen and
     never-seen pairs, 100 of each, written as PNG with their captions as names)."""
-    import tempfile
-    from pathlib import Path
     from types import SimpleNamespace
+
+    from dlshared.demo import scratch_folder
 
     from .artifacts import load_run, run_splits
     from .search import index
 
-    work = Path(tempfile.mkdtemp(prefix="multimodal-demo-"))
+    work = scratch_folder("multimodal-demo-")
     if images is None:
         run = load_run(run_dir, device)
         images = work / "test-scenes"
