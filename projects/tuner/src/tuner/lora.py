@@ -67,7 +67,9 @@ def quantization_config(cfg: TrainConfig):
             "Use --quantize none: LoRA on the full-precision base."
         )
     if importlib.util.find_spec("bitsandbytes") is None:
-        raise UserError("--quantize 4bit needs bitsandbytes: `uv pip install bitsandbytes`, then run again")
+        raise UserError(
+            "--quantize 4bit needs bitsandbytes: `uv sync --extra qlora` (the tuner's QLoRA extra), then run again"
+        )
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(
