@@ -42,11 +42,13 @@ def test_cpu_marks_a_block_that_shows_the_machine_without_a_gpu():
 
 def test_a_planted_mismatch_fails_with_file_line_and_diff(tmp_path):
     path = tmp_path / "day99_planted.md"
-    path.write_text(lesson(("x = 6 * 7\n", None), ("print('answer', x)\nprint('done')\n", "answer 41\ndone\n")))
+    path.write_text(
+        lesson(("x = 6 * 7\n", None), ("print('answer', x)\nprint('done')\n", "answer 41\ndone\n")), encoding="utf-8"
+    )
     failures = check_lesson(path, tmp_path)
     assert len(failures) == 1
     message = failures[0]
-    block_line = python_blocks(path.read_text())[1].line
+    block_line = python_blocks(path.read_text(encoding="utf-8"))[1].line
     assert f"day99_planted.md, block at line {block_line}" in message
     assert "-answer 41" in message and "+answer 42" in message and " done" in message  # a unified diff
     assert "--- day99_planted.md" in message and "+++ day99_planted.md" in message
@@ -54,14 +56,16 @@ def test_a_planted_mismatch_fails_with_file_line_and_diff(tmp_path):
 
 def test_a_copy_of_a_real_lesson_with_one_expected_digit_changed_fails(tmp_path):
     real = COURSE_DIR / "day01_tensors_interview.md"
-    block = next(b for b in python_blocks(real.read_text()) if b.expected and re.search(r"\d", b.expected))
+    block = next(
+        b for b in python_blocks(real.read_text(encoding="utf-8")) if b.expected and re.search(r"\d", b.expected)
+    )
     digit = re.search(r"\d", block.expected)
     wrong = block.expected[: digit.start()] + str((int(digit[0]) + 1) % 10) + block.expected[digit.end() :]
-    lines = real.read_text().splitlines(keepends=True)
+    lines = real.read_text(encoding="utf-8").splitlines(keepends=True)
     start = block.expected_line  # the opening fence; the output starts on the next line
     text = "".join(lines[:start]) + "".join(lines[start:]).replace(block.expected, wrong, 1)
     copy = tmp_path / real.name
-    copy.write_text(text)
+    copy.write_text(text, encoding="utf-8")
     assert check_lesson(real, tmp_path) == []
     failures = check_lesson(copy, tmp_path)
     assert len(failures) == 1, failures
@@ -72,7 +76,9 @@ def test_a_copy_of_a_real_lesson_with_one_expected_digit_changed_fails(tmp_path)
 
 def test_a_block_that_raises_fails_and_stops_the_file(tmp_path):
     path = tmp_path / "broken.md"
-    path.write_text(lesson(("raise ValueError('planted')\n", None), ("print('never')\n", "something else\n")))
+    path.write_text(
+        lesson(("raise ValueError('planted')\n", None), ("print('never')\n", "something else\n")), encoding="utf-8"
+    )
     failures = check_lesson(path, tmp_path)
     assert len(failures) == 1 and "ValueError: planted" in failures[0] and "failed" in failures[0]
 
@@ -100,8 +106,8 @@ def test_global_state_set_by_one_file_does_not_reach_the_next(tmp_path):
             None,
         )
     )
-    (tmp_path / "a.md").write_text(changes)
-    (tmp_path / "b.md").write_text(reads)
+    (tmp_path / "a.md").write_text(changes, encoding="utf-8")
+    (tmp_path / "b.md").write_text(reads, encoding="utf-8")
     before = run_in_fresh_process(tmp_path / "b.md", tmp_path)[0].stdout
     assert run_in_fresh_process(tmp_path / "a.md", tmp_path)[0].error is None
     after = run_in_fresh_process(tmp_path / "b.md", tmp_path)[0].stdout
@@ -156,7 +162,8 @@ def test_trailing_spaces_and_final_blank_lines_do_not_count():
 
 def test_a_stale_code_name_is_caught(tmp_path):
     (tmp_path / "train.py").write_text(
-        "class Run:\n    def resume(self):\n        pass\n\n\ndef train(cfg):\n    pass\n\nLIMIT: int = 3\n"
+        "class Run:\n    def resume(self):\n        pass\n\n\ndef train(cfg):\n    pass\n\nLIMIT: int = 3\n",
+        encoding="utf-8",
     )
     text = (
         "The loop is [train.py](train.py) `train`, resumed by [train.py](train.py) (`Run.resume`); "
@@ -174,7 +181,7 @@ def test_a_stale_code_name_is_caught(tmp_path):
         ("train", 3),
         ("evaluate", 3),
     ]
-    source = (tmp_path / "train.py").read_text()
+    source = (tmp_path / "train.py").read_text(encoding="utf-8")
     assert [name for _, name, _ in links if not defines(source, name)] == ["fit", "Run.restart", "evaluate"]
 
 
@@ -183,6 +190,6 @@ def test_embedded_figures_are_found_outside_code_and_a_block_can_save_them(tmp_p
     text += f"{FENCE}python\nprint('![not prose](figures/c.png)')\n{FENCE}\n"
     assert figure_links(text) == ["figures/a.png"]
     path = tmp_path / "day99_figure.md"
-    path.write_text(lesson(("open('figures/a.png', 'wb').write(b'png')\n", None)))
+    path.write_text(lesson(("open('figures/a.png', 'wb').write(b'png')\n", None)), encoding="utf-8")
     assert check_lesson(path, tmp_path) == []
     assert (tmp_path / "figures" / "a.png").read_bytes() == b"png"  # the runner made figures/ in the workdir

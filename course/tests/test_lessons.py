@@ -34,7 +34,7 @@ def test_every_python_block_runs(path, tmp_path, request):
     failures = check_lesson(path, tmp_path)
     assert not failures, "\n\n".join(failures)
     # the pictures the lesson embeds are drawn by its own blocks, this run, and committed beside it
-    for target in figure_links(path.read_text()):
+    for target in figure_links(path.read_text(encoding="utf-8")):
         drawn, committed = tmp_path / target, COURSE_DIR / target
         assert drawn.is_file(), f"{path.name} embeds {target} but no block saved it"
         if request.config.getoption("--update-figures"):  # course/tests/conftest.py
@@ -51,7 +51,7 @@ READMES = [COURSE_DIR / "README.md", REPO / "README.md", *sorted(REPO.glob("proj
 @pytest.mark.parametrize("path", [*LESSONS, *READMES], ids=lambda p: str(p.relative_to(REPO)))
 def test_relative_links_resolve(path):
     missing = []
-    for target in relative_links(path.read_text()):
+    for target in relative_links(path.read_text(encoding="utf-8")):
         file = target.split("#")[0]
         if file and not (path.parent / file).exists():
             missing.append(target)
@@ -64,16 +64,18 @@ def test_relative_links_resolve(path):
 )
 def test_links_to_code_name_what_the_file_defines(path):
     stale = []
-    for target, name, line in code_name_links(path.read_text()):
+    for target, name, line in code_name_links(path.read_text(encoding="utf-8")):
         file = path.parent / target
-        if file.is_file() and not defines(file.read_text(), name):  # a missing file is the test above's failure
+        if file.is_file() and not defines(
+            file.read_text(encoding="utf-8"), name
+        ):  # a missing file is the test above's failure
             stale.append(f"line {line}: {target} has no `{name}`")
     assert not stale, f"{path.name} names code that is not there: {stale}"
 
 
 @pytest.mark.parametrize("path", INTERVIEWS, ids=[p.name for p in INTERVIEWS])
 def test_interview_has_exactly_20_answered_questions(path):
-    found = questions(path.read_text())
+    found = questions(path.read_text(encoding="utf-8"))
     assert [n for n, _, _ in found] == list(range(1, 21)), f"{path.name}: questions must be numbered 1..20"
     for number, question, answer in found:
         assert len(answer.split()) >= 40, f"{path.name} Q{number} ({question!r}) needs a real answer"
@@ -88,10 +90,12 @@ def test_each_day_has_three_parts_that_link_to_the_capstones(day):
     )
     assert kinds == ["core", "interview", "part1"], [p.name for p in files]
     core = next(p for p in files if not re.search(r"_(part1|interview)$", p.stem))
-    assert any(t.startswith(("../projects/", "../shared/")) for t in relative_links(core.read_text())), (
-        f"{core.name} should link to the capstone code that applies its idea"
+    assert any(
+        t.startswith(("../projects/", "../shared/")) for t in relative_links(core.read_text(encoding="utf-8"))
+    ), f"{core.name} should link to the capstone code that applies its idea"
+    assert f"]({core.name})" in (COURSE_DIR / "README.md").read_text(encoding="utf-8"), (
+        f"course/README.md should list {core.name}"
     )
-    assert f"]({core.name})" in (COURSE_DIR / "README.md").read_text(), f"course/README.md should list {core.name}"
 
 
 def test_the_snippet_runner_sees_gpu_marks_and_skips_nothing_else():

@@ -24,7 +24,7 @@ def test_failed_write_keeps_old_file(tmp_path):
     target = tmp_path / "metrics.json"
     save_json({"acc": 0.5}, target)
     with pytest.raises(RuntimeError), atomic_path(target) as tmp:
-        tmp.write_text("half a fi")
+        tmp.write_text("half a fi", encoding="utf-8")
         raise RuntimeError("killed mid-write")
     assert load_json(target) == {"acc": 0.5}
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temp file left behind

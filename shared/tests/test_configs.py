@@ -51,7 +51,8 @@ def saved_run(root: Path, **fields) -> Path:
                 k: str(v) if isinstance(v, Path) else v
                 for k, v in dataclasses.asdict(Cfg(out=root, name="r1", **fields)).items()
             }
-        )
+        ),
+        encoding="utf-8",
     )
     (run / "resume.pt").write_bytes(b"")
     return run
@@ -69,10 +70,10 @@ def test_resume_continues_under_the_runs_config_with_safe_typed_flags_on_top(tmp
 
 
 def test_damaged_json_and_weights_are_one_line_errors(tmp_path):
-    (tmp_path / "config.json").write_text("{not json")
+    (tmp_path / "config.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(UserError, match="config.json cannot be read as JSON"):
         read_json_object(tmp_path / "config.json")
-    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "list.json").write_text("[1, 2]", encoding="utf-8")
     with pytest.raises(UserError, match="expected a JSON object"):
         read_config(tmp_path / "list.json", Cfg)
     from safetensors.torch import save_file
@@ -97,7 +98,7 @@ def test_open_image_refuses_bombs_and_truncated_files_before_decoding(tmp_path):
     (tmp_path / "cut.png").write_bytes((tmp_path / "big.png").read_bytes()[:2000])
     with pytest.raises(BadImage, match="truncated or damaged"):
         open_image(str(tmp_path / "cut.png"))
-    (tmp_path / "notes.png").write_text("not an image")
+    (tmp_path / "notes.png").write_text("not an image", encoding="utf-8")
     with pytest.raises(BadImage, match="not an image file"):
         open_image(str(tmp_path / "notes.png"))
     with pytest.raises(BadImage, match="No image"):

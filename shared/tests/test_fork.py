@@ -35,16 +35,18 @@ def workspace(tmp_path):
     for folder in ("src/toy/__pycache__", "tests", "runs/toy/1", ".venv"):
         (toy / folder).mkdir(parents=True)
     (root / "shared" / "src" / "dlshared").mkdir(parents=True)
-    (root / "pyproject.toml").write_text('[tool.uv]\npackage = false\n\n[tool.uv.workspace]\nmembers = ["shared"]\n')
-    (root / "uv.lock").write_text("version = 1\n")
-    (root / "conftest.py").write_text('pytest_plugins = ("dlshared.testing",)\n')
-    (root / ".gitignore").write_text("# exports\n*.onnx\n/src/anchored\n")
-    (toy / "model.onnx").write_text("")
-    (root / "shared" / "pyproject.toml").write_text('[project]\nname = "dlshared"\n')
-    (toy / "pyproject.toml").write_text('[project]\nname = "toy"\ndependencies = ["dlshared"]\n')
-    (toy / "src" / "toy" / "__init__.py").write_text("")
-    (toy / "src" / "toy" / "__pycache__" / "x.pyc").write_text("")
-    (toy / "runs" / "toy" / "1" / "model.safetensors").write_text("")
+    (root / "pyproject.toml").write_text(
+        '[tool.uv]\npackage = false\n\n[tool.uv.workspace]\nmembers = ["shared"]\n', encoding="utf-8"
+    )
+    (root / "uv.lock").write_text("version = 1\n", encoding="utf-8")
+    (root / "conftest.py").write_text('pytest_plugins = ("dlshared.testing",)\n', encoding="utf-8")
+    (root / ".gitignore").write_text("# exports\n*.onnx\n/src/anchored\n", encoding="utf-8")
+    (toy / "model.onnx").write_text("", encoding="utf-8")
+    (root / "shared" / "pyproject.toml").write_text('[project]\nname = "dlshared"\n', encoding="utf-8")
+    (toy / "pyproject.toml").write_text('[project]\nname = "toy"\ndependencies = ["dlshared"]\n', encoding="utf-8")
+    (toy / "src" / "toy" / "__init__.py").write_text("", encoding="utf-8")
+    (toy / "src" / "toy" / "__pycache__" / "x.pyc").write_text("", encoding="utf-8")
+    (toy / "runs" / "toy" / "1" / "model.safetensors").write_text("", encoding="utf-8")
     return root
 
 
@@ -91,7 +93,7 @@ def test_fork_errors(workspace, tmp_path, fake_uv, monkeypatch):
     with pytest.raises(UserError, match="inside a folder being copied"):
         fork("toy", tmp_path, workspace)  # the workspace itself is inside tmp_path
     (tmp_path / "full").mkdir()
-    (tmp_path / "full" / "keep.txt").write_text("mine")
+    (tmp_path / "full" / "keep.txt").write_text("mine", encoding="utf-8")
     with pytest.raises(UserError, match="not empty"):
         fork("toy", tmp_path / "full", workspace)
     with pytest.raises(UserError, match="inside a folder being copied"):
@@ -177,7 +179,7 @@ requires = ["hatchling"]
 
 def _versions(lock: Path) -> dict[str, set[str]]:
     versions: dict[str, set[str]] = {}
-    for package in tomllib.loads(lock.read_text())["package"]:
+    for package in tomllib.loads(lock.read_text(encoding="utf-8"))["package"]:
         versions.setdefault(package["name"], set()).add(package.get("version"))
     return versions
 
@@ -198,7 +200,7 @@ def test_fork_classifier_locks(tmp_path):
     ):
         assert (dest / path).exists(), path
     assert not list(dest.rglob("__pycache__")) and not (dest / "runs").exists()
-    config = tomllib.loads((dest / "pyproject.toml").read_text())
+    config = tomllib.loads((dest / "pyproject.toml").read_text(encoding="utf-8"))
     assert config["project"]["name"] == "classifier"
     assert config["tool"]["uv"]["workspace"] == {"members": ["shared"]}
     subprocess.run(["uv", "lock", "--check"], cwd=dest, env=uv_env(), check=True)

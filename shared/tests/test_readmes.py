@@ -33,5 +33,5 @@ def test_reading_order_links_point_at_the_code_they_name(readme):
 
 def test_the_link_pattern_reads_the_documented_form(tmp_path):
     readme = tmp_path / "README.md"
-    readme.write_text("1. [train.py, the loop](src/x/train.py#L12-L40): `train`, written out\n")
+    readme.write_text("1. [train.py, the loop](src/x/train.py#L12-L40): `train`, written out\n", encoding="utf-8")
     assert line_links(readme) == [("src/x/train.py", 12, 40, "train")]

@@ -19,7 +19,7 @@ from dlshared.testing import in_process_group, run_distributed
 def test_latest_run_picks_newest_holding_the_file(tmp_path):
     for i, name in enumerate(["a", "b", "c"]):
         run = make_run_dir("proj", name, root=tmp_path)
-        (run / "metrics.json").write_text("{}")
+        (run / "metrics.json").write_text("{}", encoding="utf-8")
         os.utime(run / "metrics.json", (1000 + i, 1000 + i))  # explicit times: file systems tick coarsely
     make_run_dir("proj", "d-unfinished", root=tmp_path)  # newest folder, but no metrics yet
     assert latest_run("proj", tmp_path, required="metrics.json") == tmp_path / "proj" / "c"

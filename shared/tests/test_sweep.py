@@ -27,8 +27,8 @@ metrics = {"accuracy": 0.9 + seed / 100, "eval": {"fid": 1.0 + seed}, "epochs": 
 def toy_project(tmp_path, monkeypatch):
     package = tmp_path / "src" / "toyproj"
     package.mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "cli.py").write_text(TOY_CLI)
+    (package / "__init__.py").write_text("", encoding="utf-8")
+    (package / "cli.py").write_text(TOY_CLI, encoding="utf-8")
     monkeypatch.setenv("PYTHONPATH", str(tmp_path / "src"))
     return tmp_path / "runs"
 
@@ -44,10 +44,12 @@ def test_sweep_runs_each_seed_and_reports_mean_and_std(toy_project):
         statistics.stdev([0.9, 0.91, 0.92])
     )
     assert result["metrics"]["eval.fid"]["mean"] == pytest.approx(2.0)
-    assert json.loads((toy_project / "toyproj" / "sweep-epochs-3.sweep.json").read_text()) == result
+    assert json.loads((toy_project / "toyproj" / "sweep-epochs-3.sweep.json").read_text(encoding="utf-8")) == result
     for seed in (0, 1, 2):
         assert (
-            json.loads((toy_project / "toyproj" / f"sweep-epochs-3-seed{seed}" / "metrics.json").read_text())["epochs"]
+            json.loads(
+                (toy_project / "toyproj" / f"sweep-epochs-3-seed{seed}" / "metrics.json").read_text(encoding="utf-8")
+            )["epochs"]
             == 3
         )
 
@@ -55,7 +57,9 @@ def test_sweep_runs_each_seed_and_reports_mean_and_std(toy_project):
 def test_a_finished_seed_is_read_not_retrained(toy_project):
     sweep(SweepConfig("toyproj", seeds=(5,), out=toy_project))
     finished = toy_project / "toyproj" / "sweep-seed5" / "metrics.json"
-    finished.write_text(json.dumps({"accuracy": 0.5}))  # what the sweep reads back, were it not retrained
+    finished.write_text(
+        json.dumps({"accuracy": 0.5}), encoding="utf-8"
+    )  # what the sweep reads back, were it not retrained
     result = sweep(SweepConfig("toyproj", seeds=(5,), metrics=("accuracy",), out=toy_project))
     assert result["metrics"]["accuracy"]["values"] == [0.5] and "wall_seconds_per_run" not in result
 
@@ -76,7 +80,7 @@ def test_a_name_is_not_reused_with_other_flags(toy_project):
         sweep(SweepConfig("toyproj", seeds=(0,), train_args="--epochs 5", name="mine", out=toy_project))
     unrecorded = toy_project / "toyproj" / "other-seed0"  # e.g. made by `train --name other-seed0`
     unrecorded.mkdir(parents=True)
-    (unrecorded / "metrics.json").write_text(json.dumps({"accuracy": 0.5}))
+    (unrecorded / "metrics.json").write_text(json.dumps({"accuracy": 0.5}), encoding="utf-8")
     with pytest.raises(UserError, match="no sweep recorded"):
         sweep(SweepConfig("toyproj", seeds=(0,), name="other", out=toy_project))
 

@@ -36,8 +36,8 @@ def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path):
 
 def test_a_named_folder_is_refused_unless_resumed_or_overwritten(tmp_path):
     run = resolve_run_dir("proj", tmp_path, "named")
-    (run / "config.json").write_text("{}")
-    (run / "notes.txt").write_text("the user's own file")
+    (run / "config.json").write_text("{}", encoding="utf-8")
+    (run / "notes.txt").write_text("the user's own file", encoding="utf-8")
     with pytest.raises(UserError, match="already holds a run: add --resume .* or --overwrite"):
         resolve_run_dir("proj", tmp_path, "named")
     with pytest.raises(UserError, match="give one of them"):
@@ -49,10 +49,10 @@ def test_a_named_folder_is_refused_unless_resumed_or_overwritten(tmp_path):
 def test_overwrite_never_deletes_a_folder_that_is_not_a_run(tmp_path):
     folder = tmp_path / "proj" / "mine"
     folder.mkdir(parents=True)
-    (folder / "thesis.tex").write_text("years of work")
+    (folder / "thesis.tex").write_text("years of work", encoding="utf-8")
     with pytest.raises(UserError, match="not a run folder"):
         resolve_run_dir("proj", tmp_path, "mine", overwrite=True)
-    assert (folder / "thesis.tex").read_text() == "years of work"
+    assert (folder / "thesis.tex").read_text(encoding="utf-8") == "years of work"
 
 
 @pytest.mark.parametrize("name", ["../escape", "/abs", "a/b", ".hidden", ".."])
@@ -100,11 +100,11 @@ def test_small_data_sets_get_enough_optimizer_steps(epochs, min_steps, steps_per
 def test_a_run_stopped_before_its_first_checkpoint_leaves_no_folder(tmp_path):
     alone = resolve_run_dir("lonely", tmp_path / "new-root")  # made runs/ and runs/lonely too: all go
     fresh = resolve_run_dir("proj", tmp_path)
-    (fresh / "config.json").write_text("{}")
+    (fresh / "config.json").write_text("{}", encoding="utf-8")
     (fresh / "logs").mkdir()
     (fresh / "logs" / "events.out.tfevents.123.host").write_bytes(b"")
     finished = resolve_run_dir("proj", tmp_path, "finished")
-    (finished / "metrics.json").write_text("{}")
+    (finished / "metrics.json").write_text("{}", encoding="utf-8")
     staged = resolve_run_dir("proj", tmp_path, "staged")  # a multi-stage run with one stage done
     (staged / "base").mkdir()
     (staged / "base" / "model.safetensors").write_bytes(b"")

@@ -53,7 +53,7 @@ def run_blocks(path: Path, workdir: Path) -> list[BlockRun]:
     torch.manual_seed(0)
     namespace = {"__name__": "__lesson__"}
     runs = []
-    for block in python_blocks(path.read_text()):
+    for block in python_blocks(path.read_text(encoding="utf-8")):
         if (block.needs_gpu and not torch.cuda.is_available()) or (block.cpu_only and torch.cuda.is_available()):
             continue
         out = io.StringIO()
@@ -149,7 +149,7 @@ def run_in_fresh_process(path: Path, workdir: Path, timeout: float = 540) -> lis
 def check_lesson(path: Path, workdir: Path) -> list[str]:
     """Run `path` in a process of its own; one message per failure: a block that raised (the rest of the file did
     not run), or a block whose output differs from the text block under it (file, line, unified diff)."""
-    expected = {block.line: block for block in python_blocks(path.read_text())}
+    expected = {block.line: block for block in python_blocks(path.read_text(encoding="utf-8"))}
     failures = []
     for run in run_in_fresh_process(path, workdir):
         if run.error is not None:

@@ -66,18 +66,21 @@ def _truncate(path: Path) -> None:
 
 
 def _edit_json(path: Path, **changes) -> None:
-    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+    path.write_text(json.dumps({**json.loads(path.read_text(encoding="utf-8")), **changes}), encoding="utf-8")
 
 
 # how a run folder gets damaged -> the file the one-line error must name
 CORRUPTIONS = {
     "truncated-weights": (lambda run: _truncate(run / "model.safetensors"), "model.safetensors"),
-    "config-not-json": (lambda run: (run / "config.json").write_text("{'widths': (16,"), "config.json"),
-    "config-not-an-object": (lambda run: (run / "config.json").write_text("[16, 32]"), "config.json"),
+    "config-not-json": (
+        lambda run: (run / "config.json").write_text("{'widths': (16,", encoding="utf-8"),
+        "config.json",
+    ),
+    "config-not-an-object": (lambda run: (run / "config.json").write_text("[16, 32]", encoding="utf-8"), "config.json"),
     "config-bad-value": (lambda run: _edit_json(run / "config.json", epochs=0), "config.json"),
     # a config.json without its sizes describes the default net, not the one the weights are for
     "config-missing-fields": (
-        lambda run: (run / "config.json").write_text(json.dumps({"backbone": "resnet-small"})),
+        lambda run: (run / "config.json").write_text(json.dumps({"backbone": "resnet-small"}), encoding="utf-8"),
         "model.safetensors",
     ),
     "card-missing-classes": (lambda run: _edit_json(run / "card.json", classes=None), "card.json"),

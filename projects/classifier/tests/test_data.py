@@ -56,7 +56,7 @@ def test_bad_folders_raise_user_errors(tmp_path, make, make_image_folder):
         root.mkdir()
     elif make == "no_images":
         (root / "cat").mkdir(parents=True)
-        (root / "cat" / "notes.txt").write_text("not an image")
+        (root / "cat" / "notes.txt").write_text("not an image", encoding="utf-8")
     elif make == "class_mismatch":
         make_image_folder(root / "train", classes=("circle", "square"), per_class=2)
         make_image_folder(root / "val", classes=("circle", "triangle"), per_class=2)

@@ -31,7 +31,7 @@ def client(trained_run):
 
 
 def _write_text(path: Path, text: str) -> Path:
-    path.write_text(text)
+    path.write_text(text, encoding="utf-8")
     return path
 
 

@@ -54,4 +54,4 @@ def test_int8_is_3x_smaller_and_within_one_point(trained_run, exported, capsys):
 def test_export_folder_is_self_describing(exported):
     for name in ("card.json", "config.json", "export.json"):
         assert (exported / name).is_file()
-    assert json.loads((exported / "export.json").read_text())["compression"] >= 3
+    assert json.loads((exported / "export.json").read_text(encoding="utf-8"))["compression"] >= 3

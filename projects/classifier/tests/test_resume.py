@@ -34,7 +34,7 @@ def test_resume_continues_under_the_runs_own_config_not_the_default_preset(tiny_
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["epochs"] == 3 and printed["steps"] == tiny_run["steps"]  # nothing left to train
     assert printed["test_accuracy"] == tiny_run["test_accuracy"]
-    saved = json.loads((copied_run / "config.json").read_text())
+    saved = json.loads((copied_run / "config.json").read_text(encoding="utf-8"))
     assert saved["widths"] == [16, 32] and saved["max_train_samples"] == 512 and saved["device"] == "cpu"
 
 
@@ -69,7 +69,7 @@ def test_kill_and_resume_under_two_process_ddp_ends_like_an_uninterrupted_run(dd
     resumed = torchrun("classifier", ["train", "--resume", "--name", "killed", "--out", str(tmp_path)])
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()[-2000:]
     straight = ddp_run[0]
-    metrics = json.loads((resume_file.parent / "metrics.json").read_text())
+    metrics = json.loads((resume_file.parent / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["processes"] == straight["processes"] == 2
     assert metrics["history"] == straight["history"]
     assert metrics["test_loss"] == straight["test_loss"]

@@ -103,7 +103,7 @@ def test_train_and_eval_on_an_image_folder_tree(tmp_path, make_image_folder, cap
     )
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     run_dir = Path(metrics["run_dir"])
-    assert json.loads((run_dir / "card.json").read_text())["classes"] == ["circle", "square"]
+    assert json.loads((run_dir / "card.json").read_text(encoding="utf-8"))["classes"] == ["circle", "square"]
     assert metrics["test_accuracy"] > 0.5  # two easy classes: better than chance after 4 short epochs
     other = make_image_folder(tmp_path / "new_shapes", per_class=5)  # a tree the model never saw
     main(["eval", "--ckpt", str(run_dir), "--data", str(other)])

@@ -126,5 +126,5 @@ def write_coco_folder(root: Path) -> Path:
             },
         ],
     }
-    (root / "annotations.json").write_text(json.dumps(coco))
+    (root / "annotations.json").write_text(json.dumps(coco), encoding="utf-8")
     return root

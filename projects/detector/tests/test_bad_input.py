@@ -99,19 +99,22 @@ def _truncate(path: Path) -> None:
 
 
 def _edit_json(path: Path, **changes) -> None:
-    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+    path.write_text(json.dumps({**json.loads(path.read_text(encoding="utf-8")), **changes}), encoding="utf-8")
 
 
 def _edit_model(path: Path, **changes) -> None:
-    card = json.loads(path.read_text())
+    card = json.loads(path.read_text(encoding="utf-8"))
     _edit_json(path, model={**card["model"], **changes})
 
 
 # how a detector run folder gets damaged -> the verbs that read that file, and the file the error must name
 DETECTOR_DAMAGE = {
     "truncated-weights": (lambda run: _truncate(run / "model.safetensors"), "model.safetensors"),
-    "card-not-json": (lambda run: (run / "card.json").write_text('{"classes": ["circle",'), "card.json"),
-    "card-not-an-object": (lambda run: (run / "card.json").write_text('["circle"]'), "card.json"),
+    "card-not-json": (
+        lambda run: (run / "card.json").write_text('{"classes": ["circle",', encoding="utf-8"),
+        "card.json",
+    ),
+    "card-not-an-object": (lambda run: (run / "card.json").write_text('["circle"]', encoding="utf-8"), "card.json"),
     "card-missing-classes": (lambda run: _edit_json(run / "card.json", classes=[]), "card.json"),
     "card-unknown-arch": (lambda run: _edit_json(run / "card.json", arch="yolo"), "card.json"),
     "card-two-stages": (lambda run: _edit_model(run / "card.json", widths=[16, 16]), "card.json"),
@@ -123,7 +126,7 @@ DETECTOR_DAMAGE = {
 DETECTOR_CASES = [(verb, damage) for damage in DETECTOR_DAMAGE for verb in ("eval", "export", "demo")]
 DETECTOR_CASES += [("eval", "config-not-json"), ("eval", "config-bad-value")]  # eval rebuilds the test split
 CONFIG_DAMAGE = {
-    "config-not-json": (lambda run: (run / "config.json").write_text("{'epochs': 2"), "config.json"),
+    "config-not-json": (lambda run: (run / "config.json").write_text("{'epochs': 2", encoding="utf-8"), "config.json"),
     "config-bad-value": (lambda run: _edit_json(run / "config.json", image_size=-64), "config.json"),
 }
 
@@ -137,7 +140,7 @@ def test_a_damaged_or_foreign_run_is_one_line_naming_the_file(tiny_run, tmp_path
 
 UNET_DAMAGE = {
     "truncated-weights": (lambda run: _truncate(run / "model.safetensors"), "model.safetensors"),
-    "card-not-json": (lambda run: (run / "card.json").write_text("{"), "card.json"),
+    "card-not-json": (lambda run: (run / "card.json").write_text("{", encoding="utf-8"), "card.json"),
     "card-one-level": (lambda run: _edit_json(run / "card.json", widths=[8]), "card.json"),
     "weights-of-another-architecture": (lambda run: _edit_json(run / "card.json", widths=[8, 16]), "model.safetensors"),
 }
@@ -158,7 +161,7 @@ def test_resume_from_a_truncated_resume_file_is_one_line_naming_it(tiny_run, tin
     source, project = (tiny_run, "detector") if verb == "train" else (tiny_unet, "detector-unet")
     run = Path(shutil.copytree(source["run_dir"], tmp_path / project / "damaged"))
     _truncate(run / "resume.pt")
-    shapes = json.loads((run / "config.json").read_text())["shapes_root"]  # the shapes are made already
+    shapes = json.loads((run / "config.json").read_text(encoding="utf-8"))["shapes_root"]  # the shapes are made already
     argv = [verb, "--preset", "tiny", "--resume", "--name", "damaged", "--out", str(tmp_path), "--shapes-root", shapes]
     assert str(run / "resume.pt") in assert_one_line_error(main, argv, capsys)
 

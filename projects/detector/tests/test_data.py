@@ -85,7 +85,7 @@ def test_later_shapes_occlude_earlier_ones(monkeypatch):
 
 def test_generated_masks_are_occluded_and_big_enough(tmp_path):
     out = write_shapes(tmp_path, n_images=30, image_size=96, seed=1, min_objects=4, max_objects=4)
-    anns = json.loads((out / "annotations.json").read_text())["annotations"]
+    anns = json.loads((out / "annotations.json").read_text(encoding="utf-8"))["annotations"]
     assert all(a["area"] >= shapes.MIN_VISIBLE_PIXELS for a in anns)
     data = CocoDetection(out)
     touching = 0
@@ -125,10 +125,10 @@ def test_coco2017_layout(tmp_path, make_coco):
     (root / "annotations").mkdir()
     (root / "annotations.json").rename(root / "annotations" / "instances_val2017.json")
     (root / "pics").rename(root / "val2017")
-    ann = json.loads((root / "annotations" / "instances_val2017.json").read_text())
+    ann = json.loads((root / "annotations" / "instances_val2017.json").read_text(encoding="utf-8"))
     for image in ann["images"]:
         image["file_name"] = image["file_name"].removeprefix("pics/")
-    (root / "annotations" / "instances_val2017.json").write_text(json.dumps(ann))
+    (root / "annotations" / "instances_val2017.json").write_text(json.dumps(ann), encoding="utf-8")
     data = CocoDetection(root, classes=["circle", "dog", "triangle"])
     assert data.image_dir == root / "val2017" and len(data[0][1]["boxes"]) == 4
 
@@ -193,22 +193,22 @@ def test_load_splits_shapes_and_single_folder(tmp_path):
 
 def corrupt(root: Path, how: str) -> None:
     ann = root / "annotations.json"
-    coco = json.loads(ann.read_text())
+    coco = json.loads(ann.read_text(encoding="utf-8"))
     if how == "missing annotations":
         ann.unlink()
     elif how == "invalid json":
-        ann.write_text(ann.read_text()[:-10])
+        ann.write_text(ann.read_text(encoding="utf-8")[:-10], encoding="utf-8")
     elif how == "not coco":
-        ann.write_text("[1, 2, 3]")
+        ann.write_text("[1, 2, 3]", encoding="utf-8")
     elif how == "missing image":
         (root / "pics" / "b.png").unlink()
     elif how == "no matching category":
         coco["categories"] = [{"id": 1, "name": "cat"}]
         coco["annotations"] = []
-        ann.write_text(json.dumps(coco))
+        ann.write_text(json.dumps(coco), encoding="utf-8")
     elif how == "unknown category id":
         coco["annotations"][0]["category_id"] = 99
-        ann.write_text(json.dumps(coco))
+        ann.write_text(json.dumps(coco), encoding="utf-8")
     elif how == "unreadable image":
         (root / "pics" / "a.png").write_bytes(b"not a png at all")
 

@@ -134,7 +134,7 @@ BROKEN = {
     "decompression-bomb": (lambda p: p.write_bytes(_png_claiming(20_000, 20_000)), "too large"),
     "over-our-limit": (lambda p: p.write_bytes(_png_claiming(8_000, 6_000)), "8000x6000 pixels"),  # PIL would decode
     "truncated": (_truncated_png, "truncated or damaged"),
-    "not-an-image": (lambda p: p.write_text("<b>hello</b>"), "not an image file"),
+    "not-an-image": (lambda p: p.write_text("<b>hello</b>", encoding="utf-8"), "not an image file"),
 }
 
 

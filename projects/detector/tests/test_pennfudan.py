@@ -59,7 +59,7 @@ def test_convert_round_trips_through_the_loader(tmp_path):
     src = make_pennfudan(tmp_path / "PennFudanPed")
     out = tmp_path / "coco"
     assert convert_pennfudan(src, out) == {"images": 3, "annotations": 5, "out": str(out)}
-    coco = json.loads((out / "annotations.json").read_text())
+    coco = json.loads((out / "annotations.json").read_text(encoding="utf-8"))
     assert [im["file_name"] for im in coco["images"]] == [
         "FudanPed00001.png",
         "FudanPed00002.png",
@@ -97,7 +97,7 @@ def test_cli_verb_prints_counts_and_writes_only_where_it_may(tmp_path, capsys):
     assert len(list((out / "images").iterdir())) == 3
     mine = tmp_path / "mine"
     (mine / "images").mkdir(parents=True)
-    (mine / "notes.txt").write_text("keep me")
+    (mine / "notes.txt").write_text("keep me", encoding="utf-8")
     for target, flags, message in [
         (mine, [], "is not empty"),
         (mine, ["--overwrite"], "was not written by this tool"),

@@ -29,7 +29,7 @@ def test_mask_rcnn_trains_and_reports_box_and_mask_map(mask_run):
     run_dir = Path(mask_run["run_dir"])
     assert {"test_map", "test_map_50", "test_mask_map", "test_mask_map_50"} <= set(mask_run)
     assert all(0.0 <= mask_run[k] <= 1.0 for k in ("test_map", "test_mask_map"))
-    card = json.loads((run_dir / "card.json").read_text())
+    card = json.loads((run_dir / "card.json").read_text(encoding="utf-8"))
     assert card["arch"] == "maskrcnn_mobilenet" and card["model"] == {"num_classes": 4}
 
     from detector.artifacts import load_detector

@@ -25,14 +25,14 @@ def copied_run(request, tiny_run, tiny_unet, tmp_path) -> tuple[str, Path, dict]
 
 def test_resume_continues_under_the_runs_own_config_not_the_default_preset(copied_run, tmp_path, capsys):
     verb, run, original = copied_run
-    before = json.loads((run / "config.json").read_text())
+    before = json.loads((run / "config.json").read_text(encoding="utf-8"))
     # no --preset: the default (quick) has other widths, more images and epochs; the run's config.json wins
     main([verb, "--resume", "--name", "run", "--out", str(tmp_path), "--device", "cpu"])
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["epochs"] == 2 and printed["steps"] == original["steps"]  # nothing left to train
     metric = "test_map" if verb == "train" else "test_miou"
     assert printed[metric] == original[metric]
-    after = json.loads((run / "config.json").read_text())
+    after = json.loads((run / "config.json").read_text(encoding="utf-8"))
     assert after == {**before, "device": "cpu", "out": str(tmp_path), "name": "run", "resume": True}
 
 
@@ -49,7 +49,7 @@ def test_resume_refuses_flags_that_change_what_the_run_trains(copied_run, tmp_pa
 def ddp_straight(request, ddp_run, ddp_unet) -> tuple[str, list[str], dict]:
     """(verb, its flags, rank 0's metrics): an uninterrupted 2-process run made with run_distributed."""
     verb, straight = (request.param, ddp_run[0]) if request.param == "train" else (request.param, ddp_unet[0])
-    config = json.loads((Path(straight["run_dir"]) / "config.json").read_text())
+    config = json.loads((Path(straight["run_dir"]) / "config.json").read_text(encoding="utf-8"))
     # the same preset and epochs, on the same (already generated) shapes
     flags = ["--preset", "tiny", "--epochs", str(config["epochs"]), "--device", "cpu"]
     return verb, [*flags, "--shapes-root", config["shapes_root"]], straight
@@ -69,7 +69,7 @@ def test_kill_and_resume_under_two_process_ddp_ends_like_an_uninterrupted_run(dd
 
     resumed = torchrun("detector", [verb, *flags, "--resume"])
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()[-2000:]
-    metrics = json.loads((resume_file.parent / "metrics.json").read_text())
+    metrics = json.loads((resume_file.parent / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["processes"] == 2 and metrics["steps"] == straight["steps"]
     assert metrics["history"] == straight["history"]
     assert {k: v for k, v in metrics.items() if k.startswith("test_")} == {

@@ -162,7 +162,7 @@ def test_tiny_training_lowers_the_loss_and_writes_a_loadable_checkpoint(data, sp
     losses = [h["train_loss"] for h in metrics["history"]]
     assert losses[-1] < losses[0] - 0.1, losses
     assert 0.0 <= metrics["test_miou"] <= 1.0 and set(metrics["test_iou"]) == set(NAMES)
-    assert json.loads((run_dir / "metrics.json").read_text())["test_miou"] == metrics["test_miou"]
+    assert json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))["test_miou"] == metrics["test_miou"]
 
     model, card = load_segmenter(run_dir)
     assert card["classes"] == list(CLASSES) and model.widths == (8, 16, 32)

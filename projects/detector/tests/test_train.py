@@ -116,7 +116,7 @@ def write_hand_made_coco(root: Path, n: int, seed: int) -> Path:
         images.append({"id": i, "file_name": f"img/{i}.png", "width": 96, "height": 72})
     categories = [{"id": 7, "name": "crate"}, {"id": 3, "name": "ball"}]
     (root / "annotations.json").write_text(
-        json.dumps({"images": images, "annotations": annotations, "categories": categories})
+        json.dumps({"images": images, "annotations": annotations, "categories": categories}), encoding="utf-8"
     )
     return root
 
@@ -125,7 +125,7 @@ def test_train_and_eval_on_a_coco_folder_the_project_did_not_generate(tmp_path, 
     data = write_hand_made_coco(tmp_path / "mine", n=40, seed=1)
     main(["train", "--preset", "tiny", "--data", str(data), "--out", str(tmp_path), "--name", "mine", "--epochs", "3"])
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    card = json.loads((Path(metrics["run_dir"]) / "card.json").read_text())
+    card = json.loads((Path(metrics["run_dir"]) / "card.json").read_text(encoding="utf-8"))
     assert card["classes"] == ["ball", "crate"]  # the file's categories, in id order
     other = write_hand_made_coco(tmp_path / "other", n=6, seed=2)  # never seen in training
     main(["eval", "--ckpt", metrics["run_dir"], "--data", str(other)])
@@ -182,7 +182,7 @@ def test_onnx_export_matches_pytorch(tiny_run, tmp_path, capsys):
     main(["export", "--ckpt", tiny_run["run_dir"], "--out", str(tmp_path / "export")])
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["max_abs_diff"] < 1e-4 and printed["onnx"] == str(tmp_path / "export" / "model.onnx")
-    card = json.loads((tmp_path / "export" / "card.json").read_text())
+    card = json.loads((tmp_path / "export" / "card.json").read_text(encoding="utf-8"))
     assert card["classes"] == ["circle", "square", "triangle"] and card["image_size"] == 64
     loaded = load_detector(tiny_run["run_dir"], "cpu")
     images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))

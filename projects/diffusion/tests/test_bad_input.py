@@ -100,7 +100,7 @@ def vae_weights(path: Path) -> None:
 
 
 def edit_json(value):
-    return lambda path: path.write_text(value if isinstance(value, str) else json.dumps(value))
+    return lambda path: path.write_text(value if isinstance(value, str) else json.dumps(value), encoding="utf-8")
 
 
 WEIGHTS = "pipeline/unet/diffusion_pytorch_model.safetensors"

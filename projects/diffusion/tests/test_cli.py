@@ -88,7 +88,7 @@ def test_export_writes_a_diffusers_folder_that_loads(tiny_run, tmp_path, capsys)
 def test_export_never_deletes_what_it_did_not_write(tiny_run, tmp_path, capsys):
     mine = tmp_path / "mine"
     mine.mkdir()
-    (mine / "thesis.tex").write_text("years of work")
+    (mine / "thesis.tex").write_text("years of work", encoding="utf-8")
     run_dir = tiny_run["run_dir"]
     cases = [
         (mine, [], "is not empty"),
@@ -97,7 +97,7 @@ def test_export_never_deletes_what_it_did_not_write(tiny_run, tmp_path, capsys):
     ]
     for out, extra, message in cases:
         assert message in assert_one_line_error(main, ["export", "--ckpt", run_dir, "--out", str(out), *extra], capsys)
-    assert (mine / "thesis.tex").read_text() == "years of work"
+    assert (mine / "thesis.tex").read_text(encoding="utf-8") == "years of work"
     assert (Path(run_dir) / "pipeline" / "model_index.json").is_file()  # the run is intact
     out = tmp_path / "export-twice"
     run(["export", "--ckpt", run_dir, "--out", str(out)], capsys)
@@ -110,8 +110,8 @@ def test_class_names_from_card_json_never_name_a_path_outside_out(tiny_run, tmp_
     run_dir = tmp_path / "edited-run"
     shutil.copytree(tiny_run["run_dir"], run_dir)
     hostile = ["../escape", "/tmp/abs", ".hidden", "a/../../b", "..", "", "<b>x</b>", "ok", "ok", "C:\\win"]
-    card = json.loads((run_dir / "card.json").read_text())
-    (run_dir / "card.json").write_text(json.dumps({**card, "classes": hostile}))
+    card = json.loads((run_dir / "card.json").read_text(encoding="utf-8"))
+    (run_dir / "card.json").write_text(json.dumps({**card, "classes": hostile}), encoding="utf-8")
     before = {p for p in tmp_path.parent.rglob("*") if "samples" not in p.parts}
     out = tmp_path / "samples"
     run(["sample", "--ckpt", str(run_dir), "--n", "10", "--steps", "1", "--out", str(out)], capsys)

@@ -53,8 +53,14 @@ def test_image_folder_with_train_and_test_splits(tmp_path):
     [
         (lambda p: p, "no such folder"),
         (lambda p: (p.mkdir(), p)[1], "one folder per class"),
-        (lambda p: ((p / "a").mkdir(parents=True), (p / "a/x.txt").write_text("x"), p)[2], "no images"),
-        (lambda p: ((p / "a").mkdir(parents=True), (p / "a/x.png").write_text("x"), p)[2], "not an image"),
+        (
+            lambda p: ((p / "a").mkdir(parents=True), (p / "a/x.txt").write_text("x", encoding="utf-8"), p)[2],
+            "no images",
+        ),
+        (
+            lambda p: ((p / "a").mkdir(parents=True), (p / "a/x.png").write_text("x", encoding="utf-8"), p)[2],
+            "not an image",
+        ),
     ],
     ids=["missing", "flat", "empty", "corrupt"],
 )

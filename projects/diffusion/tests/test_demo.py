@@ -80,9 +80,11 @@ def test_names_from_card_json_are_shown_as_text_not_markup(tiny_run, tmp_path):
 
     run_dir = tmp_path / "run"
     shutil.copytree(tiny_run["run_dir"], run_dir)
-    card = json.loads((run_dir / "card.json").read_text())
+    card = json.loads((run_dir / "card.json").read_text(encoding="utf-8"))
     classes = ["<img src=x onerror=alert(1)>", *card["classes"][1:]]
-    (run_dir / "card.json").write_text(json.dumps({**card, "classes": classes, "source": "<script>x</script>"}))
+    (run_dir / "card.json").write_text(
+        json.dumps({**card, "classes": classes, "source": "<script>x</script>"}), encoding="utf-8"
+    )
     demo = build_demo(run_dir, runs=tmp_path)
     page = json.dumps(demo.get_config_file())  # the header Markdown, among the rest of the page
     assert "&lt;script&gt;x&lt;" in page and "<script>" not in page

@@ -34,12 +34,15 @@ def test_tiny_run_writes_a_loadable_diffusers_pipeline(tiny_run):
         "pipeline/scheduler/scheduler_config.json",
     ):
         assert (run / name).is_file(), name
-    assert json.loads((run / "pipeline/model_index.json").read_text())["_class_name"] == "ClassConditionalPipeline"
+    assert (
+        json.loads((run / "pipeline/model_index.json").read_text(encoding="utf-8"))["_class_name"]
+        == "ClassConditionalPipeline"
+    )
     unet = UNet2DModel.from_pretrained(run / "pipeline", subfolder="unet")  # the ecosystem's way in
     assert unet.config.num_class_embeds == 11 and unet.config.sample_size == 16
     images = load_pipeline(run)([0, 9], 3, 2.0, torch.Generator().manual_seed(0)).images
     assert images.shape == (2, 1, 16, 16) and images.min() >= 0 and images.max() <= 1
-    card = json.loads((run / "card.json").read_text())
+    card = json.loads((run / "card.json").read_text(encoding="utf-8"))
     assert card["model"] == "diffusion" and card["classes"] == [str(d) for d in range(10)]
 
 
@@ -48,7 +51,7 @@ def test_loss_falls_and_metrics_are_judged(tiny_run):
     assert losses[-1] < 0.7 * losses[0]
     scores = tiny_run["eval"]
     assert scores["samples"] == 20 and 0 <= scores["accuracy"] <= 1 and scores["fid"] > 0
-    saved = json.loads((Path(tiny_run["run_dir"]) / "metrics.json").read_text())
+    saved = json.loads((Path(tiny_run["run_dir"]) / "metrics.json").read_text(encoding="utf-8"))
     assert saved["eval"] == scores and saved["steps"] == 30
 
 

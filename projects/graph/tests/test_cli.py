@@ -51,7 +51,7 @@ def test_export_rebuilds_the_same_model_without_the_run(node_run, tmp_path, caps
     exported = load_exported(tmp_path / "exported")
     graph = run.data.graph
     torch.testing.assert_close(exported(graph.x, graph.edge_index), run.model(graph.x, graph.edge_index))
-    card = json.loads((tmp_path / "exported" / "card.json").read_text())
+    card = json.loads((tmp_path / "exported" / "card.json").read_text(encoding="utf-8"))
     assert card["test_accuracy_of_this_model"] == node_run["model_test_accuracy"]
 
 
@@ -106,8 +106,8 @@ def test_train_with_fanout_trains_on_sampled_mini_batches(tmp_path, capsys):
         + ["--out", str(tmp_path), "--name", "sampled"]
     )
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    metrics = json.loads((tmp_path / "graph" / "sampled" / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "graph" / "sampled" / "metrics.json").read_text(encoding="utf-8"))
     assert printed["test_accuracy"] > 0.5 and metrics["seeds"] == 1
     assert metrics["per_seed"][0]["epochs"] == 30  # the tiny preset never stops early (patience 0)
-    config = json.loads((tmp_path / "graph" / "sampled" / "config.json").read_text())
+    config = json.loads((tmp_path / "graph" / "sampled" / "config.json").read_text(encoding="utf-8"))
     assert config["fanout"] == [5, 5] and config["model"] == "sage"

@@ -21,9 +21,12 @@ def test_movielens_csv_keeps_ratings_at_or_above_the_threshold_and_reads_titles(
     (tmp_path / "ratings.csv").write_text(
         "userId,movieId,rating,timestamp\n"
         "1,10,4.0,1\n1,2,5.0,1\n1,3,3.5,1\n"  # the 3.5 is below --min-rating 4: dropped
-        "2,10,4.5,1\n2,3,4.0,1\n"
+        "2,10,4.5,1\n2,3,4.0,1\n",
+        encoding="utf-8",
     )
-    (tmp_path / "movies.csv").write_text('movieId,title,genres\n10,"Heat, The (1995)",Action\n2,Jumanji (1995),X\n')
+    (tmp_path / "movies.csv").write_text(
+        'movieId,title,genres\n10,"Heat, The (1995)",Action\n2,Jumanji (1995),X\n', encoding="utf-8"
+    )
     data = load_interactions(tmp_path / "ratings.csv", 4.0, 0.5, 0)
     assert data.user_ids == ["1", "2"] and data.item_ids == ["2", "3", "10"]  # numeric ids in numeric order
     assert pairs(data, data.train_edges) | pairs(data, data.test_edges) == {
@@ -39,7 +42,9 @@ def test_movielens_csv_keeps_ratings_at_or_above_the_threshold_and_reads_titles(
 
 
 def test_movielens_100k_u_data_with_latin1_titles(tmp_path):
-    (tmp_path / "u.data").write_text("196\t242\t3\t881250949\n186\t302\t3\t891717742\n196\t302\t5\t1\n7\t242\t4\t1\n")
+    (tmp_path / "u.data").write_text(
+        "196\t242\t3\t881250949\n186\t302\t3\t891717742\n196\t302\t5\t1\n7\t242\t4\t1\n", encoding="utf-8"
+    )
     (tmp_path / "u.item").write_bytes("242|Kolya (1996)|x\n302|Caf\xe9 (1997)|x\n".encode("latin-1"))
     data = load_interactions(tmp_path / "u.data", 3.0, 0.5, 0)
     all_pairs = pairs(data, data.train_edges) | pairs(data, data.test_edges)
@@ -57,11 +62,11 @@ def test_movielens_100k_u_data_with_latin1_titles(tmp_path):
     ids=["header", "no-header"],
 )
 def test_generic_csv_with_or_without_header_and_ratings(tmp_path, text):
-    (tmp_path / "clicks.csv").write_text(text)
+    (tmp_path / "clicks.csv").write_text(text, encoding="utf-8")
     data = load_interactions(tmp_path / "clicks.csv", 4.0, 0.5, 0)  # no rating column: every row is a positive
     assert data.user_ids == ["alice", "bob"] and data.item_ids == ["apple", "pear"] and data.item_titles == {}
     assert data.train_edges.shape[1] + data.test_edges.shape[1] == 3
-    (tmp_path / "rated.csv").write_text("alice,apple,5\nbob,apple,1\nalice,pear,4\n")
+    (tmp_path / "rated.csv").write_text("alice,apple,5\nbob,apple,1\nalice,pear,4\n", encoding="utf-8")
     rated = load_interactions(tmp_path / "rated.csv", 4.0, 0.5, 0)
     assert rated.user_ids == ["alice"]  # bob's only rating is below 4
 
@@ -88,21 +93,21 @@ def test_split_is_seeded_per_user_and_keeps_each_user_on_both_sides(tmp_path):
 
 def test_malformed_lines_name_the_file_and_line(tmp_path):
     path = tmp_path / "ratings.csv"
-    path.write_text("userId,movieId,rating,timestamp\n1,10,4.0,1\n1,20,great,1\n")
+    path.write_text("userId,movieId,rating,timestamp\n1,10,4.0,1\n1,20,great,1\n", encoding="utf-8")
     with pytest.raises(UserError) as err:
         load_interactions(path, 4.0, 0.2, 0)
     message = str(err.value)
     assert f"{path}:3" in message and "'great' is not a number" in message and "\n" not in message
-    path.write_text("user,item\na,b\nlonely\n")
+    path.write_text("user,item\na,b\nlonely\n", encoding="utf-8")
     with pytest.raises(UserError, match=r"ratings\.csv:3: expected user,item"):
         load_interactions(path, 4.0, 0.2, 0)
-    (tmp_path / "u.data").write_text("1\t2\t5\t0\n1 2 5 0\n")
+    (tmp_path / "u.data").write_text("1\t2\t5\t0\n1 2 5 0\n", encoding="utf-8")
     with pytest.raises(UserError, match=r"u\.data:2: expected user<TAB>item"):
         load_interactions(tmp_path / "u.data", 4.0, 0.2, 0)
 
 
 def test_nothing_positive_or_nothing_there_is_a_user_error(tmp_path):
-    (tmp_path / "low.csv").write_text("a,x,1\nb,y,2\n")
+    (tmp_path / "low.csv").write_text("a,x,1\nb,y,2\n", encoding="utf-8")
     with pytest.raises(UserError, match="no positive interactions"):
         load_interactions(tmp_path / "low.csv", 4.0, 0.2, 0)
     with pytest.raises(UserError, match="does not exist"):
@@ -114,13 +119,13 @@ def test_nothing_positive_or_nothing_there_is_a_user_error(tmp_path):
 def test_lightgcn_folder_keeps_its_own_split(tmp_path):
     folder = tmp_path / "gowalla"
     folder.mkdir()
-    (folder / "train.txt").write_text("0 0 1 2\n1 2 3\n2 4\n")
-    (folder / "test.txt").write_text("0 3\n1 0 4\n2 5\n")
+    (folder / "train.txt").write_text("0 0 1 2\n1 2 3\n2 4\n", encoding="utf-8")
+    (folder / "test.txt").write_text("0 3\n1 0 4\n2 5\n", encoding="utf-8")
     data = load_interactions(folder, 4.0, 0.2, 123)  # min_rating, test_fraction and seed do not apply
     assert pairs(data, data.train_edges) == {("0", "0"), ("0", "1"), ("0", "2"), ("1", "2"), ("1", "3"), ("2", "4")}
     assert pairs(data, data.test_edges) == {("0", "3"), ("1", "0"), ("1", "4"), ("2", "5")}
     assert data.num_items == 6 and data.num_users == 3  # item 5 appears in test.txt only: it still has an index
-    (folder / "test.txt").write_text("0 3\n1 x\n")
+    (folder / "test.txt").write_text("0 3\n1 x\n", encoding="utf-8")
     with pytest.raises(UserError, match=r"test\.txt:2: expected integer ids"):
         load_interactions(folder, 4.0, 0.2, 0)
 

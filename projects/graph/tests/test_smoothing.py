@@ -41,4 +41,4 @@ def test_the_depth_sweep_writes_its_table_and_figure(tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert [row["layers"] for row in printed["rows"]] == [1, 3]
     assert (tmp_path / "oversmoothing.png").stat().st_size > 10_000
-    assert json.loads((tmp_path / "oversmoothing.json").read_text()) == printed
+    assert json.loads((tmp_path / "oversmoothing.json").read_text(encoding="utf-8")) == printed

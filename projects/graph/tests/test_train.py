@@ -41,7 +41,7 @@ def test_a_run_writes_weights_pictures_and_per_seed_results(node_run):
     )
     # 30 epochs of GCN already classify most of Cora (chance: 0.32 by always answering the largest class)
     assert node_run["test_accuracy"] > 0.6
-    assert json.loads((run / "card.json").read_text())["classes"][3] == "Neural_Networks"
+    assert json.loads((run / "card.json").read_text(encoding="utf-8"))["classes"][3] == "Neural_Networks"
 
 
 def test_mean_std_is_the_sample_standard_deviation():
@@ -83,7 +83,7 @@ def test_kill_and_resume_from_the_command_line_equals_an_uninterrupted_run(tmp_p
 
     main(["train", "--resume", "--name", "killed", "--out", str(tmp_path)])
     straight = train(dataclasses.replace(tiny_config(tmp_path, name="straight", seeds=4, epochs=150, device="cpu")))
-    resumed = json.loads((resume_file.parent / "metrics.json").read_text())
+    resumed = json.loads((resume_file.parent / "metrics.json").read_text(encoding="utf-8"))
     assert resumed["per_seed"] == straight["per_seed"]
 
 

@@ -36,7 +36,7 @@ def write_planted_csv(path: Path, seed: int = 0) -> Path:
             anywhere = rng.choice(GROUPS * ITEMS_PER_GROUP, 2, replace=False)
             lines += [f"u{g * USERS_PER_GROUP + n},i{i},{rng.choice([4, 5])}" for i in {*own, *anywhere}]
             lines.append(f"u{g * USERS_PER_GROUP + n},i{rng.integers(GROUPS * ITEMS_PER_GROUP)},1")
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
@@ -66,9 +66,9 @@ def test_tiny_lightgcn_run_writes_its_files_and_the_loss_falls(tiny_runs):
     assert [h["epoch"] for h in run["history"]] == [1, 2, 3] and losses[-1] < losses[0] - 0.05
     assert run["users"] == GROUPS * USERS_PER_GROUP and run["items"] <= GROUPS * ITEMS_PER_GROUP
     assert run["train_interactions"] + run["test_interactions"] <= 12 * run["users"]  # the ratings of 1 dropped
-    maps = json.loads((run_dir / "interactions.json").read_text())
+    maps = json.loads((run_dir / "interactions.json").read_text(encoding="utf-8"))
     assert maps["user_ids"][:3] == ["u0", "u1", "u10"] and maps["titles"] == {}  # sorted as strings; no titles
-    assert json.loads((run_dir / "metrics.json").read_text())["recall@20"] == run["recall@20"]
+    assert json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))["recall@20"] == run["recall@20"]
 
 
 def test_a_small_ratings_file_trains_for_min_steps_not_for_the_preset_epochs(planted, tmp_path):
@@ -139,7 +139,7 @@ def test_export_answers_a_known_user_as_the_model_ranks(tiny_runs, tmp_path, mod
 
     # the run's own model, rebuilt from its folder: its top 10 for u5, training items masked
     cfg = dataclasses.replace(PRESETS["recommend-tiny"], model=model)
-    maps = json.loads((run_dir / "interactions.json").read_text())
+    maps = json.loads((run_dir / "interactions.json").read_text(encoding="utf-8"))
     edges = load_file(str(run_dir / "graph.safetensors"))["train_edges"]
     net = load_weights(
         build_recommender(model, maps["num_users"], maps["num_items"], edges, cfg), run_dir / "model.safetensors"
@@ -185,10 +185,10 @@ def test_bad_requests_and_output_folders_are_refused_in_one_line(tiny_runs, tmp_
     with pytest.raises(UserError, match="is not empty"):
         export_recommender(Path(tiny_runs["mf"]["run_dir"]), export)
     export_recommender(Path(tiny_runs["lightgcn"]["run_dir"]), export, overwrite=True)  # our own: replaced
-    assert json.loads((export / "export.json").read_text())["model"] == "lightgcn"
+    assert json.loads((export / "export.json").read_text(encoding="utf-8"))["model"] == "lightgcn"
     mine = tmp_path / "mine"
     mine.mkdir()
-    (mine / "notes.txt").write_text("keep")
+    (mine / "notes.txt").write_text("keep", encoding="utf-8")
     with pytest.raises(UserError, match="not written by this tool"):
         export_recommender(Path(tiny_runs["mf"]["run_dir"]), mine, overwrite=True)
-    assert (mine / "notes.txt").read_text() == "keep"
+    assert (mine / "notes.txt").read_text(encoding="utf-8") == "keep"

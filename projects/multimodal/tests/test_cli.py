@@ -41,7 +41,7 @@ def test_train_on_an_open_clip_csv_then_zero_shot_on_an_image_folder(tmp_path, c
         scene = Scene("one", "large", colour, shape, "left of", "yellow", "triangle")
         draw(scene, 32, seed=i).save(tmp_path / "pics" / f"{i}.png")
         lines.append(f"pics/{i}.png,{scene.caption()}")
-    (tmp_path / "captions.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "captions.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     # ... and a labelled ImageFolder tree to classify: one folder per class
     for shape in ("circle", "square"):
         (tmp_path / "classes" / shape).mkdir(parents=True)

@@ -24,7 +24,7 @@ def write_images(folder: Path, n: int = 12) -> list[tuple[str, str]]:
 def test_open_clip_csv_with_its_separator_and_relative_paths(tmp_path):
     rows = write_images(tmp_path / "pics")
     csv = tmp_path / "train.tsv"
-    csv.write_text("title\tfilepath\n" + "".join(f"{c}\tpics/{f}\n" for f, c in rows))
+    csv.write_text("title\tfilepath\n" + "".join(f"{c}\tpics/{f}\n" for f, c in rows), encoding="utf-8")
     pairs = read_pairs(csv, separator="\t")
     assert [(p.name, c) for p, c in pairs] == rows
     splits = real_splits(csv, lambda image: image.size, seed=0, separator="\t")
@@ -35,7 +35,7 @@ def test_open_clip_csv_with_its_separator_and_relative_paths(tmp_path):
 def test_a_folder_of_images_with_same_named_captions(tmp_path):
     rows = write_images(tmp_path / "data")
     for name, caption in rows:
-        (tmp_path / "data" / name).with_suffix(".txt").write_text(caption + "\n")
+        (tmp_path / "data" / name).with_suffix(".txt").write_text(caption + "\n", encoding="utf-8")
     pairs = read_pairs(tmp_path / "data")
     assert sorted((p.name, c) for p, c in pairs) == sorted(rows)
 
@@ -51,7 +51,7 @@ def test_a_folder_of_images_with_same_named_captions(tmp_path):
 )
 def test_a_malformed_csv_is_refused_with_its_line(tmp_path, text, message):
     write_images(tmp_path / "pics", 2)
-    (tmp_path / "bad.csv").write_text(text)
+    (tmp_path / "bad.csv").write_text(text, encoding="utf-8")
     with pytest.raises(UserError, match="bad.csv") as err:
         read_pairs(tmp_path / "bad.csv")
     assert message in str(err.value)

@@ -71,7 +71,7 @@ def test_indexing_again_embeds_only_new_or_changed_files(tiny_run, tmp_path, cap
     main(argv)
     result = last_json(capsys)
     assert (result["images"], result["embedded"], result["reused"]) == (3, 2, 1)
-    files = [f["path"] for f in json.loads((index / "files.json").read_text())]
+    files = [f["path"] for f in json.loads((index / "files.json").read_text(encoding="utf-8"))]
     assert files == ["0.png", "1.png", "3.png"]
 
     # the index answers a search by an indexed image with that image first, at similarity 1
@@ -94,9 +94,12 @@ def test_index_skips_links_out_of_the_folder_and_refuses_foreign_folders(tiny_ru
     assert result["images"] == 1 and "link.png: a link out of" in result["skipped"][0]
 
     (tmp_path / "mine").mkdir()
-    (tmp_path / "mine" / "notes.txt").write_text("a user's file")
+    (tmp_path / "mine" / "notes.txt").write_text("a user's file", encoding="utf-8")
     err = assert_one_line_error(main, [*argv, "--out", str(tmp_path / "mine")], capsys)
-    assert "not written by this tool" in err and (tmp_path / "mine" / "notes.txt").read_text() == "a user's file"
+    assert (
+        "not written by this tool" in err
+        and (tmp_path / "mine" / "notes.txt").read_text(encoding="utf-8") == "a user's file"
+    )
 
 
 @pytest.mark.parametrize(

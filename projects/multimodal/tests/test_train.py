@@ -88,7 +88,7 @@ def test_two_process_ddp_killed_and_resumed_ends_exactly_like_an_uninterrupted_r
 
     resumed = torchrun("multimodal", ["train", *flags, "--name", "killed", "--resume"])
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()[-2000:]
-    metrics = json.loads((resume_file.parent / "metrics.json").read_text())
+    metrics = json.loads((resume_file.parent / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["processes"] == 2 and metrics["history"] == straight["history"]
     assert metrics["test"] == straight["test"]
     a = load_file(Path(straight["run_dir"]) / "model.safetensors")

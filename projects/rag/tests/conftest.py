@@ -23,7 +23,7 @@ DOCS = {
 def write_docs(root: Path, docs: dict[str, str] = DOCS) -> Path:
     for name, text in docs.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
+        (root / name).write_text(text, encoding="utf-8")
     return root
 
 

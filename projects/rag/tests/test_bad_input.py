@@ -67,8 +67,8 @@ def snapshot(folder):
 def test_index_never_writes_into_a_folder_it_did_not_create(tmp_path, docs_dir, capsys):
     mine = tmp_path / "mine"  # the reported loss: a user's folder that happens to hold bm25/ and manifest.json
     (mine / "bm25").mkdir(parents=True)
-    (mine / "bm25" / "notes.txt").write_text("keep me")
-    (mine / "manifest.json").write_text('{"mine": true}')
+    (mine / "bm25" / "notes.txt").write_text("keep me", encoding="utf-8")
+    (mine / "manifest.json").write_text('{"mine": true}', encoding="utf-8")
     before = snapshot(mine)
     for out, extra, message in [
         (mine, [], "is not empty"),
@@ -91,7 +91,7 @@ def test_index_replaces_its_own_index_only_with_overwrite(tmp_path, make_docs, f
     before = snapshot(out)
     assert "add --overwrite" in assert_one_line_error(main, args, capsys)
     assert snapshot(out) == before
-    (docs / "notes" / "zebra.md").write_text("# Zebras\n\nZebras sleep standing up.\n")
+    (docs / "notes" / "zebra.md").write_text("# Zebras\n\nZebras sleep standing up.\n", encoding="utf-8")
     main([*args, "--overwrite"])
     second = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (second["files_embedded"], second["files_reused"]) == (1, 3)  # its own vectors, reused

@@ -17,19 +17,19 @@ from rag.store import LoadedIndex
 
 
 def _write(text):
-    return lambda path: path.write_text(text)
+    return lambda path: path.write_text(text, encoding="utf-8")
 
 
 def _edit_manifest(**changes):
     def edit(path):
-        manifest = {**json.loads(path.read_text()), **changes}
-        path.write_text(json.dumps({k: v for k, v in manifest.items() if v is not None}))
+        manifest = {**json.loads(path.read_text(encoding="utf-8")), **changes}
+        path.write_text(json.dumps({k: v for k, v in manifest.items() if v is not None}), encoding="utf-8")
 
     return edit
 
 
 def _cut_last_line(path):
-    path.write_text("".join(path.read_text().splitlines(keepends=True)[:-1]))
+    path.write_text("".join(path.read_text(encoding="utf-8").splitlines(keepends=True)[:-1]), encoding="utf-8")
 
 
 def _cut_bytes(path):
@@ -92,7 +92,7 @@ def test_ask_with_docs_rebuilds_a_broken_index(broken_copy, docs_dir, fast_model
 
 
 def test_demo_rebuilds_a_broken_index_then_serves_it(broken_copy, docs_dir, fast_models, monkeypatch, capsys):
-    (broken_copy / "index.faiss").write_text("garbage")
+    (broken_copy / "index.faiss").write_text("garbage", encoding="utf-8")
     served = {}
     monkeypatch.setattr("dlshared.demo.launch", lambda blocks, **kwargs: served.update(kwargs))
     main(["demo", "--index", str(broken_copy), "--docs", str(docs_dir), "--port", "7999"])
@@ -102,7 +102,9 @@ def test_demo_rebuilds_a_broken_index_then_serves_it(broken_copy, docs_dir, fast
 
 def test_a_broken_folder_rag_did_not_write_is_not_rebuilt(broken_copy, docs_dir, capsys):
     (broken_copy / MARKER).unlink()  # as if a user had put these files there
-    (broken_copy / "index.faiss").write_text("garbage")
+    (broken_copy / "index.faiss").write_text("garbage", encoding="utf-8")
     argv = ["ask", "how?", "--index", str(broken_copy), "--docs", str(docs_dir)]
     err = assert_one_line_error(main, argv, capsys)
-    assert "was not written by this tool" in err and (broken_copy / "index.faiss").read_text() == "garbage"
+    assert (
+        "was not written by this tool" in err and (broken_copy / "index.faiss").read_text(encoding="utf-8") == "garbage"
+    )

@@ -26,7 +26,7 @@ def test_index_then_ask_on_a_folder_it_never_saw(tmp_path, make_docs, capsys):
     assert "--resume" in result["answer"] and "[1]" in result["answer"]
     assert set(result["latency_ms"]) == {"retrieval", "answer"}
     questions = tmp_path / "q.jsonl"
-    questions.write_text(json.dumps({"question": "zebra coat", "source": "notes/zebra.md"}) + "\n")
+    questions.write_text(json.dumps({"question": "zebra coat", "source": "notes/zebra.md"}) + "\n", encoding="utf-8")
     main(["eval", "--index", str(tmp_path / "idx"), "--questions", str(questions)])
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["recall@1"] == 1.0
 

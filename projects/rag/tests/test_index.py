@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -45,7 +48,7 @@ def test_reindexing_embeds_only_changed_files(docs_dir, embedder, tmp_path, make
     cfg = IndexConfig(docs=docs, out=out, chunk_tokens=40, overlap_tokens=8)
     first = build_index(cfg, embedder)
     assert first["files_embedded"] == 4 and first["files_reused"] == 0
-    (docs / "notes" / "zebra.md").write_text("# Zebras\n\nZebras sleep standing up.\n")
+    (docs / "notes" / "zebra.md").write_text("# Zebras\n\nZebras sleep standing up.\n", encoding="utf-8")
     (docs / "notes" / "cooking.txt").unlink()
     second = build_index(dataclasses.replace(cfg, overwrite=True), embedder)  # replacing its own index: asked
     assert (second["files"], second["files_embedded"], second["files_reused"]) == (3, 1, 2)
@@ -98,7 +101,7 @@ def test_eval_on_a_question_file(index_dir, embedder, tmp_path):
         {"question": "How much smaller does int8 make the model?", "source": "guide/export.md"},
         {"question": "How long should dough rise?", "source": "notes/cooking.txt"},
     ]
-    questions.write_text("\n".join(json.dumps(row) for row in rows))
+    questions.write_text("\n".join(json.dumps(row) for row in rows), encoding="utf-8")
     metrics = evaluate(Retriever(index_dir, embedder), load_questions(questions))
     assert metrics["recall@1"] == metrics["recall@5"] == metrics["mrr"] == 1.0
     assert metrics["questions"] == 3 and metrics["latency_ms_p95"] > 0
@@ -106,9 +109,35 @@ def test_eval_on_a_question_file(index_dir, embedder, tmp_path):
 
 def test_a_malformed_question_line_names_its_line(tmp_path):
     path = tmp_path / "q.jsonl"
-    path.write_text('{"question": "ok?", "source": "a.md"}\n{"question": "missing source"}\n')
+    path.write_text('{"question": "ok?", "source": "a.md"}\n{"question": "missing source"}\n', encoding="utf-8")
     with pytest.raises(UserError, match=r"q.jsonl:2"):
         load_questions(path)
-    path.write_text('{"question": "ok?", "source": "a.md"}\nnot json\n')
+    path.write_text('{"question": "ok?", "source": "a.md"}\nnot json\n', encoding="utf-8")
     with pytest.raises(UserError, match=r"q.jsonl:2: not valid JSON"):
         load_questions(path)
+
+
+ASCII_LOCALE = {"LC_ALL": "C", "LANG": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
+"""Python's text files default to ASCII here (UTF-8 mode off, the C locale not coerced): like a Windows cp1252
+machine, any file opened without encoding="utf-8" breaks on the first non-ASCII character."""
+
+
+def test_non_ascii_markdown_round_trips_under_a_non_utf8_locale(tmp_path):
+    text = "# Noise — a résumé\n\nThe loss fell 3× (± 0.1) and ∇L ≈ 0 → converged; naïve café in Zürich.\n"
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "lesson.md").write_text(text, encoding="utf-8")
+    script = (
+        "import json, locale, sys\nfrom pathlib import Path\nfrom rag.config import IndexConfig\n"
+        "from rag.indexer import build_index\nfrom rag.store import LoadedIndex\n"
+        "assert 'utf' not in locale.getpreferredencoding(False).lower(), locale.getpreferredencoding(False)\n"
+        "out = Path(sys.argv[1]) / 'idx'\n"
+        "build_index(IndexConfig(docs=Path(sys.argv[1]) / 'docs', out=out))\n"
+        "print(json.dumps([c['text'] for c in LoadedIndex(out).chunks]))\n"  # ASCII escapes: any pipe encoding
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG"))} | ASCII_LOCALE
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    chunks = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "3× (± 0.1) and ∇L ≈ 0 → converged; naïve café in Zürich." in " ".join(chunks)

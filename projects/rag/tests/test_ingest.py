@@ -58,11 +58,11 @@ def test_overlap_repeats_text_between_neighbours():
 
 
 def test_binary_and_undecodable_files_are_skipped_with_a_warning(tmp_path):
-    (tmp_path / "ok.md").write_text("# fine\n")
+    (tmp_path / "ok.md").write_text("# fine\n", encoding="utf-8")
     (tmp_path / "blob.txt").write_bytes(b"\x00\x01\x02binary")
     (tmp_path / "latin.txt").write_bytes("caf\xe9".encode("latin-1"))
     (tmp_path / ".hidden").mkdir()
-    (tmp_path / ".hidden" / "x.md").write_text("hidden")
+    (tmp_path / ".hidden" / "x.md").write_text("hidden", encoding="utf-8")
     found, skipped = find_documents(tmp_path)
     assert [p.name for p in found] == ["blob.txt", "latin.txt", "ok.md"] and skipped == []
     with pytest.warns(UserWarning, match="binary"):
@@ -75,13 +75,13 @@ def test_binary_and_undecodable_files_are_skipped_with_a_warning(tmp_path):
 def test_only_regular_files_inside_the_folder_are_read(tmp_path):
     docs, outside = tmp_path / "docs", tmp_path / "outside"
     docs.mkdir(), outside.mkdir()
-    (docs / "ok.md").write_text("# fine\n")
-    (outside / "secret.md").write_text("the password is hunter2\n")
+    (docs / "ok.md").write_text("# fine\n", encoding="utf-8")
+    (outside / "secret.md").write_text("the password is hunter2\n", encoding="utf-8")
     (docs / "leak.md").symlink_to(outside / "secret.md")  # a link to a file elsewhere: the reported leak
     (docs / "linked").symlink_to(outside, target_is_directory=True)  # a linked folder
     (docs / "alias.md").symlink_to(docs / "ok.md")  # a link that stays inside: harmless
     (docs / "dangling.md").symlink_to(tmp_path / "nowhere.md")
-    (docs / "big.md").write_text("word " * 400)  # 2000 bytes
+    (docs / "big.md").write_text("word " * 400, encoding="utf-8")  # 2000 bytes
     os.mkfifo(docs / "pipe.md")  # reading it would block forever
     found, skipped = find_documents(docs, max_bytes=1000)
     assert [p.name for p in found] == ["alias.md", "ok.md"]
@@ -93,7 +93,9 @@ def test_only_regular_files_inside_the_folder_are_read(tmp_path):
 
 
 def test_reading_stops_at_the_size_limit(tmp_path):
-    (tmp_path / "grew.md").write_text("word " * 400)  # listed when small, then grew: still not read past the limit
+    (tmp_path / "grew.md").write_text(
+        "word " * 400, encoding="utf-8"
+    )  # listed when small, then grew: still not read past the limit
     with pytest.warns(UserWarning, match="over the"):
         assert read_document(tmp_path / "grew.md", max_bytes=1000) is None
     assert read_document(tmp_path / "grew.md", max_bytes=2000) == "word " * 400
@@ -104,10 +106,10 @@ def test_index_leaves_out_what_it_may_not_read_and_says_so(tmp_path, embedder, m
 
     docs, outside = make_docs(tmp_path / "docs"), tmp_path / "outside"
     outside.mkdir()
-    (outside / "secret.md").write_text("# Secret\n\nThe database password is hunter2.\n")
+    (outside / "secret.md").write_text("# Secret\n\nThe database password is hunter2.\n", encoding="utf-8")
     (docs / "leak.md").symlink_to(outside / "secret.md")
     (docs / "linked").symlink_to(outside, target_is_directory=True)
-    (docs / "big.md").write_text("# Big\n\n" + "hunter2 " * 200)
+    (docs / "big.md").write_text("# Big\n\n" + "hunter2 " * 200, encoding="utf-8")
     monkeypatch.setattr("rag.indexer.Embedder", lambda *args, **kwargs: embedder)  # the session's, loaded once
     main(["index", "--docs", str(docs), "--out", str(tmp_path / "idx"), "--max-file-mb", "0.001"])
     out = capsys.readouterr().out
@@ -115,5 +117,5 @@ def test_index_leaves_out_what_it_may_not_read_and_says_so(tmp_path, embedder, m
     assert summary["files"] == 4 and summary["files_skipped"] == 3
     assert [line.split(":")[0] for line in summary["skipped"]] == ["big.md", "leak.md", "linked/"]
     assert "warning: skipped leak.md (a link to a file outside the folder" in out
-    chunks = (tmp_path / "idx" / "chunks.jsonl").read_text()
+    chunks = (tmp_path / "idx" / "chunks.jsonl").read_text(encoding="utf-8")
     assert "hunter2" not in chunks and "secret" not in chunks.lower()

@@ -63,7 +63,7 @@ def evil_index(tmp_path_factory, embedder):
     root = tmp_path_factory.mktemp("evil")
     for name, text in EVIL_DOCS.items():
         (root / "docs" / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / "docs" / name).write_text(text)
+        (root / "docs" / name).write_text(text, encoding="utf-8")
     build_index(IndexConfig(docs=root / "docs", out=root / "idx"), embedder)
     return root / "idx"
 

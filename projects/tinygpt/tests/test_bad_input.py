@@ -51,7 +51,7 @@ def test_export_replaces_its_own_earlier_export_only_with_overwrite(tiny_run, tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]  # no staging folder left beside it
     capsys.readouterr()
     assert "add --overwrite" in assert_one_line_error(main, args, capsys)
-    (out / "stale.txt").write_text("from the earlier export")
+    (out / "stale.txt").write_text("from the earlier export", encoding="utf-8")
     main([*args, "--overwrite"])
     assert (out / "model.safetensors").is_file() and not (out / "stale.txt").exists()  # replaced, not mixed
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]
@@ -81,8 +81,11 @@ def foreign_weights(path: Path) -> None:
 DAMAGE = {
     "truncated weights": ("model.safetensors", truncate),
     "weights of another model": ("model.safetensors", foreign_weights),
-    "model config not JSON": ("model_config.json", lambda p: p.write_text("{not json")),
-    "model config of another kind": ("model_config.json", lambda p: p.write_text('{"n_layer": 2, "layers": 3}')),
+    "model config not JSON": ("model_config.json", lambda p: p.write_text("{not json", encoding="utf-8")),
+    "model config of another kind": (
+        "model_config.json",
+        lambda p: p.write_text('{"n_layer": 2, "layers": 3}', encoding="utf-8"),
+    ),
     "tokenizer garbage": ("tokenizer.json", lambda p: p.write_bytes(b"\x00\xffgarbage" * 50)),
 }
 LOADERS = [
@@ -106,7 +109,7 @@ def test_a_corrupt_or_foreign_run_file_is_named_in_one_line(run_copy, tmp_path, 
 
 @pytest.mark.parametrize("content", ["[1, 2]", "{broken", '{"n_layer": "two"}'])
 def test_eval_names_a_bad_config_json(run_copy, content, capsys):
-    (run_copy / "config.json").write_text(content)
+    (run_copy / "config.json").write_text(content, encoding="utf-8")
     err = assert_one_line_error(main, ["eval", "--ckpt", str(run_copy)], capsys)
     assert str(run_copy / "config.json") in err
 

@@ -28,7 +28,7 @@ def test_user_errors_end_in_one_line_and_exit_code_2(argv, message, capsys, tmp_
 
 def test_text_that_is_not_utf8_or_too_short_is_refused(tmp_path, capsys):
     (tmp_path / "latin1.txt").write_bytes("caf\xe9 ".encode("latin-1") * 100)
-    (tmp_path / "short.txt").write_text("too short")
+    (tmp_path / "short.txt").write_text("too short", encoding="utf-8")
     for name, message in (("latin1.txt", "not utf-8"), ("short.txt", "context length")):
         with pytest.raises(SystemExit):
             main(["train", "--preset", "tiny", "--data", str(tmp_path / name), "--out", str(tmp_path)])

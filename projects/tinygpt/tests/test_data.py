@@ -18,7 +18,7 @@ def test_the_embedded_corpus_is_deterministic_and_sizeable():
 
 def test_split_is_first_90_percent_train_last_10_percent_validation(tmp_path):
     text = "".join(chr(ord("a") + i % 26) for i in range(10_000))
-    (tmp_path / "t.txt").write_text(text)
+    (tmp_path / "t.txt").write_text(text, encoding="utf-8")
     cfg = dataclasses.replace(PRESETS["tiny"], data=tmp_path / "t.txt", max_chars=None)
     data = load_data(cfg)
     assert len(data.train) == 9_000 and len(data.val) == 1_000  # char level: one token per character

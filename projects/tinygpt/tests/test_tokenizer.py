@@ -240,7 +240,7 @@ def test_to_hf_save_pretrained_round_trip(kind, char_tok, bpe_tok, tmp_path):
 def test_load_missing_or_invalid_raises_clear_error(tmp_path):
     with pytest.raises(ValueError, match="no tokenizer.json in"):
         load_tokenizer(tmp_path / "nowhere")
-    (tmp_path / "tokenizer.json").write_text("{not json")
+    (tmp_path / "tokenizer.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(ValueError, match="not a valid tokenizer file"):
         load_tokenizer(tmp_path)
 

@@ -83,7 +83,7 @@ def test_resume_from_the_command_line_uses_the_runs_own_config(tiny_run, tmp_pat
     main(["train", "--out", str(tmp_path), "--name", "copy", "--resume", "--max-iters", "50", "--n-layer", "2"])
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert metrics["iters"] == 50 and metrics["parameters"] == tiny_run["parameters"]
-    saved = json.loads((run / "config.json").read_text())
+    saved = json.loads((run / "config.json").read_text(encoding="utf-8"))
     assert saved["max_iters"] == 50 and saved["n_embd"] == PRESETS["tiny"].n_embd != PRESETS["quick"].n_embd
     assert saved["eval_interval"] == PRESETS["tiny"].eval_interval  # not typed: the run's own
 
@@ -128,7 +128,7 @@ def test_two_process_ddp_killed_and_resumed_ends_exactly_like_an_uninterrupted_r
 
 def test_a_used_run_name_is_refused_without_resume_or_overwrite(tmp_path, capsys):
     (tmp_path / "tinygpt" / "taken").mkdir(parents=True)
-    (tmp_path / "tinygpt" / "taken" / "config.json").write_text("{}")
+    (tmp_path / "tinygpt" / "taken" / "config.json").write_text("{}", encoding="utf-8")
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--preset", "tiny", "--out", str(tmp_path), "--name", "taken"])
     assert exit_info.value.code == 2
@@ -145,7 +145,7 @@ def test_learning_rate_schedule_warms_up_then_decays_to_min_lr():
 
 def test_training_on_a_users_text_file(tmp_path, capsys):
     text = "".join(f"line {i}: the quick brown fox jumps over the lazy dog.\n" for i in range(400))
-    (tmp_path / "corpus.txt").write_text(text)
+    (tmp_path / "corpus.txt").write_text(text, encoding="utf-8")
     corpus = ["--data", str(tmp_path / "corpus.txt"), "--tokenizer", "bpe", "--vocab-size", "300"]
     main(["train", "--preset", "tiny", *corpus, "--out", str(tmp_path), "--name", "user"])
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -45,7 +45,7 @@ def test_export_replaces_its_own_earlier_export_only_with_overwrite(tiny_run, tm
     assert (out / "model.safetensors").is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["merged"]
     capsys.readouterr()
     assert "add --overwrite" in assert_one_line_error(main, args, capsys)
-    (out / "stale.txt").write_text("from the earlier export")
+    (out / "stale.txt").write_text("from the earlier export", encoding="utf-8")
     main([*args, "--overwrite"])
     assert (out / "model.safetensors").is_file() and not (out / "stale.txt").exists()  # replaced, not mixed
     assert sorted(p.name for p in tmp_path.iterdir()) == ["merged"]  # no staging folder left beside it
@@ -60,23 +60,26 @@ def truncate(path: Path) -> None:
 
 def other_rank(path: Path) -> None:
     """An adapter config that no longer matches its weights (rank 8 for rank-4 tensors)."""
-    path.write_text(path.read_text().replace('"r": 4', '"r": 8'))
+    path.write_text(path.read_text(encoding="utf-8").replace('"r": 4', '"r": 8'), encoding="utf-8")
 
 
 def not_a_model(base: Path) -> None:
     shutil.rmtree(base)
     base.mkdir()
-    (base / "README.txt").write_text("a folder of notes, not a model")
+    (base / "README.txt").write_text("a folder of notes, not a model", encoding="utf-8")
 
 
 DAMAGE = {  # what is damaged -> (the file or folder the message must name, how)
     "truncated adapter": ("sft/adapter_model.safetensors", truncate),
     "adapter of another rank": ("sft/adapter_model.safetensors", other_rank, "sft/adapter_config.json"),
-    "adapter config not JSON": ("sft/adapter_config.json", lambda p: p.write_text("{not json")),
-    "adapter config of another kind": ("sft/adapter_config.json", lambda p: p.write_text('{"peft_type": "NOPE"}')),
+    "adapter config not JSON": ("sft/adapter_config.json", lambda p: p.write_text("{not json", encoding="utf-8")),
+    "adapter config of another kind": (
+        "sft/adapter_config.json",
+        lambda p: p.write_text('{"peft_type": "NOPE"}', encoding="utf-8"),
+    ),
     "truncated base weights": ("base/model.safetensors", truncate),
     "base that is not a model": ("base", not_a_model),
-    "run config not JSON": ("config.json", lambda p: p.write_text("{not json")),
+    "run config not JSON": ("config.json", lambda p: p.write_text("{not json", encoding="utf-8")),
 }
 VERB_ARGS = [["eval"], ["export", "--stage", "sft", "--out", "{tmp}/merged"], ["demo", "--port", "7999"]]
 
@@ -110,7 +113,7 @@ def test_resume_cleans_what_a_killed_stage_left_and_redoes_that_stage(tiny_run, 
     run = Path(shutil.copytree(tiny_run["run_dir"], tmp_path / "tuner" / "killed"))
     shutil.rmtree(run / "dpo")
     (run / ".dpo.tmp").mkdir()
-    (run / ".dpo.tmp" / "adapter_config.json").write_text('{"half": ')
+    (run / ".dpo.tmp" / "adapter_config.json").write_text('{"half": ', encoding="utf-8")
     sft = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in (run / "sft").iterdir()}
     (run / "sft").rename(run / ".sft.old")
     resumed = train(replace(PRESETS["tiny"], out=tmp_path, name="killed", resume=True))

@@ -61,7 +61,7 @@ def test_no_run_yet_is_a_clear_error(tmp_path, capsys):
 )
 def test_bad_data_files(tiny_run, tmp_path, capsys, lines, message):
     path = tmp_path / "bad.jsonl"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     base = f"{tiny_run['run_dir']}/base"
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--preset", "tiny", "--data", str(path), "--base", base, "--out", str(tmp_path)])

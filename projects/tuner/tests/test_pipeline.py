@@ -22,7 +22,7 @@ def test_every_stage_leaves_a_loadable_artifact(tiny_run):
     assert type(model).__name__ == "LlamaForCausalLM"
     assert AutoTokenizer.from_pretrained(run / "base").eos_token == "<eos>"
     for stage in ("sft", "dpo"):
-        config = json.loads((run / stage / "adapter_config.json").read_text())
+        config = json.loads((run / stage / "adapter_config.json").read_text(encoding="utf-8"))
         assert config["peft_type"] == "LORA" and config["r"] == PRESETS["tiny"].lora_r
     from safetensors import safe_open
 
@@ -43,7 +43,7 @@ def test_the_losses_fall_and_metrics_cover_every_model(tiny_run):
             assert 0 <= m[f"{stage}/{key}"] <= 1
         assert m[f"{stage}/task"] <= min(m[f"{stage}/correct"], m[f"{stage}/formatted"])
     assert 0 <= m["dpo/pref_acc"] <= 1 and m["heldout_pairs"] == PRESETS["tiny"].eval_prompts
-    saved = json.loads((Path(m["run_dir"]) / "metrics.json").read_text())
+    saved = json.loads((Path(m["run_dir"]) / "metrics.json").read_text(encoding="utf-8"))
     assert saved["dpo/pref_acc"] == m["dpo/pref_acc"]
 
 
@@ -85,7 +85,7 @@ def test_overwrite_replaces_a_run_and_a_resumed_run_keeps_its_base(tiny_run, tmp
 
     cfg = replace(PRESETS["tiny"], out=tmp_path, name="o", stage="pretrain")
     train(cfg)
-    (tmp_path / "tuner" / "o" / "note.txt").write_text("made by the first run")
+    (tmp_path / "tuner" / "o" / "note.txt").write_text("made by the first run", encoding="utf-8")
     again = train(replace(cfg, overwrite=True))
     assert sorted(p.name for p in (tmp_path / "tuner" / "o").iterdir()) == [
         "base",

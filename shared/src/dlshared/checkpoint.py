@@ -62,7 +62,7 @@ def fsync_path(path: Path) -> None:
 
 def save_json(obj: Any, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+        tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8")
 
 
 def load_json(path: str | os.PathLike) -> Any:

@@ -49,7 +49,7 @@ def find_workspace_root(start: str | os.PathLike) -> Path | None:
         pyproject = folder / "pyproject.toml"
         if pyproject.is_file():
             try:
-                config = tomllib.loads(pyproject.read_text())
+                config = tomllib.loads(pyproject.read_text(encoding="utf-8"))
             except tomllib.TOMLDecodeError as err:
                 raise UserError(f"{pyproject} is not valid TOML: {err}") from None
             if "workspace" in config.get("tool", {}).get("uv", {}):
@@ -79,8 +79,11 @@ def fork(project: str, dest: str | os.PathLike, root: str | os.PathLike, offline
         for name in ("conftest.py", ".gitignore", "uv.lock"):
             if (root / name).is_file():
                 shutil.copy2(root / name, stage / name)
-        root_pyproject, project_pyproject = (root / "pyproject.toml").read_text(), (src / "pyproject.toml").read_text()
-        (stage / "pyproject.toml").write_text(fork_pyproject(root_pyproject, project_pyproject))
+        root_pyproject, project_pyproject = (
+            (root / "pyproject.toml").read_text(encoding="utf-8"),
+            (src / "pyproject.toml").read_text(encoding="utf-8"),
+        )
+        (stage / "pyproject.toml").write_text(fork_pyproject(root_pyproject, project_pyproject), encoding="utf-8")
     (dest / MARKER).unlink()  # the fork is the user's project now, not an output of ours
 
     # Re-locking with the old lock in place keeps every version it pins; only the workspace's shape changes.
@@ -133,7 +136,7 @@ def fork_pyproject(root_text: str, project_text: str) -> str:
 
 def _gitignore_names(path: Path) -> list[str]:
     """The .gitignore lines that are plain name globs ("runs/", "*.onnx"); anchored paths and negations skipped."""
-    lines = path.read_text().splitlines() if path.is_file() else []
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
     names = [line.strip().removesuffix("/") for line in lines]
     return [n for n in names if n and not n.startswith(("#", "!")) and "/" not in n]
 

@@ -60,7 +60,7 @@ def staged_output(dest: str | os.PathLike, overwrite: bool = False, sources: tup
     try:
         yield stage
         (stage / MARKER).write_text(
-            "This folder was written by a PyTorch Capstones command; --overwrite may replace it.\n"
+            "This folder was written by a PyTorch Capstones command; --overwrite may replace it.\n", encoding="utf-8"
         )
         old = None
         if dest.exists():  # empty, or ours and --overwrite: move it aside, put the new one in, then drop the old

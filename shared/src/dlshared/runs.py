@@ -180,7 +180,7 @@ class RunLock:
             # left by a train() that stopped with an exception (an interrupted run resumed in the same process,
             # as tests do): take it over. A killed process needs nothing: the OS drops its locks.
             earlier.release()
-        self._file = open(self.path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
+        self._file = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held open for the lock's lifetime
         try:
             fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -292,7 +292,7 @@ def assert_output_folder_guarded(main: Callable, argv: list[str], sources: list,
     the user's files stay as they were."""
     mine = tmp_path / "mine"
     mine.mkdir()
-    (mine / "notes.txt").write_text("keep me")
+    (mine / "notes.txt").write_text("keep me", encoding="utf-8")
     cases = [(mine, [], "is not empty"), (mine, ["--overwrite"], "was not written by this tool")]
     for source in map(Path, sources):
         cases += [

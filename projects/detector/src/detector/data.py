@@ -193,7 +193,7 @@ def find_annotations(root: Path) -> tuple[Path, list[Path]]:
 def read_coco(ann_file: Path) -> dict:
     """The parsed JSON, checked for the keys a detection file needs; adds `category_ids`, a set."""
     try:
-        coco = json.loads(ann_file.read_text())
+        coco = json.loads(ann_file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise UserError(f"{ann_file}: invalid JSON ({err})") from None
     except (OSError, UnicodeDecodeError) as err:

@@ -258,7 +258,7 @@ def _params(n_images: int, image_size: int, seed: int, min_objects: int, max_obj
 
 def _is_generated(out: Path, params: dict) -> bool:
     try:
-        coco = json.loads((out / "annotations.json").read_text())
+        coco = json.loads((out / "annotations.json").read_text(encoding="utf-8"))
         if coco["info"]["generator"] != params:
             return False
         return all((out / "images" / image["file_name"]).is_file() for image in coco["images"])

@@ -31,9 +31,9 @@ class Searcher:
 
     def __init__(self, run: ClipRun, index_dir: Path):
         self.run, self.index_dir = run, index_dir
-        meta = json.loads((index_dir / "index.json").read_text())
+        meta = json.loads((index_dir / "index.json").read_text(encoding="utf-8"))
         self.root = Path(meta["images"])
-        self.files = [f["path"] for f in json.loads((index_dir / "files.json").read_text())]
+        self.files = [f["path"] for f in json.loads((index_dir / "files.json").read_text(encoding="utf-8"))]
         self.index = faiss.read_index(str(index_dir / "images.faiss"))
 
     @torch.no_grad()

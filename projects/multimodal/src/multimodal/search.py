@@ -58,8 +58,8 @@ def embed_files(run: ClipRun, paths: list[Path], batch_size: int = 64) -> torch.
 
 def read_index(folder: Path) -> tuple[dict, list[dict], torch.Tensor]:
     try:
-        meta = json.loads((folder / "index.json").read_text())
-        files = json.loads((folder / "files.json").read_text())
+        meta = json.loads((folder / "index.json").read_text(encoding="utf-8"))
+        files = json.loads((folder / "files.json").read_text(encoding="utf-8"))
         vectors = load_file(str(folder / "vectors.safetensors"))["vectors"]
     except (OSError, ValueError, KeyError) as err:
         raise UserError(f"{folder} is not a readable multimodal index ({type(err).__name__}); index again") from None
@@ -99,8 +99,10 @@ def index(args) -> dict:
     matrix = torch.stack(vectors) if vectors else torch.zeros(0, fresh.shape[1])  # [N, D]
     with staged_output(out, overwrite=True, sources=(images,)) as stage:
         save_file({"vectors": matrix.contiguous()}, str(stage / "vectors.safetensors"))
-        (stage / "files.json").write_text(json.dumps(entries))
-        (stage / "index.json").write_text(json.dumps({"run": str(run.dir.resolve()), "images": str(images.resolve())}))
+        (stage / "files.json").write_text(json.dumps(entries), encoding="utf-8")
+        (stage / "index.json").write_text(
+            json.dumps({"run": str(run.dir.resolve()), "images": str(images.resolve())}), encoding="utf-8"
+        )
         faiss_index = faiss.IndexFlatIP(matrix.shape[1])
         faiss_index.add(matrix.numpy())
         faiss.write_index(faiss_index, str(stage / "images.faiss"))

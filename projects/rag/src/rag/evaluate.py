@@ -22,7 +22,7 @@ def load_questions(path: Path) -> list[dict]:
     if not path.is_file():
         raise UserError(f"--questions {path}: no such file")
     rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:

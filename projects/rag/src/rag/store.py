@@ -76,7 +76,9 @@ def save_index(folder: Path, chunks: list[dict], vectors: np.ndarray, manifest: 
     """Write every part into `folder`, a fresh staging folder (see indexer.build_index); the manifest goes last."""
     faiss.write_index(build_faiss(vectors, manifest["index_type"]), str(folder / "index.faiss"))
     np.save(folder / "vectors.npy", vectors)
-    (folder / "chunks.jsonl").write_text("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in chunks))
+    (folder / "chunks.jsonl").write_text(
+        "".join(json.dumps(c, ensure_ascii=False) + "\n" for c in chunks), encoding="utf-8"
+    )
     if chunks:
         build_bm25([_bm25_text(c) for c in chunks]).save(str(folder / "bm25"))
     save_json(
