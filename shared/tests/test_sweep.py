@@ -11,7 +11,7 @@ from dlshared.sweep import SweepConfig, default_name, lookup, sweep
 from dlshared.testing import assert_one_line_error, bad_flag_cases
 
 TOY_CLI = """
-import json, sys
+import json, os, sys
 from pathlib import Path
 args = sys.argv[1:]
 get = lambda flag: args[args.index(flag) + 1]
@@ -19,6 +19,7 @@ seed, run = int(get("--seed")), Path(get("--out")) / "toyproj" / get("--name")
 run.mkdir(parents=True)
 epochs = int(get("--epochs")) if "--epochs" in args else 1
 metrics = {"accuracy": 0.9 + seed / 100, "eval": {"fid": 1.0 + seed}, "epochs": epochs, "run_dir": str(run)}
+metrics["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY")
 (run / "metrics.json").write_text(json.dumps(metrics))
 """
 
@@ -52,6 +53,18 @@ def test_sweep_runs_each_seed_and_reports_mean_and_std(toy_project):
             )["epochs"]
             == 3
         )
+
+
+def test_omp_wait_policy_passive_reaches_every_seed_and_inherit_leaves_the_environment(toy_project, monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    passive = sweep(SweepConfig("toyproj", seeds=(0, 1), name="passive", omp_wait_policy="passive", out=toy_project))
+    inherit = sweep(SweepConfig("toyproj", seeds=(0,), name="inherit", out=toy_project))
+    policies = [
+        json.loads((toy_project / "toyproj" / f"{n}" / "metrics.json").read_text(encoding="utf-8"))
+        for n in ("passive-seed0", "passive-seed1", "inherit-seed0")
+    ]
+    assert [m["omp_wait_policy"] for m in policies] == ["PASSIVE", "PASSIVE", None]
+    assert "omp_wait_policy" not in passive["metrics"] and inherit["metrics"]["accuracy"]["n"] == 1
 
 
 def test_a_finished_seed_is_read_not_retrained(toy_project):

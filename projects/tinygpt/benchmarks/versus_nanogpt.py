@@ -40,9 +40,9 @@ def command(contender: str, preset: str, data: Path, steps: int, warmup: int) ->
     return [sys.executable, "-m", "tinygpt.cli", "bench", "--preset", preset, "--data", str(data), *timing]
 
 
-def tokens_per_s(contender: str, argv: list[str]) -> float:
+def tokens_per_s(contender: str, argv: list[str], env: dict[str, str]) -> float:
     """Run one contender in a fresh process; its steady-state training tokens/s from the JSON it prints last."""
-    done = subprocess.run(argv, capture_output=True, text=True, env=os.environ.copy())
+    done = subprocess.run(argv, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise SystemExit(f"{contender} failed ({' '.join(argv)}):\n{done.stderr[-2000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -61,19 +61,27 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3, help="times each contender runs")
     p.add_argument("--steps", type=int, default=5, help="timed training steps per run")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps before them")
+    p.add_argument(
+        "--omp-wait-policy",
+        choices=["inherit", "passive"],
+        default="inherit",
+        help="passive: every contender runs with OMP_WAIT_POLICY=PASSIVE (idle threads sleep, not spin)",
+    )
     args = p.parse_args()
+    env = os.environ | ({"OMP_WAIT_POLICY": "PASSIVE"} if args.omp_wait_policy == "passive" else {})
     if not args.data.is_file():
         raise SystemExit(f"--data {args.data}: no such file")
 
     rounds = []
     for r in range(args.rounds):
         order = CONTENDERS[r % 3 :] + CONTENDERS[: r % 3]  # rotate who goes first
-        measured = {c: tokens_per_s(c, command(c, args.preset, args.data, args.steps, args.warmup)) for c in order}
+        measured = {c: tokens_per_s(c, command(c, args.preset, args.data, args.steps, args.warmup), env) for c in order}
         measured |= {f"{c}_vs_nanogpt": round(measured[c] / measured["nanogpt"], 3) for c in CONTENDERS[1:]}
         print(f"round {r + 1}: " + "  ".join(f"{k} {v:,.2f}" for k, v in measured.items()), flush=True)
         rounds.append(measured)
     summary = {key: mean_std([r[key] for r in rounds]) for key in rounds[0]}
-    threads = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset"), "cpus": os.cpu_count()}
+    threads = {"OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", "unset"), "OMP_WAIT_POLICY": env.get("OMP_WAIT_POLICY")}
+    threads["cpus"] = os.cpu_count()
     print(json.dumps({"preset": args.preset, "rounds": rounds, "summary": summary, **threads}), flush=True)
 
 

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import tyro
 
@@ -49,6 +49,10 @@ class SweepConfig:
     --train-args as a slug (sweep-task-recommend-model-mf)."""
     out: Path = Path("runs")
     """Root of the run folders (as train's --out)."""
+    omp_wait_policy: Literal["inherit", "passive"] = "inherit"
+    """passive: the seeds' processes run with OMP_WAIT_POLICY=PASSIVE, so idle OpenMP threads sleep instead of
+    spinning: several times faster when another process shares the cores, ~15% slower on quiet ones (measured
+    in the classifier README). A flag, not an environment prefix, so the command reads the same in PowerShell."""
 
 
 def lookup(metrics: dict, key: str) -> Any:
@@ -112,7 +116,8 @@ def sweep(cfg: SweepConfig) -> dict:
             command += ["--name", run_dir.name, "--out", str(cfg.out), *extra]
             print(f"--- seed {seed}: {shlex.join(command[1:])}", file=sys.stderr, flush=True)
             started = time.perf_counter()
-            if subprocess.run(command, env=os.environ.copy(), stdout=subprocess.DEVNULL).returncode != 0:
+            env = os.environ | ({"OMP_WAIT_POLICY": "PASSIVE"} if cfg.omp_wait_policy == "passive" else {})
+            if subprocess.run(command, env=env, stdout=subprocess.DEVNULL).returncode != 0:
                 raise UserError(f"training with seed {seed} failed (see above); its run folder is {run_dir}")
             wall.append(time.perf_counter() - started)
         runs.append(json.loads((run_dir / "metrics.json").read_text(encoding="utf-8")))
