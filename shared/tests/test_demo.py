@@ -43,3 +43,37 @@ def test_a_scratch_folder_outlives_the_call_and_goes_with_the_process(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     folder = Path(out.stdout.strip())
     assert folder.name.startswith("demo-test-") and not folder.exists()  # removed at exit, not left in /tmp
+
+
+def test_serve_picks_the_ckpt_then_the_newest_run_then_the_shipped_weights_then_trains(tmp_path, monkeypatch):
+    from dataclasses import dataclass
+
+    from dlshared import demo
+
+    @dataclass
+    class Args:
+        ckpt: Path | None = None
+        runs: Path = tmp_path / "runs"
+        host: str = "127.0.0.1"
+        port: int = 7860
+
+    @dataclass
+    class Preset:
+        out: Path = Path("elsewhere")
+
+    served, trained = [], []
+    monkeypatch.setattr(demo, "launch", lambda blocks, **kwargs: served.append(blocks))
+
+    def train(cfg):
+        trained.append(cfg.out)
+        (cfg.out / "toy" / "new").mkdir(parents=True)
+        (cfg.out / "toy" / "new" / "metrics.json").write_text("{}", encoding="utf-8")
+        return {"run_dir": str(cfg.out / "toy" / "new")}
+
+    shipped = tmp_path / "weights"
+    demo.serve("toy", Args(), lambda run: run, train, Preset(), shipped=shipped)  # nothing trained: shipped, at once
+    demo.serve("toy", Args(ckpt=tmp_path / "mine"), lambda run: run, train, Preset(), shipped=shipped)
+    demo.serve("toy", Args(), lambda run: run, train, Preset())  # no shipped weights: train the quick preset
+    demo.serve("toy", Args(), lambda run: run, train, Preset(), shipped=shipped)  # a run of one's own wins
+    assert served == [shipped, tmp_path / "mine", tmp_path / "runs/toy/new", tmp_path / "runs/toy/new"]
+    assert trained == [tmp_path / "runs"]

@@ -88,14 +88,24 @@ def serve(
     train: Callable[[Any], dict],
     quick_preset: Any,
     required: str = "metrics.json",
+    shipped: Path | None = None,
 ) -> None:
     """The `demo` verb every project shares: serve `build(run_dir)` for `args.ckpt`, else for the newest finished
-    run under `args.runs`, else for a run of `quick_preset` that `train` makes first."""
+    run under `args.runs`, else for the quick-preset weights the package ships (`shipped`, served at once), else for
+    a run of `quick_preset` that `train` makes first."""
 
     def train_quick() -> Path:
         return Path(train(dataclasses.replace(quick_preset, out=args.runs))["run_dir"])
 
-    run_dir = Path(args.ckpt or run_or_train(project, train_quick, args.runs, required))
+    newest = latest_run(project, args.runs, required=required) if args.ckpt is None else None
+    if args.ckpt is not None:
+        run_dir = Path(args.ckpt)
+    elif newest is None and shipped is not None:
+        print(f"No {project} run under {Path(args.runs) / project}: serving the shipped quick-preset weights")
+        print(f"({shipped / 'README.md'} says how they were made; `uv run {project} train` trains your own).")
+        run_dir = shipped
+    else:
+        run_dir = run_or_train(project, train_quick, args.runs, required)
     blocks = build(run_dir)
     print(f"serving {run_dir}", flush=True)
     launch(blocks, host=args.host, port=args.port, share=getattr(args, "share", False))

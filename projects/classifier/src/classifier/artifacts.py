@@ -20,6 +20,9 @@ from .config import PROJECT, TrainConfig, check_relations
 from .model import build_model
 
 CARD_KEYS = ("classes", "in_channels", "image_size", "style", "backbone")
+SHIPPED = Path(__file__).resolve().parent / "weights" / "quick"
+"""The quick preset's weights, shipped with the package (its README.md: command, commit, accuracy): the demo
+serves them at once on a fresh clone, before anything is trained."""
 
 
 @dataclass

@@ -33,11 +33,14 @@ def eval_command(args: EvalArgs) -> dict:
 def demo_command(args: DemoArgs) -> None:
     from dlshared.demo import serve
 
-    from .artifacts import load_predictor
+    from .artifacts import SHIPPED, load_predictor
     from .demo import build_demo
     from .train import train
 
-    serve("classifier", args, lambda run_dir: build_demo(load_predictor(run_dir)), train, PRESETS["quick"])
+    def build(run_dir):
+        return build_demo(load_predictor(run_dir))
+
+    serve("classifier", args, build, train, PRESETS["quick"], shipped=SHIPPED)
 
 
 COMMANDS = {
