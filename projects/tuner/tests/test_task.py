@@ -38,6 +38,9 @@ def test_the_corpus_holds_sums_in_many_dialogues_but_never_the_chat_template_or_
         assert sum(found) == 2 * max(found), text  # a + b = c, in whatever order the statement names them
     askers = {t.split(":")[0] for t in corpus if "\n" in t}
     assert askers == {asker for asker, _ in task.SPEAKERS}
+    replies = [t.split("\n")[1].split(": ", 1)[1] for t in corpus if "\n" in t]
+    worded = [r for r in replies if not r.isdigit()]  # "That makes 68.": the sum after words, as after a format
+    assert 0.3 < len(worded) / len(replies) < 0.8 and {r.split()[0] for r in worded} == {"It", "That", "I", "The", "So"}
     assert not any(word in t for t in corpus for word in ("User", "Assistant", "The answer is"))
 
 

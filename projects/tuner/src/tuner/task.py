@@ -7,8 +7,9 @@ exactly (no judge model), and it has two separate properties that each training 
     formatted  the answer reads "The answer is N."       -> SFT makes it happen sometimes, DPO makes it a rule
 
 Stage by stage (`TaskSpec` sets the sizes):
-    pretraining corpus  "23+45=68", "23 plus 45 is 68", "Kid: Add 23 and 45.\\nParent: 68", ...  (sums in
-                        dialogues between many speakers; no "The answer is", no User/Assistant template)
+    pretraining corpus  "23+45=68", "23 plus 45 is 68", "Kid: Add 23 and 45.\\nParent: That makes 68." ...
+                        (sums in dialogues between many speakers, bare or inside a short sentence; no "The
+                        answer is", no User/Assistant template)
     SFT rows            {"prompt": "User: What is 23 plus 45?\\nAssistant:",
                          "completion": " The answer is 68."}
                         or the bare " 68": how often the format is followed depends on how the question is
@@ -36,10 +37,14 @@ STATEMENTS = (
     "{a} plus {b} equals {c}.",
     "the sum of {a} and {b} is {c}",
     "{c} = {a} + {b}",
-    "{asker}: {question}\n{answerer}: {c}",  # dialogue: the operands far from the answer, as in a chat
-    "{asker}: {question}\n{answerer}: {c}",
+    "{asker}: {question}\n{answerer}: {reply}",  # dialogue: the operands far from the answer, as in a chat
+    "{asker}: {question}\n{answerer}: {reply}",
     "{question} {c}",
 )
+REPLIES = ("{c}", "{c}", "{c}", "It is {c}.", "That makes {c}.", "I get {c}.", "The sum is {c}.", "So it's {c}.")
+"""How the corpus's dialogues answer: the bare sum, or the sum inside a short sentence. Without the sentences the
+base adds well after "Assistant:" but not after "The answer is" (a wrapper it never met): measured, SFT then taught
+the format on every seed and the sum under it on some (formatted answers right: 0.96, 0.53, 0.11 by seed)."""
 SPEAKERS = (("Q", "A"), ("Question", "Answer"), ("Teacher", "Pupil"), ("Ann", "Bob"), ("Kid", "Parent"))
 """Who asks and who answers in the corpus's dialogues: the base meets sums in many wrappers (never the chat
 template's User/Assistant), so that SFT has only the wrapper to learn, not the arithmetic again."""
@@ -89,6 +94,7 @@ def pretrain_corpus(pairs: list[tuple[int, int]], n_docs: int, seed: int) -> lis
         a, b = rng.choice(pairs)
         asker, answerer = rng.choice(SPEAKERS)
         texts = {"question": question(a, b, rng), "asker": asker, "answerer": answerer}
+        texts["reply"] = rng.choice(REPLIES).format(c=a + b)
         docs.append(rng.choice(STATEMENTS).format(a=a, b=b, c=a + b, **texts))
     return docs
 
