@@ -6,7 +6,7 @@ and a lesson that forgets to undo it must not change what the next lesson prints
 settings would miss the ones nobody listed; a process that ends takes all of it with it.
 
 Why forked from a server: starting Python and importing torch, torchvision, Lightning and the capstone costs about
-10 s, 30 files over. The server (`coursekit.lessonserver`) imports them once and runs nothing else; each lesson
+10 s a file, ten minutes over the 60 lesson files. The server (`coursekit.lessonserver`) imports them once and runs nothing else; each lesson
 file runs in a fork of it.
 """
 
