@@ -5,9 +5,9 @@ Why a process per file: a lesson may change process-wide state on purpose (warni
 and a lesson that forgets to undo it must not change what the next lesson prints. Restoring a list of known
 settings would miss the ones nobody listed; a process that ends takes all of it with it.
 
-Why forked from a server: starting Python and importing torch, torchvision, Lightning and the capstone costs about
-10 s a file, ten minutes over the 60 lesson files. The server (`coursekit.lessonserver`) imports them once and runs nothing else; each lesson
-file runs in a fork of it.
+Why forked from a server: starting Python and importing torch, torchvision, Lightning and the capstones costs about
+10 s a file, ten minutes over the 60 lesson files. The server (`coursekit.lessonserver`) imports them once and runs
+nothing else; each lesson file runs in a fork of it.
 """
 
 from __future__ import annotations
