@@ -97,10 +97,9 @@ def serve(
     def train_quick() -> Path:
         return Path(train(dataclasses.replace(quick_preset, out=args.runs))["run_dir"])
 
-    newest = latest_run(project, args.runs, required=required) if args.ckpt is None else None
     if args.ckpt is not None:
         run_dir = Path(args.ckpt)
-    elif newest is None and shipped is not None:
+    elif shipped is not None and latest_run(project, args.runs, required=required) is None:
         print(f"No {project} run under {Path(args.runs) / project}: serving the shipped quick-preset weights")
         print(f"({shipped / 'README.md'} says how they were made; `uv run {project} train` trains your own).")
         run_dir = shipped
