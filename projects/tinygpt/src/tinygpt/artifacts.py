@@ -19,13 +19,15 @@ from dlshared.device import pick_device
 from dlshared.runs import latest_run
 
 from .config import PROJECT, TrainConfig, check_relations, config_from_dict
-from .model import GPT, GPTConfig
+from .model import GPTConfig, LanguageModel, build_model
 from .tokenizer import TOKENIZER_FILE, Tokenizer, load_tokenizer
 
 MODEL_CONFIG_NAME = "model_config.json"
 
 
-def save_model(model: GPT, tokenizer: Tokenizer, folder: Path, metadata: dict[str, str] | None = None) -> None:
+def save_model(
+    model: LanguageModel, tokenizer: Tokenizer, folder: Path, metadata: dict[str, str] | None = None
+) -> None:
     """Weights, architecture and tokenizer: everything `load_model` needs. Each file is written atomically."""
     save_json(dataclasses.asdict(model.cfg), folder / MODEL_CONFIG_NAME)
     tokenizer.save(folder)
@@ -34,7 +36,7 @@ def save_model(model: GPT, tokenizer: Tokenizer, folder: Path, metadata: dict[st
 
 @dataclass
 class LoadedModel:
-    model: GPT
+    model: LanguageModel
     tokenizer: Tokenizer
     run_dir: Path
     device: torch.device
@@ -80,12 +82,12 @@ def load_model(run_dir: Path, device: str = "auto") -> LoadedModel:
             raise UserError(f"{run_dir} is not a tinygpt run folder: {name} is missing")
     cfg = read_model_config(run_dir / MODEL_CONFIG_NAME)
     tokenizer = read_tokenizer(run_dir)
-    if tokenizer.vocab_size != cfg.vocab_size:
+    if tokenizer.vocab_size + (cfg.objective == "mlm") != cfg.vocab_size:  # mlm: one more, the mask token
         raise UserError(
             f"{run_dir / TOKENIZER_FILE} has {tokenizer.vocab_size} tokens but {MODEL_CONFIG_NAME} says "
             f"{cfg.vocab_size}: the files come from different runs; copy the whole run folder again"
         )
-    model = GPT(cfg)
+    model = build_model(cfg)
     model.load_state_dict(read_weights(run_dir / WEIGHTS_NAME, model.state_dict()))
     return LoadedModel(model.to(target).eval(), tokenizer, run_dir, target)
 
@@ -98,8 +100,12 @@ def read_model_config(path: Path) -> GPTConfig:
         raise UserError(f"{path} is not a tinygpt model config ({_reason(err)}); copy the run folder again") from None
     sizes = {name: getattr(cfg, name) for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")}
     bad = [f"{name}={value!r}" for name, value in sizes.items() if type(value) is not int or value < 1]
-    if bad or cfg.arch not in ("gpt2", "llama") or cfg.n_embd % cfg.n_head:
-        found = ", ".join(bad) or f"arch={cfg.arch!r}, n_embd={cfg.n_embd}, n_head={cfg.n_head}"
+    unknown = cfg.arch not in ("gpt2", "llama", "lstm") or cfg.objective not in ("clm", "mlm")
+    if bad or unknown or (cfg.arch != "lstm" and cfg.n_embd % cfg.n_head):
+        found = (
+            ", ".join(bad)
+            or f"arch={cfg.arch!r}, objective={cfg.objective!r}, n_embd={cfg.n_embd}, n_head={cfg.n_head}"
+        )
         raise UserError(f"{path} describes no model this project builds ({found}); copy the run folder again")
     return cfg
 

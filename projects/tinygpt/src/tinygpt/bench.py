@@ -24,11 +24,11 @@ from .artifacts import check_device
 from .config import PRESETS, BenchArgs
 from .evaluate import precision_autocast
 from .generate import generate
-from .model import GPT, model_config
+from .model import LanguageModel, build_model, model_config
 from .train import train
 
 
-def generation_speed(model: GPT, new_tokens: int, use_cache: bool, autocast) -> float:
+def generation_speed(model: LanguageModel, new_tokens: int, use_cache: bool, autocast) -> float:
     """Tokens per second of greedy decoding (after one untimed warm-up pass)."""
     device = next(model.parameters()).device
     prompt = torch.zeros(1, 1, dtype=torch.long, device=device)
@@ -80,10 +80,10 @@ def bench(args: BenchArgs) -> dict:
         "timed_steps": args.steps,
         "reuse_freed_memory": cfg.reuse_freed_memory,
     }
-    if args.new_tokens > 0:
+    if args.new_tokens > 0 and cfg.objective == "clm":  # an mlm encoder does not generate
         torch.manual_seed(0)
         device = pick_device(args.device)  # train() has already turned a bad name into a clear error
-        model = GPT(model_config(cfg, metrics["vocab_size"])).to(device).eval()
+        model = build_model(model_config(cfg, metrics["vocab_size"])).to(device).eval()
         autocast = precision_autocast(device, cfg.mixed_precision) or nullcontext
         cached = generation_speed(model, args.new_tokens, True, autocast)
         recompute = generation_speed(model, args.new_tokens, False, autocast)

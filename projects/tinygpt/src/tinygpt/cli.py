@@ -28,7 +28,7 @@ def eval_command(args: EvalArgs) -> dict:
 
     from .artifacts import check_device, load_model, read_run_config, resolve_checkpoint
     from .data import load_text, read_text_file, split_text
-    from .evaluate import evaluate_loss, perplexity, precision_autocast
+    from .evaluate import evaluate_loss, loss_by_position, perplexity, precision_autocast
 
     check_device(args.device)
     run_dir = resolve_checkpoint(args.ckpt, args.runs)
@@ -47,14 +47,21 @@ def eval_command(args: EvalArgs) -> dict:
     batch_size = args.batch_size or run_cfg.batch_size
     autocast = precision_autocast(loaded.device, run_cfg.mixed_precision)
     loss = evaluate_loss(loaded.model, ids, block, batch_size, args.max_windows, autocast=autocast)
-    return {
-        "loss": round(loss, 4),
+    result = {
+        "loss": round(loss, 4),  # mlm: of the masked tokens
         "perplexity": round(perplexity(loss), 3),
+        "objective": loaded.model.cfg.objective,
         "split": split,
         "windows": args.max_windows or "all",
         "tokens": len(ids),
         "run_dir": str(run_dir),
     }
+    if args.by_position:
+        if loaded.model.cfg.objective == "mlm":
+            raise UserError("--by-position scores next-token prediction; an mlm run predicts masked tokens instead")
+        by_position = loss_by_position(loaded.model, ids, block, batch_size)
+        result["loss_by_position"] = [round(value, 4) for value in by_position]
+    return result
 
 
 def generate_command(args: GenerateArgs) -> str:

@@ -41,8 +41,12 @@ class TrainConfig:
     """bpe: vocabulary size to train (256 bytes + merges + specials). Ignored for char."""
 
     # --- model (see model.GPTConfig) ---
-    arch: Literal["gpt2", "llama"] = "gpt2"
-    """gpt2: learned positions, LayerNorm, GELU. llama: rotary positions, RMSNorm, SwiGLU."""
+    arch: Literal["gpt2", "llama", "lstm"] = "gpt2"
+    """gpt2: learned positions, LayerNorm, GELU. llama: rotary positions, RMSNorm, SwiGLU. lstm: a character LSTM
+    (n_layer layers of width n_embd; the recurrent baseline, course day 21)."""
+    objective: Literal["clm", "mlm"] = "clm"
+    """clm: predict the next token (causal attention: a decoder, GPT). mlm: predict 15% masked tokens from both
+    sides (bidirectional attention: an encoder, BERT; course day 25). An mlm model is scored by eval, not sampled."""
     n_layer: Positive = 6
     n_head: Positive = 6
     """Attention heads; must divide --n-embd (each head gets n_embd / n_head dimensions)."""
@@ -115,7 +119,7 @@ class TrainConfig:
     """Peak FLOP/s of one device for MFU. Unset: a table for known GPUs; on a CPU, a measured matmul."""
 
 
-ARCHITECTURE = ("arch", "n_layer", "n_head", "n_embd", "block_size", "bias", "tokenizer", "vocab_size")
+ARCHITECTURE = ("arch", "objective", "n_layer", "n_head", "n_embd", "block_size", "bias", "tokenizer", "vocab_size")
 """Fields that fix the shape of the weights or the token ids."""
 RESUME_MAY_CHANGE = tuple(
     field.name
@@ -196,8 +200,15 @@ TINY = dataclasses.replace(
     sample_tokens=20,
     progress=False,
 )
+# day 21's recurrent baseline: a 2-layer character LSTM as wide as makes the quick GPT's parameter count (0.83 M),
+# trained by the same loop on the same data and batches (README: LSTM vs GPT)
+QUICK_LSTM = dataclasses.replace(QUICK, arch="lstm", n_layer=2, n_embd=224)
+# day 25's encoder: the quick model's block with bidirectional attention, trained to fill 15% masked tokens
+QUICK_MLM = dataclasses.replace(QUICK, objective="mlm")
 PRESETS = {
     "quick": QUICK,
+    "quick-lstm": QUICK_LSTM,
+    "quick-mlm": QUICK_MLM,
     "tiny": TINY,
     "shakespeare-char-cpu": SHAKESPEARE_CHAR_CPU,
     "shakespeare-char": SHAKESPEARE_CHAR,
@@ -216,7 +227,9 @@ def config_from_dict(values: dict) -> TrainConfig:
 
 def check_relations(cfg: TrainConfig) -> TrainConfig:
     """The rules between fields (each field's own rule is declared with it), checked before any folder exists."""
-    if cfg.n_embd % cfg.n_head:
+    if cfg.arch == "lstm" and cfg.objective == "mlm":
+        raise UserError("--objective mlm needs attention in both directions: use --arch llama or gpt2, not lstm")
+    if cfg.arch != "lstm" and cfg.n_embd % cfg.n_head:
         raise UserError(
             f"--n-head {cfg.n_head} does not divide --n-embd {cfg.n_embd}: each head gets n_embd / n_head dimensions"
         )
@@ -245,6 +258,9 @@ class EvalArgs(CheckpointArgs):
     """Windows per forward pass. Unset: the run's training batch size, which reproduces train's val_loss exactly."""
     max_windows: Positive | None = None
     """Score at most N context windows, evenly spaced (default: every non-overlapping window)."""
+    by_position: bool = False
+    """Also the mean next-token loss at each position of the window (256 windows): how much the model gains from
+    context (compare an LSTM with a GPT: benchmarks/lstm_vs_gpt.py draws it)."""
 
 
 @dataclass

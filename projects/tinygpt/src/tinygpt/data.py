@@ -134,3 +134,36 @@ class Batches:
 
     def load_state(self, state: torch.Tensor) -> None:
         self.generator.set_state(state)
+
+
+MASK_RATE = 0.15
+"""BERT's rate: the share of positions a masked-LM window asks the model to predict."""
+
+
+def mask_tokens(ids: torch.Tensor, mask_id: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT's masking of ids (B, T) -> (inputs, targets), each (B, T); targets are -1 where nothing is asked.
+
+    15% of positions are chosen; of those, 80% become the mask token, 10% a random token, 10% stay as they are, so
+    the model cannot learn that only mask tokens need predicting. The draws come from `generator` (CPU), so a
+    stream of batches is reproducible and resumable, and evaluation masks the same positions every time."""
+    chosen = torch.rand(ids.shape, generator=generator) < MASK_RATE
+    action = torch.rand(ids.shape, generator=generator)  # < 0.8 mask, < 0.9 random token, else keep
+    random_ids = torch.randint(mask_id, ids.shape, generator=generator)  # any real token (ids below mask_id)
+    chosen, action, random_ids = chosen.to(ids.device), action.to(ids.device), random_ids.to(ids.device)
+    inputs = torch.where(chosen & (action < 0.8), mask_id, ids)
+    inputs = torch.where(chosen & (action >= 0.8) & (action < 0.9), random_ids, inputs)
+    targets = torch.where(chosen, ids, -1)  # cross_entropy(ignore_index=-1) scores the chosen positions only
+    return inputs, targets
+
+
+class MaskedBatches(Batches):
+    """Batches for the masked-LM objective: the same random windows, masked by `mask_tokens` with the stream's own
+    generator (one state to save and resume, as for `Batches`)."""
+
+    def __init__(self, ids, block_size, batch_size, seed, device, mask_id: int):
+        super().__init__(ids, block_size, batch_size, seed, device)
+        self.mask_id = mask_id
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        x, _ = super().__next__()  # (B, T): the window; the next-token targets are not used
+        return mask_tokens(x, self.mask_id, self.generator)

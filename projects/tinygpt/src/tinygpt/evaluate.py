@@ -1,4 +1,5 @@
-"""The metric, defined once: mean next-token cross-entropy (nats per token) over context windows of a split.
+"""The metric, defined once: mean next-token cross-entropy (nats per token) over context windows of a split
+(for an mlm model: the mean cross-entropy of its masked tokens, with the same positions masked on every call).
 
 Windows start at evenly spaced offsets, so every number is deterministic: the same checkpoint and split always give
 the same loss. Two estimators use it, under two names:
@@ -15,13 +16,15 @@ import math
 from contextlib import nullcontext
 
 import torch
+import torch.nn.functional as F
 
-from .model import GPT
+from .data import mask_tokens
+from .model import LanguageModel
 
 
 @torch.no_grad()
 def evaluate_loss(
-    model: GPT,
+    model: LanguageModel,
     ids: torch.Tensor,
     block_size: int,
     batch_size: int,
@@ -42,15 +45,46 @@ def evaluate_loss(
     was_training = model.training
     model.eval()
     windows = ids.unfold(0, block_size + 1, 1)  # (N - T, T + 1): a view, nothing copied
+    masking = torch.Generator().manual_seed(0) if model.cfg.objective == "mlm" else None
     total, count = 0.0, 0
     for batch_starts in starts.split(batch_size):
         chunk = windows[batch_starts].long().to(device)  # (B, T + 1)
+        x, y = chunk[:, :-1], chunk[:, 1:]  # next-token targets
+        if masking is not None:  # masked LM: the window's own tokens, 15% of them asked for
+            x, y = mask_tokens(x, model.cfg.mask_id, masking)
+        scored = int((y != -1).sum())
+        if scored == 0:
+            continue
         with autocast() if autocast is not None else nullcontext():
-            _, loss = model(chunk[:, :-1], chunk[:, 1:])
-        total += loss.item() * len(batch_starts)
-        count += len(batch_starts)
+            _, loss = model(x, y)
+        total += loss.item() * scored  # weighted by tokens scored: every token counts once
+        count += scored
     model.train(was_training)
     return total / count
+
+
+@torch.no_grad()
+def loss_by_position(
+    model: LanguageModel, ids: torch.Tensor, block_size: int, batch_size: int, max_windows: int = 256
+) -> list:
+    """Mean next-token loss at each position 0..T-1 of the window, over `max_windows` evenly spaced windows: how
+    much each model gains from context (position 0 sees one token, T-1 sees the whole window)."""
+    device = next(model.parameters()).device
+    last_start = len(ids) - block_size - 1
+    if last_start < 0:
+        raise ValueError(f"{len(ids)} tokens are fewer than one window of {block_size + 1}")
+    starts = torch.linspace(0, last_start, min(max_windows, last_start + 1)).long()
+    windows = ids.unfold(0, block_size + 1, 1)
+    was_training = model.training
+    model.eval()
+    total = torch.zeros(block_size)
+    for batch_starts in starts.split(batch_size):
+        chunk = windows[batch_starts].long().to(device)  # (B, T + 1)
+        logits, _ = model(chunk[:, :-1])  # (B, T, vocab)
+        losses = F.cross_entropy(logits.transpose(1, 2).float(), chunk[:, 1:], reduction="none")  # (B, T)
+        total += losses.sum(dim=0).cpu()
+    model.train(was_training)
+    return (total / len(starts)).tolist()
 
 
 def precision_autocast(device: torch.device, mixed_precision: str):

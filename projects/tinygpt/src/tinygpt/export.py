@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from dlshared.cli import UserError
 from dlshared.outputs import staged_output
 
 from .artifacts import LoadedModel, check_device, load_model, resolve_checkpoint
@@ -140,6 +141,12 @@ def export_hf(args: ExportArgs) -> dict:
     check_device(args.device)  # the export itself runs on the CPU; a bad name is still refused
     loaded: LoadedModel = load_model(resolve_checkpoint(args.ckpt, args.runs), "cpu")
     model, tokenizer = loaded.model, loaded.tokenizer
+    if model.cfg.arch == "lstm" or model.cfg.objective == "mlm":
+        what = "an LSTM" if model.cfg.arch == "lstm" else "a masked-LM encoder (--objective mlm)"
+        raise UserError(
+            f"{loaded.run_dir} holds {what}: export writes GPT-2 / Llama causal LMs only; "
+            f"its model.safetensors + model_config.json are the portable form (tinygpt's load_model reads them)"
+        )
     out = Path(args.out).resolve()
     with staged_output(out, args.overwrite, sources=(loaded.run_dir,)) as stage:
         hf_tokenizer = tokenizer.to_hf()

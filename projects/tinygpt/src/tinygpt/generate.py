@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import torch
 
-from .model import GPT, KVCache
+from .model import LanguageModel
 
 
 def sample_next(
@@ -39,7 +39,7 @@ def sample_next(
 
 @torch.no_grad()
 def generate(
-    model: GPT,
+    model: LanguageModel,
     idx: torch.Tensor,
     max_new_tokens: int,
     temperature: float = 1.0,
@@ -60,7 +60,7 @@ def generate(
     if idx.size(1) == 0:
         raise ValueError("the prompt is empty: give at least one token")
     dtype = next(model.parameters()).dtype
-    cache: KVCache | None = None
+    cache = None  # the model's own: a KVCache (GPT) or the recurrent state (LSTM)
     next_input = idx
     for _ in range(max_new_tokens):
         if not use_cache:
@@ -68,7 +68,7 @@ def generate(
         else:
             if cache is None or cache.length + next_input.size(1) > block:
                 keep = idx[:, -(block * 3 // 4 or 1) :] if idx.size(1) >= block else idx
-                cache = KVCache(model.cfg, idx.size(0), block, idx.device, dtype)
+                cache = model.new_cache(idx.size(0), block, idx.device, dtype)
                 next_input = keep
             logits, _ = model(next_input, cache=cache)
         token = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)

@@ -1,9 +1,12 @@
-"""A decoder-only Transformer, written out: the lesson of course days 23-26.
+"""A decoder-only Transformer, written out: the lesson of course days 24-26.
 
 Two flavours share one code path, chosen by `GPTConfig.arch`:
   gpt2   learned position embeddings, LayerNorm, GELU MLP            (GPT-2 / nanoGPT; exports to GPT2LMHeadModel)
   llama  rotary position embeddings (RoPE), RMSNorm, SwiGLU MLP      (Llama; exports to LlamaForCausalLM)
-Both: pre-norm residual blocks, causal attention through `F.scaled_dot_product_attention` (flash/memory-efficient
+(`lstm` builds the recurrent baseline of day 21 instead: lstm.py, through `build_model`.)
+Two objectives: `clm` predicts the next token under causal attention (a decoder, GPT); `mlm` predicts masked
+tokens with attention in both directions (an encoder, BERT: course day 25; the masking is data.mask_tokens).
+Both: pre-norm residual blocks, attention through `F.scaled_dot_product_attention` (flash/memory-efficient
 kernels where the device has them), the output projection tied to the token embedding, and a KV cache for
 generation. Shapes: B batch, T new tokens, S tokens attended to (cached + new), C width, H heads, D = C / H.
 """
@@ -17,6 +20,8 @@ from typing import TYPE_CHECKING, Literal
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .lstm import CharLSTM
 
 if TYPE_CHECKING:
     from .config import TrainConfig
@@ -33,14 +38,26 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = False
     """Biases in Linear layers and LayerNorm (GPT-2 has them; nanoGPT and Llama drop them)."""
-    arch: Literal["gpt2", "llama"] = "gpt2"
-    """gpt2: learned positions + LayerNorm + GELU MLP. llama: rotary positions + RMSNorm + SwiGLU MLP."""
+    arch: Literal["gpt2", "llama", "lstm"] = "gpt2"
+    """gpt2: learned positions + LayerNorm + GELU MLP. llama: rotary positions + RMSNorm + SwiGLU MLP.
+    lstm: a recurrent model of n_layer LSTM layers of width n_embd instead (lstm.py; n_head unused)."""
+    objective: Literal["clm", "mlm"] = "clm"
+    """clm: next token, causal attention. mlm: masked tokens, bidirectional; the last id is the mask token."""
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
 
     @property
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
+
+    @property
+    def causal(self) -> bool:
+        return self.objective == "clm"
+
+    @property
+    def mask_id(self) -> int:
+        """mlm: the id of the mask token, one past the tokenizer's ids (model_config adds it)."""
+        return self.vocab_size - 1
 
     @property
     def mlp_hidden(self) -> int:
@@ -51,9 +68,10 @@ class GPTConfig:
 
 
 def model_config(cfg: TrainConfig, vocab_size: int) -> GPTConfig:
-    """The model's part of a training config, with the vocabulary size its tokenizer ended up with."""
+    """The model's part of a training config, with the vocabulary size its tokenizer ended up with
+    (plus the mask token's id for the mlm objective)."""
     return GPTConfig(
-        vocab_size=vocab_size,
+        vocab_size=vocab_size + (cfg.objective == "mlm"),
         block_size=cfg.block_size,
         n_layer=cfg.n_layer,
         n_head=cfg.n_head,
@@ -61,6 +79,7 @@ def model_config(cfg: TrainConfig, vocab_size: int) -> GPTConfig:
         dropout=cfg.dropout,
         bias=cfg.bias,
         arch=cfg.arch,
+        objective=cfg.objective,
     )
 
 
@@ -116,7 +135,9 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:
             past = cache.length
             k, v = cache.update(self.layer, k, v)  # (B, H, S, D), S = past + T
-        if past == 0 or T == 1:  # plain causal (prefill), or one new token that may see everything before it
+        if not self.cfg.causal:  # an encoder (mlm): every token sees every token of its window
+            mask, causal = None, False
+        elif past == 0 or T == 1:  # plain causal (prefill), or one new token that may see everything before it
             mask, causal = None, past == 0
         else:  # T new tokens after a filled cache: token i sees cached tokens and new tokens up to itself
             mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
@@ -219,6 +240,9 @@ class GPT(nn.Module):
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1)
         return logits, loss
 
+    def new_cache(self, batch: int, max_len: int, device, dtype) -> KVCache:
+        return KVCache(self.cfg, batch, max_len, device, dtype)
+
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameters; without the position table by default (as nanoGPT counts: the tied token matrix stays,
         since it does the output projection's work)."""
@@ -234,3 +258,12 @@ class GPT(nn.Module):
         T = context or cfg.block_size
         forward = 2 * self.num_params() + 4 * cfg.n_layer * T * cfg.n_embd
         return 3 * forward if training else forward
+
+
+LanguageModel = GPT | CharLSTM
+"""What every verb handles: same forward(idx, targets, cache), new_cache, num_params, flops_per_token."""
+
+
+def build_model(cfg: GPTConfig) -> LanguageModel:
+    """The model `cfg.arch` names: the Transformer above, or the LSTM of lstm.py."""
+    return CharLSTM(cfg) if cfg.arch == "lstm" else GPT(cfg)

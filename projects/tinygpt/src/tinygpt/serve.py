@@ -31,6 +31,11 @@ def check_request(
     loaded: LoadedModel, prompt: str, max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None
 ) -> list[int]:
     """The prompt's token ids, or a UserError saying what is wrong with the request."""
+    if loaded.model.cfg.objective == "mlm":
+        raise UserError(
+            f"{loaded.run_dir.name} was trained with --objective mlm: an encoder fills masked tokens, it does not "
+            f"continue a prompt; score it with `tinygpt eval`, or train a causal model (the default) to generate"
+        )
     if not prompt:
         raise UserError("the prompt is empty: type at least one character")
     block = loaded.model.cfg.block_size

@@ -1,4 +1,4 @@
-"""The training loop, written out (course days 21-27): Accelerate supplies the device, DDP and mixed precision,
+"""The training loop, written out (course days 21-26): Accelerate supplies the device, DDP and mixed precision,
 `dlshared` the run folder, logs and resume file; the steps (learning-rate schedule, accumulation, clipping,
 evaluation, checkpoints) stay here, in nanoGPT's order, to be read top to bottom.
 
@@ -22,15 +22,15 @@ from dlshared.training import start_run
 
 from .artifacts import check_device, read_tokenizer, save_model
 from .config import PROJECT, TrainConfig, check_relations
-from .data import Batches, TokenData, load_data
+from .data import Batches, MaskedBatches, TokenData, load_data
 from .evaluate import evaluate_loss
 from .generate import generate
-from .model import GPT, model_config
+from .model import LanguageModel, build_model, model_config
 from .perf import peak_flops, reuse_freed_memory
 from .tokenizer import Tokenizer
 
 
-def configure_optimizer(cfg: TrainConfig, model: GPT, device: torch.device) -> torch.optim.AdamW:
+def configure_optimizer(cfg: TrainConfig, model: LanguageModel, device: torch.device) -> torch.optim.AdamW:
     """AdamW; weight decay on matrices and embeddings (dim >= 2), none on biases and norm gains."""
     params = [p for p in model.parameters() if p.requires_grad]  # the tied matrix appears once
     groups = [
@@ -52,7 +52,7 @@ def lr_at(cfg: TrainConfig, it: int) -> float:
     return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg.lr - cfg.min_lr)
 
 
-def estimate_losses(model: GPT, data: TokenData, cfg: TrainConfig, autocast) -> dict:
+def estimate_losses(model: LanguageModel, data: TokenData, cfg: TrainConfig, autocast) -> dict:
     """nanoGPT's estimate_loss: the mean loss over eval_iters x batch_size windows of each split (evaluate.py)."""
     windows = cfg.eval_iters * cfg.batch_size
     score = partial(evaluate_loss, model, block_size=cfg.block_size, batch_size=cfg.batch_size, autocast=autocast)
@@ -69,7 +69,7 @@ def log_estimates(log, it: int, losses: dict, tokens_per_s: float) -> None:
     log.print(f"step {it}: loss estimates train {train_loss:.4f}, val {val_loss:.4f}; {tokens_per_s:,.0f} tokens/s")
 
 
-def sample_text(model: GPT, tokenizer: Tokenizer, n_tokens: int, seed: int) -> str:
+def sample_text(model: LanguageModel, tokenizer: Tokenizer, n_tokens: int, seed: int) -> str:
     """A seeded sample after a newline (temperature 0.8, top-k 200): what the model has learned, at a glance."""
     device = next(model.parameters()).device
     prompt = torch.tensor([tokenizer.encode("\n")], device=device)
@@ -90,13 +90,15 @@ def train(cfg: TrainConfig) -> dict:
     # resuming keeps the run's own tokenizer: retraining BPE on other data would renumber every token
     data = load_data(cfg, read_tokenizer(run.dir) if cfg.resume else None)
     seed_everything(cfg.seed)  # every rank builds the same initial weights
-    raw_model = GPT(model_config(cfg, data.tokenizer.vocab_size))
+    raw_model = build_model(model_config(cfg, data.tokenizer.vocab_size))  # a GPT, or the LSTM of day 21
     seed_everything(cfg.seed + rank)  # but draws its own dropout masks
     optimizer = configure_optimizer(cfg, raw_model, accelerator.device)
     model, optimizer = accelerator.prepare(raw_model, optimizer)
     raw_model = accelerator.unwrap_model(model)  # without DDP's wrapper: what is saved, evaluated and sampled
     step_model = torch.compile(model) if cfg.compile else model  # evaluation keeps the eager model: other shapes
-    batches = Batches(data.train, cfg.block_size, cfg.batch_size, cfg.seed + rank, accelerator.device)
+    stream = (data.train, cfg.block_size, cfg.batch_size, cfg.seed + rank, accelerator.device)
+    mlm = cfg.objective == "mlm"
+    batches = MaskedBatches(*stream, mask_id=raw_model.cfg.mask_id) if mlm else Batches(*stream)
     progress = run.resume(raw_model, optimizer) or {"iter": 0, "history": []}
     it, history = progress["iter"], progress["history"]
     if cfg.resume:
@@ -121,7 +123,7 @@ def train(cfg: TrainConfig) -> dict:
         for group in optimizer.param_groups:
             group["lr"] = lr
         for micro in range(cfg.grad_accum):
-            x, y = next(batches)  # (B, T) each: y is x shifted left by one token
+            x, y = next(batches)  # (B, T) each: y is x shifted left by one token (mlm: the masked tokens)
             # DDP averages gradients across processes only on the last micro-batch of a step
             with nullcontext() if micro == cfg.grad_accum - 1 else accelerator.no_sync(model):
                 with accelerator.autocast():
@@ -147,7 +149,7 @@ def train(cfg: TrainConfig) -> dict:
     val_loss = evaluate_loss(raw_model, data.val, cfg.block_size, cfg.batch_size, autocast=accelerator.autocast)
     log.scalars({"loss/val_loss": val_loss}, it)
     sample = ""
-    if cfg.sample_tokens > 0 and run.is_main:
+    if cfg.sample_tokens > 0 and run.is_main and not mlm:  # an encoder fills blanks; it does not continue text
         with accelerator.autocast():
             sample = sample_text(raw_model, data.tokenizer, cfg.sample_tokens, cfg.seed)
         log.print(f"sample:\n{sample}\n")
