@@ -42,7 +42,9 @@ class CharLSTM(nn.Module):
         )
         self.lm_head = nn.Linear(C, cfg.vocab_size, bias=False)
         self.lm_head.weight = self.tok_emb.weight  # weight tying, as in the GPT
-        nn.init.normal_(self.tok_emb.weight, mean=0.0, std=0.02)
+        # the embedding keeps PyTorch's N(0, 1): inputs of unit scale, as char-rnn's one-hot vectors. The GPT's 0.02
+        # (GPT-2's init, for a residual stream behind LayerNorm) starves the gates: val loss after 300 quick-lstm
+        # steps was 2.93 with std 0.02, 2.30 with 1/sqrt(C), 1.80 with 4/sqrt(C), 1.72 with 1 (one seed each)
         for name, p in self.lstm.named_parameters():
             if name.startswith("bias"):  # gates are ordered input, forget, cell, output
                 nn.init.zeros_(p)
