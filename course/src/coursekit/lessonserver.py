@@ -39,6 +39,20 @@ PRELOAD = [
     "detector.train",
     "diffusion.model",
     "diffusion.train",
+    "transformers",  # days 21-30: the library and the model classes lessons build from configs (seconds each)
+    "transformers.models.llama.modeling_llama",
+    "transformers.models.gpt2.modeling_gpt2",
+    "transformers.models.bert.modeling_bert",
+    "tokenizers",
+    "peft",
+    "sentence_transformers",
+    "tinygpt.train",
+    "tinygpt.export",
+    "tuner.base",
+    "tuner.lora",
+    "tuner.dpo",
+    "rag.indexer",
+    "rag.retrieve",
     "coursekit.runner",
 ]
 
