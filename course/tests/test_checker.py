@@ -4,12 +4,13 @@ tolerance both ways, keep lesson files from seeing each other's global state, an
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
 from coursekit.lessons import COURSE_DIR, code_name_links, defines, figure_links, python_blocks
 from coursekit.outputs import output_matches
-from coursekit.runner import check_lesson, run_in_fresh_process
+from coursekit.runner import LessonPool, check_lesson, run_in_fresh_process
 
 FENCE = "```"
 
@@ -114,6 +115,26 @@ def test_global_state_set_by_one_file_does_not_reach_the_next(tmp_path):
     assert after == before
     assert "False torch.float32 True" in after and "error" not in after.splitlines()[0]
     assert after.splitlines()[2] == "False True"
+
+
+def test_the_pool_runs_files_at_once_each_in_its_own_process_and_folder(tmp_path):
+    # each file notes when it starts and ends (sleeping 2 s between): with two workers the two spans overlap
+    code = "import os, time\nstart = time.time()\ntime.sleep(2)\nprint(os.getpid(), os.getcwd(), start, time.time())\n"
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.md").write_text(lesson((code, None)), encoding="utf-8")
+    pool = LessonPool(workers=2)
+    try:
+        # first a pair that starts both servers (seconds each): a file may only overlap another once both are up
+        for future in [pool.submit(tmp_path / f"{name}.md", tmp_path / f"warm-{name}") for name in ("a", "b")]:
+            future.result()
+        futures = [pool.submit(tmp_path / f"{name}.md", tmp_path / f"run-{name}") for name in ("a", "b")]
+        outputs = [future.result()[0].stdout.split() for future in futures]
+    finally:
+        pool.close()
+    (pid_a, folder_a, start_a, end_a), (pid_b, folder_b, start_b, end_b) = outputs
+    assert pid_a != pid_b  # a process each
+    assert (Path(folder_a).name, Path(folder_b).name) == ("run-a", "run-b")  # each in the folder it was given
+    assert max(float(start_a), float(start_b)) < min(float(end_a), float(end_b)), "they ran one after the other"
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from coursekit.lessons import (
     questions,
     relative_links,
 )
-from coursekit.runner import check_lesson
+from coursekit.runner import LessonPool, lesson_failures
 
 LESSONS = lesson_files()
 INTERVIEWS = [p for p in LESSONS if p.stem.endswith("_interview")]
@@ -29,13 +29,30 @@ DAYS = sorted({int(p.name[3:5]) for p in LESSONS})
 MAX_FIGURE_BYTES = 250_000  # a lesson's picture is a small PNG, not a photograph
 
 
+@pytest.fixture(scope="session")
+def lesson_runs(request, tmp_path_factory):
+    """Every selected lesson file submitted at once to a pool of lesson servers (`--lesson-workers`): the tests
+    read the results in order while the next files already run. Each file runs in a folder of its own."""
+    selected = [
+        item.callspec.params["path"]
+        for item in request.session.items
+        if getattr(item, "originalname", None) == "test_every_python_block_runs"
+    ]
+    root = tmp_path_factory.mktemp("lessons")
+    pool = LessonPool(request.config.getoption("--lesson-workers"))
+    runs = {path: (pool.submit(path, root / path.stem), root / path.stem) for path in selected}
+    yield runs
+    pool.close()
+
+
 @pytest.mark.parametrize("path", LESSONS, ids=[p.name for p in LESSONS])
-def test_every_python_block_runs(path, tmp_path, request):
-    failures = check_lesson(path, tmp_path)
+def test_every_python_block_runs(path, lesson_runs, request):
+    future, workdir = lesson_runs[path]
+    failures = lesson_failures(path, future.result())
     assert not failures, "\n\n".join(failures)
     # the pictures the lesson embeds are drawn by its own blocks, this run, and committed beside it
     for target in figure_links(path.read_text(encoding="utf-8")):
-        drawn, committed = tmp_path / target, COURSE_DIR / target
+        drawn, committed = workdir / target, COURSE_DIR / target
         assert drawn.is_file(), f"{path.name} embeds {target} but no block saved it"
         if request.config.getoption("--update-figures"):  # course/tests/conftest.py
             committed.parent.mkdir(exist_ok=True)

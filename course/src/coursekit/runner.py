@@ -23,7 +23,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import traceback
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,12 +148,55 @@ def run_in_fresh_process(path: Path, workdir: Path, timeout: float = 540) -> lis
         raise
 
 
+class LessonPool:
+    """Several lesson servers, each running one file at a time: `submit` every file at once and read the results
+    in order while the next files already run. Lessons pin their thread counts, so two of them share a 2-core
+    machine's cores without slowing each other, and the course's test time halves."""
+
+    def __init__(self, workers: int) -> None:
+        self.local = threading.local()  # each pool thread talks to a server of its own
+        self.servers: list[LessonServer] = []
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lesson")
+
+    def _run(self, path: Path, workdir: Path, timeout: float) -> list[BlockRun]:
+        server = getattr(self.local, "server", None)
+        if server is None or server.process.poll() is not None:
+            server = self.local.server = LessonServer()
+            self.servers.append(server)
+        workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            return server.run(Path(path).resolve(), workdir.resolve(), timeout)
+        except LessonDied:
+            raise
+        except BaseException:  # out of step with its server: the next file gets a fresh one
+            server.discard()
+            self.local.server = None
+            raise
+
+    def submit(self, path: Path, workdir: Path, timeout: float = 540) -> Future:
+        """A future of `path`'s block runs, run from `workdir` (created)."""
+        return self.executor.submit(self._run, path, workdir, timeout)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        for server in self.servers:
+            if server.child is not None:  # a lesson still running (an interrupted session): end it
+                server.discard()
+            else:
+                server.close()
+
+
 def check_lesson(path: Path, workdir: Path) -> list[str]:
-    """Run `path` in a process of its own; one message per failure: a block that raised (the rest of the file did
-    not run), or a block whose output differs from the text block under it (file, line, unified diff)."""
+    """Run `path` in a process of its own and compare: `lesson_failures`."""
+    return lesson_failures(path, run_in_fresh_process(path, workdir))
+
+
+def lesson_failures(path: Path, runs: list[BlockRun]) -> list[str]:
+    """One message per failure of a lesson's block runs: a block that raised (the rest of the file did not run),
+    or a block whose output differs from the text block under it (file, line, unified diff)."""
     expected = {block.line: block for block in python_blocks(path.read_text(encoding="utf-8"))}
     failures = []
-    for run in run_in_fresh_process(path, workdir):
+    for run in runs:
         if run.error is not None:
             failures.append(f"{path.name}, block at line {run.line} failed:\n{run.error}")
             break
