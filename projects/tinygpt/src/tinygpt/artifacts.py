@@ -23,6 +23,9 @@ from .model import GPTConfig, LanguageModel, build_model
 from .tokenizer import TOKENIZER_FILE, Tokenizer, load_tokenizer
 
 MODEL_CONFIG_NAME = "model_config.json"
+SHIPPED = Path(__file__).resolve().parent / "weights" / "quick"
+"""The quick preset's seed-0 run, shipped with the package (weights/quick/README.md says how it was made): what
+`tinygpt demo` serves on a fresh clone, at once, before anything is trained."""
 
 
 def save_model(

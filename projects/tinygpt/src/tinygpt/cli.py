@@ -90,12 +90,16 @@ def generate_command(args: GenerateArgs) -> str:
 def demo_command(args: DemoArgs) -> None:
     from dlshared.demo import serve
 
-    from .artifacts import check_device, load_model
+    from .artifacts import SHIPPED, check_device, load_model
     from .demo import build_demo
     from .train import train
 
     check_device(args.device)
-    serve("tinygpt", args, lambda run_dir: build_demo(load_model(run_dir, args.device)), train, PRESETS["quick"])
+
+    def build(run_dir):
+        return build_demo(load_model(run_dir, args.device))
+
+    serve("tinygpt", args, build, train, PRESETS["quick"], shipped=SHIPPED)
 
 
 COMMANDS = {
@@ -117,7 +121,7 @@ COMMANDS = {
     "bench": Command(
         "tinygpt.bench:bench", BenchArgs, "Training tokens/s and MFU; generation tokens/s with/without cache."
     ),
-    "demo": Command(demo_command, DemoArgs, "Serve the Gradio demo (trains a quick model first if none exists)."),
+    "demo": Command(demo_command, DemoArgs, "Serve the Gradio demo (the newest run, else the shipped quick model)."),
 }
 
 
