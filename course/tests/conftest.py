@@ -1,5 +1,11 @@
 """`--update-figures`: copy the pictures the lessons draw over the committed ones in course/figures/.
-`--lesson-workers N`: how many lesson files run at once (default 2)."""
+`--lesson-workers N`: how many lesson files run at once (default 2).
+`lesson_pool`: the session's lesson servers, shared by the checker's tests and the lessons (each costs seconds to
+start: it imports torch, transformers and the capstones)."""
+
+import pytest
+
+from coursekit.runner import LessonPool
 
 
 def pytest_addoption(parser):
@@ -14,3 +20,10 @@ def pytest_addoption(parser):
         default=2,
         help="lesson files run at once, each in a process of its own (lessons pin their threads; 2 suits 2 cores)",
     )
+
+
+@pytest.fixture(scope="session")
+def lesson_pool(request):
+    pool = LessonPool(request.config.getoption("--lesson-workers"))
+    yield pool
+    pool.close()

@@ -10,7 +10,7 @@ import pytest
 
 from coursekit.lessons import COURSE_DIR, code_name_links, defines, figure_links, python_blocks
 from coursekit.outputs import output_matches
-from coursekit.runner import LessonPool, check_lesson, run_in_fresh_process
+from coursekit.runner import check_lesson
 
 FENCE = "```"
 
@@ -41,12 +41,12 @@ def test_cpu_marks_a_block_that_shows_the_machine_without_a_gpu():
     assert [(b.cpu_only, b.needs_gpu) for b in python_blocks(text)] == [(True, False), (False, True)]
 
 
-def test_a_planted_mismatch_fails_with_file_line_and_diff(tmp_path):
+def test_a_planted_mismatch_fails_with_file_line_and_diff(tmp_path, lesson_pool):
     path = tmp_path / "day99_planted.md"
     path.write_text(
         lesson(("x = 6 * 7\n", None), ("print('answer', x)\nprint('done')\n", "answer 41\ndone\n")), encoding="utf-8"
     )
-    failures = check_lesson(path, tmp_path)
+    failures = check_lesson(path, tmp_path, lesson_pool)
     assert len(failures) == 1
     message = failures[0]
     block_line = python_blocks(path.read_text(encoding="utf-8"))[1].line
@@ -55,7 +55,7 @@ def test_a_planted_mismatch_fails_with_file_line_and_diff(tmp_path):
     assert "--- day99_planted.md" in message and "+++ day99_planted.md" in message
 
 
-def test_a_copy_of_a_real_lesson_with_one_expected_digit_changed_fails(tmp_path):
+def test_a_copy_of_a_real_lesson_with_one_expected_digit_changed_fails(tmp_path, lesson_pool):
     real = COURSE_DIR / "day01_tensors_interview.md"
     block = next(
         b for b in python_blocks(real.read_text(encoding="utf-8")) if b.expected and re.search(r"\d", b.expected)
@@ -67,24 +67,24 @@ def test_a_copy_of_a_real_lesson_with_one_expected_digit_changed_fails(tmp_path)
     text = "".join(lines[:start]) + "".join(lines[start:]).replace(block.expected, wrong, 1)
     copy = tmp_path / real.name
     copy.write_text(text, encoding="utf-8")
-    assert check_lesson(real, tmp_path) == []
-    failures = check_lesson(copy, tmp_path)
+    assert check_lesson(real, tmp_path, lesson_pool) == []
+    failures = check_lesson(copy, tmp_path, lesson_pool)
     assert len(failures) == 1, failures
     assert failures[0].startswith(f"{real.name}, block at line {block.line}: output differs from line {start}")
     changed_line = wrong.splitlines()[block.expected.count("\n", 0, digit.start())]
     assert f"\n-{changed_line.rstrip()}\n" in failures[0]  # the diff shows the planted line as expected, not got
 
 
-def test_a_block_that_raises_fails_and_stops_the_file(tmp_path):
+def test_a_block_that_raises_fails_and_stops_the_file(tmp_path, lesson_pool):
     path = tmp_path / "broken.md"
     path.write_text(
         lesson(("raise ValueError('planted')\n", None), ("print('never')\n", "something else\n")), encoding="utf-8"
     )
-    failures = check_lesson(path, tmp_path)
+    failures = check_lesson(path, tmp_path, lesson_pool)
     assert len(failures) == 1 and "ValueError: planted" in failures[0] and "failed" in failures[0]
 
 
-def test_global_state_set_by_one_file_does_not_reach_the_next(tmp_path):
+def test_global_state_set_by_one_file_does_not_reach_the_next(tmp_path, lesson_pool):
     changes = lesson(
         (
             "import warnings, torch\n"
@@ -109,28 +109,27 @@ def test_global_state_set_by_one_file_does_not_reach_the_next(tmp_path):
     )
     (tmp_path / "a.md").write_text(changes, encoding="utf-8")
     (tmp_path / "b.md").write_text(reads, encoding="utf-8")
-    before = run_in_fresh_process(tmp_path / "b.md", tmp_path)[0].stdout
-    assert run_in_fresh_process(tmp_path / "a.md", tmp_path)[0].error is None
-    after = run_in_fresh_process(tmp_path / "b.md", tmp_path)[0].stdout
+    before = lesson_pool.submit(tmp_path / "b.md", tmp_path).result()[0].stdout
+    assert lesson_pool.submit(tmp_path / "a.md", tmp_path).result()[0].error is None
+    after = lesson_pool.submit(tmp_path / "b.md", tmp_path).result()[0].stdout
     assert after == before
     assert "False torch.float32 True" in after and "error" not in after.splitlines()[0]
     assert after.splitlines()[2] == "False True"
 
 
-def test_the_pool_runs_files_at_once_each_in_its_own_process_and_folder(tmp_path):
+def test_the_pool_runs_files_at_once_each_in_its_own_process_and_folder(tmp_path, lesson_pool):
     # each file notes when it starts and ends (sleeping 2 s between): with two workers the two spans overlap
     code = "import os, time\nstart = time.time()\ntime.sleep(2)\nprint(os.getpid(), os.getcwd(), start, time.time())\n"
     for name in ("a", "b"):
         (tmp_path / f"{name}.md").write_text(lesson((code, None)), encoding="utf-8")
-    pool = LessonPool(workers=2)
-    try:
-        # first a pair that starts both servers (seconds each): a file may only overlap another once both are up
-        for future in [pool.submit(tmp_path / f"{name}.md", tmp_path / f"warm-{name}") for name in ("a", "b")]:
-            future.result()
-        futures = [pool.submit(tmp_path / f"{name}.md", tmp_path / f"run-{name}") for name in ("a", "b")]
-        outputs = [future.result()[0].stdout.split() for future in futures]
-    finally:
-        pool.close()
+    if lesson_pool.workers < 2:
+        pytest.skip("--lesson-workers 1: nothing runs at once")
+    # first a pair that starts both servers if they are not up (seconds each): a file only overlaps another once
+    # both are up
+    for future in [lesson_pool.submit(tmp_path / f"{name}.md", tmp_path / f"warm-{name}") for name in ("a", "b")]:
+        future.result()
+    futures = [lesson_pool.submit(tmp_path / f"{name}.md", tmp_path / f"run-{name}") for name in ("a", "b")]
+    outputs = [future.result()[0].stdout.split() for future in futures]
     (pid_a, folder_a, start_a, end_a), (pid_b, folder_b, start_b, end_b) = outputs
     assert pid_a != pid_b  # a process each
     assert (Path(folder_a).name, Path(folder_b).name) == ("run-a", "run-b")  # each in the folder it was given
@@ -181,7 +180,7 @@ def test_trailing_spaces_and_final_blank_lines_do_not_count():
     assert not output_matches("a\n\nb", "a\nb")  # a blank line inside the output does
 
 
-def test_a_stale_code_name_is_caught(tmp_path):
+def test_a_stale_code_name_is_caught(tmp_path, lesson_pool):
     (tmp_path / "train.py").write_text(
         "class Run:\n    def resume(self):\n        pass\n\n\ndef train(cfg):\n    pass\n\nLIMIT: int = 3\n",
         encoding="utf-8",
@@ -206,11 +205,11 @@ def test_a_stale_code_name_is_caught(tmp_path):
     assert [name for _, name, _ in links if not defines(source, name)] == ["fit", "Run.restart", "evaluate"]
 
 
-def test_embedded_figures_are_found_outside_code_and_a_block_can_save_them(tmp_path):
+def test_embedded_figures_are_found_outside_code_and_a_block_can_save_them(tmp_path, lesson_pool):
     text = "![curves](figures/a.png) and ![web](https://x.org/b.png)\n"
     text += f"{FENCE}python\nprint('![not prose](figures/c.png)')\n{FENCE}\n"
     assert figure_links(text) == ["figures/a.png"]
     path = tmp_path / "day99_figure.md"
     path.write_text(lesson(("open('figures/a.png', 'wb').write(b'png')\n", None)), encoding="utf-8")
-    assert check_lesson(path, tmp_path) == []
+    assert check_lesson(path, tmp_path, lesson_pool) == []
     assert (tmp_path / "figures" / "a.png").read_bytes() == b"png"  # the runner made figures/ in the workdir

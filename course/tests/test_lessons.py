@@ -19,7 +19,7 @@ from coursekit.lessons import (
     questions,
     relative_links,
 )
-from coursekit.runner import LessonPool, lesson_failures
+from coursekit.runner import lesson_failures
 
 LESSONS = lesson_files()
 INTERVIEWS = [p for p in LESSONS if p.stem.endswith("_interview")]
@@ -30,19 +30,17 @@ MAX_FIGURE_BYTES = 250_000  # a lesson's picture is a small PNG, not a photograp
 
 
 @pytest.fixture(scope="session")
-def lesson_runs(request, tmp_path_factory):
-    """Every selected lesson file submitted at once to a pool of lesson servers (`--lesson-workers`): the tests
-    read the results in order while the next files already run. Each file runs in a folder of its own."""
+def lesson_runs(request, tmp_path_factory, lesson_pool):
+    """Every selected lesson file submitted at once to the session's lesson servers (`lesson_pool`,
+    `--lesson-workers`): the tests read the results in order while the next files already run. Each file runs in a
+    folder of its own."""
     selected = [
         item.callspec.params["path"]
         for item in request.session.items
         if getattr(item, "originalname", None) == "test_every_python_block_runs"
     ]
     root = tmp_path_factory.mktemp("lessons")
-    pool = LessonPool(request.config.getoption("--lesson-workers"))
-    runs = {path: (pool.submit(path, root / path.stem), root / path.stem) for path in selected}
-    yield runs
-    pool.close()
+    return {path: (lesson_pool.submit(path, root / path.stem), root / path.stem) for path in selected}
 
 
 @pytest.mark.parametrize("path", LESSONS, ids=[p.name for p in LESSONS])

@@ -12,7 +12,6 @@ nothing else; each lesson file runs in a fork of it.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import io
 import json
@@ -124,28 +123,10 @@ class LessonServer:
     def close(self) -> None:
         self.process.stdin.close()  # the server's loop ends at end of input
         try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
+            self.process.wait(timeout=2)
+        except subprocess.TimeoutExpired:  # an idle server holds nothing worth an orderly exit (seconds with torch)
             self.process.kill()
-
-
-_server: LessonServer | None = None
-
-
-def run_in_fresh_process(path: Path, workdir: Path, timeout: float = 540) -> list[BlockRun]:
-    """`run_blocks` in a process forked for this file alone; nothing it changes outlives it."""
-    global _server
-    if _server is None or _server.process.poll() is not None:
-        _server = LessonServer()
-        atexit.register(_server.close)
-    try:
-        return _server.run(Path(path).resolve(), Path(workdir).resolve(), timeout)
-    except LessonDied:
-        raise
-    except BaseException:  # out of step with the server (a timeout, pytest-timeout, Ctrl-C): start afresh next time
-        _server.discard()
-        _server = None
-        raise
+            self.process.wait()
 
 
 class LessonPool:
@@ -154,6 +135,7 @@ class LessonPool:
     machine's cores without slowing each other, and the course's test time halves."""
 
     def __init__(self, workers: int) -> None:
+        self.workers = workers
         self.local = threading.local()  # each pool thread talks to a server of its own
         self.servers: list[LessonServer] = []
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lesson")
@@ -186,9 +168,16 @@ class LessonPool:
                 server.close()
 
 
-def check_lesson(path: Path, workdir: Path) -> list[str]:
-    """Run `path` in a process of its own and compare: `lesson_failures`."""
-    return lesson_failures(path, run_in_fresh_process(path, workdir))
+def check_lesson(path: Path, workdir: Path, pool: LessonPool | None = None) -> list[str]:
+    """Run `path` in a process of its own (forked from one of `pool`'s servers; without a pool, from a server
+    started for this call) and compare: `lesson_failures`."""
+    own = pool is None
+    pool = LessonPool(workers=1) if own else pool
+    try:
+        return lesson_failures(path, pool.submit(path, workdir).result())
+    finally:
+        if own:
+            pool.close()
 
 
 def lesson_failures(path: Path, runs: list[BlockRun]) -> list[str]:
