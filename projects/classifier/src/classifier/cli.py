@@ -59,9 +59,15 @@ COMMANDS = {
         "classifier.export:export", ExportArgs, "Export to ONNX (fp32, dynamic batch) and int8 ONNX (static QDQ)."
     ),
     "bench": Command(
-        "classifier.bench:bench", BenchArgs, "Training and inference images/s: PyTorch, ONNX Runtime fp32/int8."
+        "classifier.bench:bench",
+        BenchArgs,
+        "Training and inference images/s: PyTorch, ONNX Runtime fp32/int8 (--profile: a trace).",
     ),
-    "demo": Command(demo_command, DemoArgs, "Serve the Gradio demo (trains a quick model first if none exists)."),
+    "demo": Command(
+        demo_command,
+        DemoArgs,
+        "Serve the Gradio demo (your newest run, else the shipped quick-preset weights: no training).",
+    ),
 }
 
 

@@ -186,7 +186,7 @@ class ExportArgs:
 @dataclass
 class DemoArgs:
     ckpt: Path | None = None
-    """Run folder to serve (unset: the newest run, trained with the quick preset first if there is none)."""
+    """Run folder to serve (unset: the newest run, else the quick-preset weights shipped with the package)."""
     host: str = "127.0.0.1"
     """Interface to bind; 0.0.0.0 exposes the demo to your network."""
     port: Port = 7860
@@ -208,3 +208,9 @@ class BenchArgs:
     """Timed inference batches per engine."""
     runs: Path = Path("runs")
     """Where to look for the newest run."""
+    profile: bool = False
+    """Then profile the timed training step (torch.profiler, 3 steps recorded after 2): a Chrome trace (trace.json)
+    and the top operators by self time (top_ops.txt, top_ops.md). The timings above are taken without it."""
+    profile_out: Path | None = None
+    """Folder for the profile (default: runs/classifier-profile/<timestamp>; giving it turns --profile on; an earlier
+    profile there is replaced, any other non-empty folder refused)."""
