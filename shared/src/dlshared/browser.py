@@ -28,6 +28,9 @@ import pytest
 OFFLINE = "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"
 """Chromium flag: no name resolves except 127.0.0.1 (the demo), so the page cannot reach the network."""
 
+BROWSER_FAILURE_SHOTS = "BROWSER_FAILURE_SHOTS"
+"""Environment variable: a PNG path; a test that fails inside `demo_page` leaves the page there (and its HTML)."""
+
 UPDATE_SCREENSHOTS = "UPDATE_SCREENSHOTS"
 """Environment variable: when set to 1, `screenshot` writes over the README's committed picture."""
 
@@ -55,7 +58,14 @@ def demo_page(url: str, width: int = 1280, height: int = 900, timeout_s: float =
             page.set_default_timeout(timeout_s * 1000)
             page.goto(url)
             page.locator("gradio-app .main, gradio-app main, .gradio-container").first.wait_for()
-            yield page
+            try:
+                yield page
+            except BaseException:  # what the page showed when the test failed, for whoever reads the failure
+                if os.environ.get(BROWSER_FAILURE_SHOTS):
+                    shot = Path(os.environ[BROWSER_FAILURE_SHOTS])
+                    page.screenshot(path=str(shot), full_page=True)
+                    shot.with_suffix(".html").write_text(page.content(), encoding="utf-8")
+                raise
         finally:
             browser.close()
 

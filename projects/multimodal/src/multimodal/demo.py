@@ -41,6 +41,9 @@ class Searcher:
         pixels = self.run.preprocess(image.convert("RGB"))[None].to(self.run.device)  # [1, 3, H, W]
         return F.normalize(self.run.model.encode_image(pixels).float(), dim=-1).cpu()  # [1, D]
 
+    def example_images(self, n: int = 3) -> list[str]:
+        return [str(self.root / name) for name in self.files[:n]]
+
     def nearest(self, query: torch.Tensor, k: int) -> list[tuple[str, str]]:
         scores, rows = self.index.search(query.numpy(), min(k, len(self.files)))
         return [(str(self.root / self.files[r]), f"{s:.3f}") for s, r in zip(scores[0], rows[0], strict=True) if r >= 0]
@@ -68,6 +71,14 @@ class Searcher:
         return {name: round(p, 4) for name, p in zip(names, probabilities.tolist(), strict=True)}
 
 
+SEARCH_EXAMPLES = [
+    "two small red circles left of a blue triangle",
+    "one large green square above a yellow circle",
+    "two small blue triangles below a red square",
+]
+ZERO_SHOT_LABELS = "red circle, green square, blue triangle, yellow circle"
+
+
 def build_demo(run: ClipRun, index_dir: Path) -> gr.Blocks:
     searcher = Searcher(run, index_dir)
     with gr.Blocks(title="multimodal: CLIP search and zero-shot") as demo:
@@ -76,13 +87,16 @@ def build_demo(run: ClipRun, index_dir: Path) -> gr.Blocks:
             query = gr.Textbox(label="Describe a picture", value="two small red circles left of a blue triangle")
             found = gr.Gallery(label="Closest images (cosine similarity)", columns=4, height="auto")
             gr.Button("Search").click(searcher.by_text, query, found, api_name="search")
+            gr.Examples(SEARCH_EXAMPLES, query, label="Try")
         with gr.Tab("Similar images"):
             upload = gr.Image(type="pil", label="An image")
             similar = gr.Gallery(label="Closest indexed images", columns=4, height="auto")
             gr.Button("Find similar").click(searcher.by_image, upload, similar, api_name="similar")
+            gr.Examples(searcher.example_images(), upload, label="Indexed images")
         with gr.Tab("Zero-shot"):
             picture = gr.Image(type="pil", label="An image")
             labels = gr.Textbox(label="Labels, comma-separated", value="red circle, red square, red triangle")
             probabilities = gr.Label(label="Probability per label", num_top_classes=10)
             gr.Button("Classify").click(searcher.zero_shot, [picture, labels], probabilities, api_name="zero_shot")
+            gr.Examples([[path, ZERO_SHOT_LABELS] for path in searcher.example_images()], [picture, labels])
     return demo
