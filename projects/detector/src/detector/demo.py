@@ -124,6 +124,9 @@ def build_demo(loaded: LoadedDetector, segmenter=None, segmenter_card: dict | No
             with gr.Column():
                 seed = gr.Number(value=0, precision=0, minimum=0, label="Example seed")
                 make = gr.Button("Make an example image")
+                gr.Examples(  # a click draws that seed's picture (nothing cached: drawing is instant)
+                    [[0], [7], [42]], [seed], [image], fn=example_image, run_on_click=True, cache_examples=False
+                )
                 threshold = gr.Slider(0.05, 0.95, value=0.3, step=0.05, label="Score threshold")
         with gr.Tab("Detection"):
             boxes_button = gr.Button("Detect", variant="primary")
