@@ -77,6 +77,9 @@ def answer_all(models: Models, question: str, max_new_tokens: int) -> tuple[str,
     return answers.get("base", missing), answers.get("sft", missing), answers.get("dpo", missing), status
 
 
+EXAMPLE_QUESTIONS = ["What is 23 plus 45?", "What is 7 plus 8?", "What is 61 plus 39?"]
+
+
 def build_demo(models: Models, max_new_tokens: int = 32) -> gr.Blocks:
     def run(question: str) -> tuple[str, str, str, str]:
         return answer_all(models, question, max_new_tokens)
@@ -93,4 +96,5 @@ def build_demo(models: Models, max_new_tokens: int = 32) -> gr.Blocks:
         status = gr.Markdown()
         button.click(run, [question], [*outputs, status], api_name="answer")
         question.submit(run, [question], [*outputs, status])
+        gr.Examples(EXAMPLE_QUESTIONS, question, label="Questions")
     return demo
