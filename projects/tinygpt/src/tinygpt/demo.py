@@ -1,4 +1,5 @@
-"""The Gradio demo: a prompt -> a streamed completion, with temperature, top-k, top-p and length controls.
+"""The Gradio demo: a prompt -> a streamed completion, with temperature, top-k, top-p and length controls, example
+prompts, and the prompt shown as the tokenizer splits it.
 
 `build_demo(loaded)` only builds the app; `tinygpt demo` launches it on 127.0.0.1. A bad request (empty or
 over-long prompt, out-of-range setting) becomes a message under the output, never a stack trace.
@@ -25,6 +26,15 @@ def model_summary(loaded: LoadedModel) -> str:
         f"{loaded.model.num_params():,} parameters, context {cfg.block_size} tokens, "
         f"{tok.kind} tokenizer ({tok.vocab_size} tokens), on {loaded.device}."
     )
+
+
+EXAMPLE_PROMPTS = ["def ", "class Stack:\n    def __init__(self):\n", "import os\n\n\ndef main(", "for i in range("]
+
+
+def prompt_tokens(loaded: LoadedModel, prompt: str | None) -> list[tuple[str, str]]:
+    """The prompt as the model reads it: each token's text beside its id (a newline shown as \\n)."""
+    ids = loaded.tokenizer.encode((prompt or "")[:MAX_PROMPT_CHARS])
+    return [(loaded.tokenizer.decode([i]).replace("\n", "\\n"), str(i)) for i in ids]
 
 
 def build_demo(loaded: LoadedModel) -> gr.Blocks:
@@ -59,10 +69,15 @@ def build_demo(loaded: LoadedModel) -> gr.Blocks:
                 top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p (1 = off)")
                 seed = gr.Number(value=1337, precision=0, label="Seed")
                 button = gr.Button("Generate", variant="primary")
+                gr.Examples(EXAMPLE_PROMPTS, prompt, label="Prompts")
+                tokens = gr.HighlightedText(
+                    prompt_tokens(loaded, "def "), label="The prompt as tokens (id beside each)", show_legend=False
+                )
             with gr.Column():
                 output = gr.Textbox(label="Completion", lines=16)
                 status = gr.Markdown()
         inputs = [prompt, max_new, temperature, top_k, top_p, seed]
         button.click(complete, inputs, [output, status], api_name="complete")
         prompt.submit(complete, inputs, [output, status])
+        prompt.change(lambda text: prompt_tokens(loaded, text), prompt, tokens, api_name="tokens")
     return demo
