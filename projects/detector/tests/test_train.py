@@ -196,7 +196,10 @@ def test_onnx_export_matches_pytorch(tiny_run, tmp_path, capsys):
 
 def test_bench_reports_training_and_inference_speed(tmp_path, capsys):
     timing = ["--batch-size", "4", "--steps", "1", "--warmup", "0"]  # one timed call of each kind
-    main(["bench", "--preset", "tiny", *timing, "--shapes-root", str(tmp_path / "shapes")])
+    profile = ["--profile-out", str(tmp_path / "profile")]  # and the training step under torch.profiler
+    main(["bench", "--preset", "tiny", *timing, *profile, "--shapes-root", str(tmp_path / "shapes")])
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for key in ("train_images_per_s", "infer_images_per_s_torch", "infer_images_per_s_onnxruntime"):
         assert result[key] > 0, key
+    assert result["profile"]["trace"] == str(tmp_path / "profile" / "trace.json")
+    assert "aten::convolution_backward" in (tmp_path / "profile" / "top_ops.txt").read_text(encoding="utf-8")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections import Counter
 
@@ -17,7 +18,7 @@ from torch_geometric.sampler import NodeSamplerInput
 
 from dlshared.seed import seed_everything
 from dlshared.testing import run_distributed
-from graph.bench import gowalla_like, measure_sampling, sbm_graph
+from graph.bench import gowalla_like, measure_sampling, profile_sampled_step, sbm_graph
 from graph.config import PRESETS
 from graph.data import load_planetoid
 from graph.evaluate import split_scores
@@ -226,6 +227,15 @@ def test_measure_sampling_reports_a_row():
     row = measure_sampling(2000, "sampled", "cpu")
     assert row["nodes"] == 2000 and row["edges"] == 2000 * 12 and row["steps"] == 1
     assert row["epoch_s"] > 0 and row["peak_mib"] >= 0 and row["sample_ms_per_batch"] > 0
+
+
+def test_bench_profile_records_sampled_steps_with_their_sampling(tmp_path):
+    summary = profile_sampled_step(tmp_path / "profile", torch.device("cpu"), num_nodes=2000)
+    assert summary["nodes"] == 2000 and summary["profiled_steps"] == 3
+    table = (tmp_path / "profile" / "top_ops.txt").read_text(encoding="utf-8")
+    assert "aten::mm" in table or "aten::addmm" in table  # SAGE's linear layers
+    trace = json.loads((tmp_path / "profile" / "trace.json").read_text(encoding="utf-8"))
+    assert any(event.get("name") == "ProfilerStep#4" for event in trace["traceEvents"])
 
 
 def test_gowalla_like_pairs_are_distinct_and_popularity_is_skewed():

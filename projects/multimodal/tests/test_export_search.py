@@ -131,9 +131,13 @@ def test_bad_searches_are_one_line(tiny_run, tmp_path, capsys, argv, message):
     assert message in assert_one_line_error(main, argv, capsys)
 
 
-def test_bench_reports_both_runtimes_and_both_index_sizes(tiny_run, capsys):
-    main(["bench", "--ckpt", tiny_run["run_dir"]])
+def test_bench_reports_both_runtimes_and_both_index_sizes(tiny_run, tmp_path, capsys):
+    main(["bench", "--ckpt", tiny_run["run_dir"], "--profile-out", str(tmp_path / "profile")])
     result = last_json(capsys)
     for key in ("torch_images_per_s", "torch_texts_per_s", "onnx_images_per_s", "onnx_texts_per_s"):
         assert result[key] > 0, key
     assert result["query_ms_1000"] > 0 and result["query_ms_100000"] > result["query_ms_1000"]
+    # --profile: a training step of both towers under torch.profiler
+    table = (tmp_path / "profile" / "top_ops.txt").read_text(encoding="utf-8")
+    assert "aten::convolution_backward" in table or "aten::mm" in table
+    assert result["profile"]["trace"] == str(tmp_path / "profile" / "trace.json")

@@ -11,16 +11,17 @@ import pytest
 
 from dlshared.testing import assert_one_line_error, assert_output_folder_guarded, bad_flag_cases
 from tuner.cli import main
-from tuner.config import PRESETS, DemoArgs, EvalArgs, ExportArgs, TrainConfig
+from tuner.config import PRESETS, BenchArgs, DemoArgs, EvalArgs, ExportArgs, TrainConfig
 
 pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
 
-VERBS = {"train": TrainConfig, "eval": EvalArgs, "export": ExportArgs, "demo": DemoArgs}
+VERBS = {"train": TrainConfig, "eval": EvalArgs, "export": ExportArgs, "bench": BenchArgs, "demo": DemoArgs}
 CASES = [(verb, [flag, value], flag) for verb, config in VERBS.items() for flag, value in bad_flag_cases(config)]
 CASES += [  # rules between fields, checked before any folder exists
     ("train", ["--n-head", "3"], "--n-head 3 does not divide --hidden 32"),
     ("train", ["--hidden", "30", "--n-head", "2"], "even head size"),
     ("train", ["--format-fractions", "1", "1", "1", "1.5"], "--format-fractions"),
+    ("bench", ["--preset", "huge"], "unknown preset 'huge'"),
 ]
 
 

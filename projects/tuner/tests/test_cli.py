@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -90,7 +91,7 @@ def test_help_lists_every_verb_and_field(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert all(verb in out for verb in ("train", "eval", "export", "demo"))
+    assert all(verb in out for verb in ("train", "eval", "export", "bench", "demo"))
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     out = capsys.readouterr().out
@@ -130,3 +131,14 @@ def test_several_processes_are_refused_before_anything_is_made(tmp_path, capsys,
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and "trains in one process" in err, err
     assert not Path(tmp_path, "tuner").exists()
+
+
+def test_bench_times_both_loops_then_profiles_sft_steps(tmp_path, capsys):
+    main(["bench", "--preset", "tiny", "--steps", "2", "--profile-out", str(tmp_path / "profile")])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["pretrain_tokens_per_s"] > 0 and result["sft_samples_per_s"] > 0
+    assert result["lora_trainable_params"] == 2048  # r=4 on q, k, v, o of 2 layers of width 32: 2*4*(4+4)*32
+    trace = json.loads((tmp_path / "profile" / "trace.json").read_text(encoding="utf-8"))
+    steps = {e["name"] for e in trace["traceEvents"] if e.get("name", "").startswith("ProfilerStep#")}
+    assert steps == {"ProfilerStep#2", "ProfilerStep#3", "ProfilerStep#4"}  # the trainer's optimizer advanced it
+    assert "aten::mm" in (tmp_path / "profile" / "top_ops.txt").read_text(encoding="utf-8")

@@ -1,5 +1,8 @@
 """Throughput: training images/s (forward + backward + AdamW step) and inference images/s for PyTorch eager,
-ONNX Runtime fp32 and ONNX Runtime int8, at one batch size. Benchmarks are scripts, never timed tests."""
+ONNX Runtime fp32 and ONNX Runtime int8, at one batch size. Benchmarks are scripts, never timed tests.
+
+    uv run classifier bench --profile    # then where the training step's time goes: trace.json + top_ops.txt
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from dlshared.profiling import profile_folder, profile_steps
 from dlshared.runs import latest_run
 
 from .artifacts import load_torch_model
@@ -31,6 +35,7 @@ def _images_per_s(step, batch_size: int, steps: int) -> float:
 
 
 def bench(args: BenchArgs) -> dict:
+    profile_out = profile_folder("classifier", args.profile, args.profile_out, args.runs)
     run_dir = args.ckpt or latest_run("classifier", args.runs)
     if run_dir is not None:
         model, cfg, card = load_torch_model(Path(run_dir), "cpu")
@@ -57,6 +62,8 @@ def bench(args: BenchArgs) -> dict:
         optimizer.zero_grad(set_to_none=True)
 
     result["train_images_per_s"] = round(_images_per_s(train_step, b, args.train_steps), 1)
+    if profile_out is not None:  # after the timing: the profiler slows the steps it records
+        result["profile"] = profile_steps(train_step, profile_out)
     if run_dir is not None:  # the timing steps changed the weights: reload the trained ones for export
         model, cfg, card = load_torch_model(Path(run_dir), "cpu")
     model.eval()

@@ -3,6 +3,7 @@
 Training: forward + loss + backward + AdamW step on real batches of the preset's data (targets encoded as in
 training), after warm-up steps. Inference: forward + decoding (peak search and NMS) on a batch, in PyTorch and in
 ONNX Runtime (the exported graph, decoded by the same code). Numbers are per process; report the thread count.
+`--profile` then records the training step under torch.profiler (dlshared.profiling): trace.json + top_ops.txt.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from dlshared.cli import UserError
+from dlshared.profiling import profile_folder, profile_steps
 
 from .boxes import decode, detection_loss, encode
 from .config import PRESETS, BenchArgs
@@ -38,6 +40,7 @@ def timed(fn, steps: int, warmup: int) -> float:
 def bench(args: BenchArgs) -> dict:
     if args.preset not in PRESETS:
         raise UserError(f"unknown preset {args.preset!r}; choose one of: {', '.join(PRESETS)}")
+    profile_out = profile_folder("detector", args.profile, args.profile_out)
     cfg = dataclasses.replace(PRESETS[args.preset], batch_size=args.batch_size, shapes_root=args.shapes_root)
     splits = load_splits(cfg)
     images, targets = next(iter(DataLoader(splits.train, args.batch_size, collate_fn=collate)))
@@ -55,6 +58,7 @@ def bench(args: BenchArgs) -> dict:
 
     model.train()
     train_s = timed(train_step, args.steps, args.warmup)
+    profile = profile_steps(train_step, profile_out) if profile_out else None  # after the timing: it slows steps
     model.eval()
 
     @torch.no_grad()
@@ -76,4 +80,4 @@ def bench(args: BenchArgs) -> dict:
         "threads": torch.get_num_threads(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
         "torch": torch.__version__,
-    }
+    } | ({"profile": profile} if profile else {})

@@ -99,7 +99,11 @@ COMMANDS = {
     "export": Command(
         "detector.export:export", ExportArgs, "ONNX of the detector (decoding stays outside the graph) + parity check."
     ),
-    "bench": Command("detector.bench:bench", BenchArgs, "Training and inference images/s, PyTorch and ONNX Runtime."),
+    "bench": Command(
+        "detector.bench:bench",
+        BenchArgs,
+        "Training and inference images/s, PyTorch and ONNX Runtime (--profile: a trace).",
+    ),
     "demo": Command(demo_command, DemoArgs, "Serve the Gradio demo (trains a quick detector first if none exists)."),
     "segment": Command(
         "detector.segmentation:train_segmentation",

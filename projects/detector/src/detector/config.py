@@ -260,6 +260,12 @@ class BenchArgs:
     """Untimed calls of each kind before timing."""
     shapes_root: Path | None = None
     """Where the preset's synthetic shapes are (default: ~/.cache/detector/shapes)."""
+    profile: bool = False
+    """Then profile the timed training step (torch.profiler, 3 steps recorded after 2): a Chrome trace (trace.json)
+    and the top operators by self time (top_ops.txt, top_ops.md). The timings above are taken without it."""
+    profile_out: Path | None = None
+    """Folder for the profile (default: runs/detector-profile/<timestamp>; giving it turns --profile on; an
+    earlier profile there is replaced, any other non-empty folder refused)."""
 
 
 @dataclass

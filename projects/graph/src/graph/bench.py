@@ -2,6 +2,7 @@
 
     uv run graph bench --what sampling     # full-batch vs sampled GraphSAGE epochs on generated graphs
     uv run graph bench --what lightgcn     # one epoch of the lightgcn-paper preset at Gowalla's size
+    uv run graph bench --what sampling --profile   # then a sampled step under torch.profiler: trace.json, top_ops
 
 The graphs are stochastic block models generated with torch: planted communities, most edges inside a
 community, features that are noisy community means. A GraphSAGE learns them (the neighbours' mean removes the
@@ -12,6 +13,8 @@ its per-step cost does not grow with the graph; on graphs this small it is not f
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 from torch_geometric.data import Data
@@ -134,22 +137,19 @@ def isolated(fn, *args):
         return pool.submit(fn, *args).result()
 
 
-def measure_sampling(num_nodes: int, mode: str, device_name: str) -> dict:
-    """One row of the table: the project's GraphSAGE (2 layers, 64 hidden, no dropout) trained for at least a second of epochs on
-    `sbm_graph(num_nodes)`, full-batch or on sampled mini-batches; seconds per epoch and peak memory."""
-    import time
-
+def sage_training(num_nodes: int, device: torch.device):
+    """What `measure_sampling` trains: the generated graph, the project's GraphSAGE (2 layers, 64 hidden, no
+    dropout) with Adam, the neighbour loader over the training nodes, and fit's step on any (sub)graph."""
     import torch.nn.functional as F
 
     from .model import NodeClassifier
     from .sampler import neighbor_loader
 
-    device = torch.device(device_name)
     torch.manual_seed(0)
     graph = sbm_graph(num_nodes, BLOCKS, AVG_DEGREE, FEATURES, seed=0).to(device)
     # dropout off: on a CPU its random draws (one per feature of every node) would dominate both kinds of step,
     # and they are not what sampling changes
-    model = NodeClassifier("sage", FEATURES, BLOCKS, HIDDEN, len(FANOUT), 0.0, 1).to(device)
+    model = NodeClassifier("sage", FEATURES, BLOCKS, HIDDEN, len(FANOUT), 0.0, 1).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     loader = neighbor_loader(graph, FANOUT, graph.train_mask.cpu(), BATCH_SIZE, shuffle=True)
 
@@ -158,6 +158,17 @@ def measure_sampling(num_nodes: int, mode: str, device_name: str) -> dict:
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+
+    return graph, loader, step
+
+
+def measure_sampling(num_nodes: int, mode: str, device_name: str) -> dict:
+    """One row of the table: GraphSAGE (`sage_training`) trained for at least a second of epochs on
+    `sbm_graph(num_nodes)`, full-batch or on sampled mini-batches; seconds per epoch and peak memory."""
+    import time
+
+    device = torch.device(device_name)
+    graph, loader, step = sage_training(num_nodes, device)
 
     def epoch() -> int:  # returns its number of steps
         if mode == "full":
@@ -171,7 +182,6 @@ def measure_sampling(num_nodes: int, mode: str, device_name: str) -> dict:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    model.train()
     epoch()  # warm-up: lazy initialisations, first allocations
     with PeakMemory(device) as peak:  # one epoch watched for memory, apart from the timing (the watcher costs)
         steps = epoch()
@@ -191,6 +201,26 @@ def measure_sampling(num_nodes: int, mode: str, device_name: str) -> dict:
         row["sample_ms_per_batch"] = round((time.perf_counter() - started) / steps * 1e3, 1)
         row["nodes_per_batch"] = round(nodes / steps)
     return row
+
+
+def profile_sampled_step(out: Path, device: torch.device, num_nodes: int = SIZES[0]) -> dict:
+    """`bench --profile`: sampled GraphSAGE steps on the smallest graph under torch.profiler, each step drawing
+    its mini-batch first (sampling and feature gathering are part of what a sampled step costs)."""
+    from dlshared.profiling import profile_steps
+
+    graph, loader, step = sage_training(num_nodes, device)
+
+    def batches():
+        while True:
+            yield from loader
+
+    stream = batches()
+
+    def sampled_step() -> None:
+        batch = next(stream)
+        step(batch.x, batch.edge_index, batch.y, slice(0, batch.batch_size))
+
+    return {"nodes": num_nodes, **profile_steps(sampled_step, out)}
 
 
 def bench_sampling(device: torch.device) -> dict:
@@ -226,9 +256,10 @@ def gowalla_like(seed: int = 0, users: int = 29_858, items: int = 40_981, intera
     return torch.stack([keys // items, keys % items])  # [2, E]
 
 
-def lightgcn_epoch_bench(device: torch.device) -> dict:
+def lightgcn_epoch_bench(device: torch.device, profile_out: Path | None = None) -> dict:
     """One epoch of the lightgcn-paper preset (3 layers, 64 dims, batch 2048, Adam 0.001, one negative per
-    positive) on a generated interaction set of Gowalla's size, with train_recommend.py's building blocks."""
+    positive) on a generated interaction set of Gowalla's size, with train_recommend.py's building blocks; with
+    `profile_out`, then a few more of its steps under torch.profiler (dlshared.profiling)."""
     import time
 
     from .config import PRESETS
@@ -249,13 +280,18 @@ def lightgcn_epoch_bench(device: torch.device) -> dict:
         users, pos = edges[0, order], edges[1, order]
         neg = sample_negatives(users, num_items, keys, g)  # part of the epoch's cost, as in training
         batches = torch.arange(len(users)).split(cfg.batch_size)
-        for batch in batches:
+
+        def step(batch: torch.Tensor) -> torch.Tensor:
             u, p, n = users[batch].to(device), pos[batch].to(device), neg[batch].to(device)  # [B] each
             pos_scores, neg_scores, reg = model(u, p, n)  # every step propagates over the whole graph
             loss = bpr_loss(pos_scores, neg_scores) + cfg.weight_decay * reg
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            return loss
+
+        for batch in batches:
+            loss = step(batch)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds, steps = time.perf_counter() - started, len(batches)
@@ -263,6 +299,11 @@ def lightgcn_epoch_bench(device: torch.device) -> dict:
     result |= {"batch_size": cfg.batch_size, "steps": steps, "epoch_s": round(seconds, 2)}
     result |= {"ms_per_step": round(seconds / steps * 1e3, 1), "triples_per_s": round(len(users) / seconds)}
     result |= {"peak_mib": peak.mib, "final_loss": round(loss.item(), 4)}
+    if profile_out is not None:  # after the timing: the profiler slows the steps it records
+        from dlshared.profiling import profile_steps
+
+        again = iter(batches)
+        result["profile"] = profile_steps(lambda: step(next(again)), profile_out)
     print(
         f"LightGCN ({cfg.layers} layers, {cfg.hidden} dims), one epoch on a Gowalla-sized set: "
         f"{seconds:.1f} s, {steps} steps of {cfg.batch_size}, {result['ms_per_step']} ms/step, device {device}"
@@ -274,11 +315,18 @@ def bench(args) -> dict:
     """`graph bench --what sampling|lightgcn`: prints a table and returns it (the CLI prints it as JSON too)."""
     from dlshared.cli import UserError
     from dlshared.device import pick_device
+    from dlshared.profiling import profile_folder
+
+    from .config import PROJECT
 
     try:
         device = pick_device(args.device)
     except ValueError as err:
         raise UserError(str(err)) from None
+    profile_out = profile_folder(PROJECT, args.profile, args.profile_out)
     if args.what == "lightgcn":
-        return lightgcn_epoch_bench(device)
-    return bench_sampling(device)
+        return lightgcn_epoch_bench(device, profile_out)
+    result = bench_sampling(device)
+    if profile_out is not None:  # in this process, after the timed ones
+        result["profile"] = profile_sampled_step(profile_out, device)
+    return result

@@ -101,7 +101,11 @@ COMMANDS = {
     "export": Command(export_command, ExportArgs, "Export a run: weights + card (node) or embeddings + faiss index."),
     "recommend": Command(recommend_command, RecommendArgs, "Top-k items for a user or for a few liked items."),
     "depth": Command("graph.smoothing:depth_sweep", DepthArgs, "Over-smoothing: accuracy and similarity vs depth."),
-    "bench": Command("graph.bench:bench", BenchArgs, "Throughput: sampled vs full-batch training; LightGCN epochs."),
+    "bench": Command(
+        "graph.bench:bench",
+        BenchArgs,
+        "Throughput: sampled vs full-batch training; LightGCN epochs (--profile: a trace).",
+    ),
     "demo": Command(demo_command, DemoArgs, "Serve the Gradio demo (trains a quick model first if none exists)."),
 }
 

@@ -218,6 +218,13 @@ class BenchArgs:
     """sampling: full-batch vs neighbour-sampled GraphSAGE on generated graphs of three sizes. lightgcn: one epoch
     of the lightgcn-paper preset on a generated interaction set of the Gowalla paper split's size."""
     device: str = "auto"
+    profile: bool = False
+    """Then profile training steps under torch.profiler (3 recorded after 2): sampling, sampled GraphSAGE steps on
+    the 10k-node graph, loader included; lightgcn, LightGCN batch steps. Writes a Chrome trace (trace.json) and the
+    top operators by self time (top_ops.txt, top_ops.md); the timings are taken without it."""
+    profile_out: Path | None = None
+    """Folder for the profile (default: runs/graph-profile/<timestamp>; giving it turns --profile on; an earlier
+    profile there is replaced, any other non-empty folder refused)."""
 
 
 @dataclass

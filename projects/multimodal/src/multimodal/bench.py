@@ -5,6 +5,11 @@
 Embedding: images/s and texts/s at batch 64, after a warm-up, both runtimes on the same inputs. Search: an exact
 inner-product index (faiss IndexFlatIP, what `index` builds) of 1k and 100k random unit vectors of the model's
 width: build time and the latency of one query (median of 200), which is what the demo waits for.
+
+    uv run multimodal bench --profile   # then a contrastive training step under torch.profiler: trace.json, top_ops
+
+The bench times no training; the profile is of train.py's step (both towers, the loss, backward, AdamW) on random
+images and one caption, at the run's batch size: the embedding timed above is its forward half.
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ import faiss
 import numpy as np
 import torch
 
+from dlshared.profiling import profile_folder, profile_steps
+
 from .artifacts import find_run, load_run
 from .export import export
-from .model import image_size
+from .model import contrastive_loss, image_size
 
 
 def per_second(fn, items: int, repeats: int = 5) -> float:
@@ -35,6 +42,7 @@ def per_second(fn, items: int, repeats: int = 5) -> float:
 def bench(args) -> dict:
     import onnxruntime as ort
 
+    profile_out = profile_folder("multimodal", args.profile, args.profile_out, args.runs)
     run_dir = find_run(args.ckpt, args.runs)
     run = load_run(run_dir, "cpu")
     size = image_size(run.model)
@@ -67,4 +75,23 @@ def bench(args) -> dict:
         result[f"query_ms_{n}"] = round(statistics.median(latencies), 3)
     for key, value in result.items():
         print(f"{key:>24}: {value}")
+    if profile_out is not None:  # last: the steps change the weights the timings used
+        result["profile"] = profile_steps(training_step(run, size), profile_out)
     return result
+
+
+def training_step(run, size: int):
+    """One contrastive step of train.py on the run's model, at its batch size: random images, one caption."""
+    batch = run.config.batch_size
+    images = torch.rand(batch, 3, size, size)
+    tokens = run.tokenizer(["two small red circles left of a blue triangle"] * batch)
+    model = run.model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=run.config.lr)
+
+    def step() -> None:
+        image_features, text_features, logit_scale = model(images, tokens)  # [B, D] x2, []
+        contrastive_loss(image_features, text_features, logit_scale).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step

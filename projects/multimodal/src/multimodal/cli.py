@@ -105,7 +105,9 @@ COMMANDS = {
     ),
     "search": Command("multimodal.search:search", SearchArgs, "The indexed images closest to a text or an image."),
     "bench": Command(
-        "multimodal.bench:bench", BenchArgs, "Embedding throughput (PyTorch, ONNX Runtime), faiss search."
+        "multimodal.bench:bench",
+        BenchArgs,
+        "Embedding throughput (PyTorch, ONNX Runtime), faiss search (--profile: a training trace).",
     ),
     "demo": Command(demo_command, DemoArgs, "Serve the Gradio demo (trains a quick model first if none exists)."),
 }

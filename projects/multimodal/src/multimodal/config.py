@@ -177,3 +177,10 @@ class BenchArgs:
     """Run folder (default: the newest run under --runs)."""
     runs: Path = Path("runs")
     """Where to look for the newest run."""
+    profile: bool = False
+    """Then profile contrastive training steps of the run's model at its batch size (both towers, loss, backward,
+    AdamW; torch.profiler, 3 recorded after 2): a Chrome trace (trace.json) and the top operators by self time
+    (top_ops.txt, top_ops.md). The timings are taken without it."""
+    profile_out: Path | None = None
+    """Folder for the profile (default: RUNS/multimodal-profile/<timestamp>; giving it turns --profile on; an
+    earlier profile there is replaced, any other non-empty folder refused)."""

@@ -1,4 +1,4 @@
-"""The `tuner` command: train, eval, export, demo (see `tuner <verb> --help`)."""
+"""The `tuner` command: train, eval, export, bench, demo (see `tuner <verb> --help`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from dlshared.cli import Command, run_cli
 
-from .config import PRESETS, PROJECT, DemoArgs, EvalArgs, ExportArgs, TrainConfig
+from .config import PRESETS, PROJECT, BenchArgs, DemoArgs, EvalArgs, ExportArgs, TrainConfig
 
 SAMPLES = ("history", "base/samples", "sft/samples", "dpo/samples")
 """Left out of the printed JSON line: sample answers stay in metrics.json."""
@@ -59,6 +59,9 @@ COMMANDS = {
         "tuner.export:export_merged",
         ExportArgs,
         "Merge an adapter into the base: a plain Hugging Face folder (no peft needed).",
+    ),
+    "bench": Command(
+        "tuner.bench:bench", BenchArgs, "Pretraining tokens/s and LoRA SFT samples/s (--profile: a trace of SFT)."
     ),
     "demo": Command(demo_command, DemoArgs, "One prompt, three answers: base, SFT and DPO side by side (Gradio)."),
 }

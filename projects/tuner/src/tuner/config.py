@@ -206,6 +206,20 @@ class ExportArgs(RunArgs):
 
 
 @dataclass
+class BenchArgs:
+    preset: str = "quick"
+    """Training preset whose embedded base, batch sizes and LoRA adapter are measured."""
+    steps: Positive = 20
+    """Timed pretraining steps (after 3 warm-up steps), and SFT steps (the trainer's whole call)."""
+    profile: bool = False
+    """Then profile LoRA SFT steps under torch.profiler (3 recorded after 2): a Chrome trace (trace.json) and the
+    top operators by self time (top_ops.txt, top_ops.md). The timings are taken without it."""
+    profile_out: Path | None = None
+    """Folder for the profile (default: runs/tuner-profile/<timestamp>; giving it turns --profile on; an earlier
+    profile there is replaced, any other non-empty folder refused)."""
+
+
+@dataclass
 class DemoArgs(RunArgs):
     host: str = "127.0.0.1"
     """Interface to serve on; 0.0.0.0 exposes the demo to the network."""
