@@ -65,6 +65,22 @@ def test_throughput_skips_warmup(monkeypatch):
     meter.update(10)
     assert meter.rate == pytest.approx(10.0)
 
+    now[0] = 20.0  # a final evaluation after the last step: nothing timed happened, the rate stays
+    meter.exclude(7.0)
+    assert meter.rate == pytest.approx(10.0)
+
+
+def test_a_pause_during_warmup_is_not_counted_in_the_first_timed_step(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(monitor, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    meter = Throughput(warmup=1)
+    now[0] = 1.0
+    meter.update(10)  # warm-up
+    now[0] = 4.0  # 2 s of evaluation, then a 1 s step
+    meter.exclude(2.0)
+    meter.update(10)
+    assert meter.rate == pytest.approx(10.0)
+
 
 def test_mfu():
     assert mfu(1e9, 100, 1e12) == pytest.approx(0.1)

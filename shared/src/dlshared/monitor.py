@@ -72,7 +72,9 @@ class Throughput:
         self.last = now
 
     def exclude(self, seconds: float) -> None:
-        """Leave `seconds` of other work done between two updates (evaluation, checkpoints) out of the rate."""
+        """Leave `seconds` of other work (evaluation, checkpoints) out of the rate: work done between two updates,
+        during warm-up, or after the last update (which must not move the clock's start past the last step)."""
+        self.last += seconds
         if self.start is not None:
             self.start += seconds
 
