@@ -31,13 +31,17 @@ def test_index_then_ask_on_a_folder_it_never_saw(tmp_path, make_docs, capsys):
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["recall@1"] == 1.0
 
 
-def test_bench_prints_one_json_line_with_a_row_per_index(capsys):
-    main(["bench", "--sizes", "2000", "--queries", "20", "--index-types", "flat", "hnsw"])
+def test_bench_prints_one_json_line_with_a_row_per_index(tmp_path, capsys):
+    profile = ["--profile-out", str(tmp_path / "profile")]  # and a query's path under torch.profiler
+    main(["bench", "--sizes", "2000", "--queries", "20", "--index-types", "flat", "hnsw", *profile])
     lines = capsys.readouterr().out.strip().splitlines()
     result = json.loads(lines[-1])
     assert [(row["vectors"], row["index"]) for row in result["rows"]] == [(2000, "flat"), (2000, "hnsw")]
     assert result["rows"][0]["recall@10"] == 1.0  # exact search is its own ground truth
     assert len(lines) == 3 and not lines[0].startswith("{")  # a progress line per index, for people
+    table = (tmp_path / "profile" / "top_ops.txt").read_text(encoding="utf-8")
+    assert "embed" in table and "faiss search" in table and "aten::addmm" in table  # MiniLM's linear layers
+    assert result["profile"]["vectors"] == 2000 and result["profile"]["profiled_steps"] == 3
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,11 @@
 
 Synthetic unit vectors drawn around a few thousand random centres (clustered, like real embeddings, rather than
 uniform noise, on which every approximate index looks bad). Queries are perturbed copies of stored vectors.
+
+    uv run rag bench --sizes 10000 --profile   # then a query's path under torch.profiler: trace.json, top_ops.txt
+
+rag trains nothing: `--profile` records what a user's query costs instead, embedding the question (the bundled
+all-MiniLM-L6-v2, torch) and searching a flat index (faiss: one labelled block, its insides are not torch's).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import faiss
 import numpy as np
 
 from dlshared.cli import UserError
+from dlshared.profiling import profile_folder, profile_steps
 
 from .config import BenchArgs
 from .store import build_faiss, check_index_type
@@ -31,6 +37,7 @@ def _index_bytes(index: faiss.Index) -> int:
 
 def bench(args: BenchArgs) -> dict:
     """For each size and index type: build seconds, serialised size, query latency p50/p95 and recall@10."""
+    profile_out = profile_folder("rag", args.profile, args.profile_out)
     for n in args.sizes:  # every relation between flags, before the first (possibly hour-long) build
         if n < 10:
             raise UserError(f"--sizes {n}: recall@10 needs at least 10 vectors")
@@ -72,4 +79,34 @@ def bench(args: BenchArgs) -> dict:
             del index
     threads = faiss.omp_get_max_threads()
     wait_policy = os.environ.get("OMP_WAIT_POLICY", "default")  # spin-waiting threads slow a shared machine
-    return {"dim": args.dim, "queries": args.queries, "threads": threads, "omp_wait_policy": wait_policy, "rows": rows}
+    result = {
+        "dim": args.dim,
+        "queries": args.queries,
+        "threads": threads,
+        "omp_wait_policy": wait_policy,
+        "rows": rows,
+    }
+    if profile_out is not None:
+        result["profile"] = profile_query(profile_out, args.sizes[0], args.seed)
+    return result
+
+
+def profile_query(out: str | os.PathLike, n: int, seed: int) -> dict:
+    """Bundled questions embedded one at a time and searched in a flat index of `n` synthetic vectors, profiled."""
+    from torch.profiler import record_function
+
+    from .embed import Embedder
+    from .evaluate import BUNDLED_QUESTIONS, load_questions
+
+    embedder = Embedder()
+    index = faiss.IndexFlatIP(embedder.dim)
+    index.add(synthetic_vectors(n, embedder.dim, np.random.default_rng(seed)))
+    questions = iter([row["question"] for row in load_questions(BUNDLED_QUESTIONS)])
+
+    def query() -> None:
+        with record_function("embed"):
+            vector = embedder.encode([next(questions)])  # [1, dim]
+        with record_function("faiss search"):
+            index.search(vector, 10)
+
+    return {"vectors": n, **profile_steps(query, out)}

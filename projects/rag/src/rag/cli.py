@@ -16,7 +16,7 @@ def open_retriever(index: Path, rerank: str | None = None, docs: Path | None = N
     from .embed import Embedder
     from .indexer import build_index
     from .retrieve import Retriever
-    from .store import IndexProblem
+    from .store import IndexProblem, previous_manifest
 
     try:
         return Retriever(index, rerank=rerank)  # checks every file of the index before any model loads
@@ -25,7 +25,9 @@ def open_retriever(index: Path, rerank: str | None = None, docs: Path | None = N
             raise
         found = problem if (Path(index) / "manifest.json").exists() else f"No index at {index}."
         print(f"{found}\nIndexing {docs or 'this repository’s Markdown'} into it now.", flush=True)
-    cfg = IndexConfig(docs=docs, out=index, overwrite=True)
+    manifest = previous_manifest(index)  # a rebuild keeps the index's store (faiss, Milvus Lite, a server)
+    store = {"store": "milvus", "uri": manifest.get("milvus_uri")} if manifest.get("store") == "milvus" else {}
+    cfg = IndexConfig(docs=docs, out=index, overwrite=True, **store)
     embedder = Embedder(cfg.model)
     built = build_index(cfg, embedder)
     print(f"indexed {built['files']} files, {built['chunks']} chunks in {built['seconds']} s", flush=True)
@@ -73,7 +75,11 @@ COMMANDS = {
     ),
     "ask": Command(ask_command, AskArgs, "Answer a question from an index, with cited passages (last line JSON)."),
     "eval": Command(eval_command, EvalArgs, "recall@1/5/10, MRR and latency on a JSONL question set."),
-    "bench": Command("rag.bench:bench", BenchArgs, "Build time, memory and query latency of each index type at scale."),
+    "bench": Command(
+        "rag.bench:bench",
+        BenchArgs,
+        "Build time, memory and query latency of each index type at scale (--profile: a query's trace).",
+    ),
     "demo": Command(demo_command, DemoArgs, "Serve the Gradio demo (indexes this repository first if needed)."),
 }
 

@@ -34,6 +34,12 @@ class IndexConfig:
     """Tokens repeated at the start of the next chunk (less than --chunk-tokens), so a cut sentence is whole once."""
     index_type: Literal["auto", IndexType] = "auto"
     """flat = exact inner product; hnsw = graph, ~exact, fast; ivfpq = compressed, for millions. auto picks by size."""
+    store: Literal["faiss", "milvus"] = "faiss"
+    """Where the vectors live: faiss (a file in the index folder) or milvus (Milvus Lite, embedded, in the index
+    folder; with --uri, a Milvus server). The manifest records it: ask, eval and demo need no flag."""
+    uri: str | None = None
+    """--store milvus on a Milvus server or cluster, e.g. http://localhost:19530 (a database: .../dbname); its token
+    goes in $MILVUS_TOKEN. Unset: Milvus Lite."""
     batch_size: Positive = 64
     """Chunks embedded per batch."""
     max_file_mb: PositiveFloat = 10.0
@@ -92,3 +98,10 @@ class BenchArgs:
     dim: Positive = 384
     """Vector size (ivfpq: a multiple of 4)."""
     seed: NonNegative = 0
+    profile: bool = False
+    """Then profile what a query costs (torch.profiler, 3 queries recorded after 2): embedding a bundled question
+    with the bundled model and searching a flat index of the first size. Writes a Chrome trace (trace.json) and the
+    top operators by self time (top_ops.txt, top_ops.md); the timings are taken without it."""
+    profile_out: Path | None = None
+    """Folder for the profile (default: runs/rag-profile/<timestamp>; giving it turns --profile on; an earlier
+    profile there is replaced, any other non-empty folder refused)."""

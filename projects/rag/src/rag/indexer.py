@@ -15,7 +15,8 @@ from dlshared.outputs import staged_output
 from .config import IndexConfig
 from .embed import Embedder
 from .ingest import MB, chunk_document, embedding_text, file_digest, find_documents, read_document
-from .store import IndexProblem, LoadedIndex, check_index_type, choose_index_type, save_index
+from .milvus import connect_milvus, drop_replaced_collection, release_milvus_lite
+from .store import LoadedIndex, check_index_type, choose_index_type, previous_manifest, save_index
 
 
 def default_docs() -> Path:
@@ -34,7 +35,7 @@ def _previous(out: Path, cfg: IndexConfig) -> tuple[dict[str, list[dict]], dict[
         return {}, {}, {}
     try:
         old = LoadedIndex(out)
-    except IndexProblem as problem:
+    except UserError as problem:  # broken, or its Milvus server out of reach
         if (out / "manifest.json").exists():
             print(f"note: embedding every file again, the old index is unreadable ({terminal_text(str(problem))})")
         return {}, {}, {}
@@ -61,6 +62,8 @@ def build_index(cfg: IndexConfig, embedder: Embedder | None = None) -> dict:
     so a folder rag did not write is never touched and a crash leaves the old index or the new one."""
     if cfg.overlap_tokens >= cfg.chunk_tokens:  # before anything is loaded or written
         raise UserError(f"--overlap-tokens {cfg.overlap_tokens}: must be less than --chunk-tokens {cfg.chunk_tokens}")
+    if cfg.uri is not None and cfg.store != "milvus":
+        raise UserError(f"--uri {cfg.uri}: a Milvus server's address; add --store milvus")
     docs = Path(cfg.docs) if cfg.docs is not None else default_docs()
     if not docs.is_dir():
         raise UserError(f"--docs {docs}: no such folder")
@@ -69,6 +72,9 @@ def build_index(cfg: IndexConfig, embedder: Embedder | None = None) -> dict:
     if not paths:
         raise UserError(f"--docs {docs}: no Markdown, text or PDF files to read in it ({len(unsafe)} skipped)")
     out = Path(cfg.out)
+    if cfg.store == "milvus" and cfg.uri is not None:
+        connect_milvus(cfg.uri, out).close()  # a server out of reach fails now, not after the embedding
+    replaced = previous_manifest(out) if cfg.overwrite else {}
     with staged_output(out, cfg.overwrite, sources=(docs,)) as stage:
         skipped: list[tuple[str, str]] = []
         for name, why in unsafe:
@@ -76,6 +82,8 @@ def build_index(cfg: IndexConfig, embedder: Embedder | None = None) -> dict:
         embedder = embedder or Embedder(cfg.model)
         started = time.perf_counter()
         result = _build(stage, docs, paths, skipped, cfg, embedder, _previous(out, cfg))
+        release_milvus_lite(out)  # this process's Lite server over the index being replaced, before it moves
+    drop_replaced_collection(replaced)
     return {"index": str(cfg.out), **result, "seconds": round(time.perf_counter() - started, 2)}
 
 
@@ -106,7 +114,8 @@ def _build(stage: Path, docs: Path, paths: list[Path], skipped: list, cfg, embed
         chunks += new
         parts.append(np.zeros((len(new), embedder.dim), np.float32))  # filled below, in one batched pass
     index_type = choose_index_type(len(chunks), cfg.index_type)
-    check_index_type(index_type, len(chunks), embedder.dim)  # before the embedding, which is the slow part
+    lite = cfg.store == "milvus" and cfg.uri is None
+    check_index_type(index_type, len(chunks), embedder.dim, lite)  # before the embedding, which is the slow part
     texts = [embedding_text(c) for _, new in to_embed for c in new]
     fresh = embedder.encode(texts, cfg.batch_size, progress=len(texts) > 500)
     vectors = np.concatenate(parts) if parts else np.zeros((0, embedder.dim), np.float32)
@@ -120,6 +129,8 @@ def _build(stage: Path, docs: Path, paths: list[Path], skipped: list, cfg, embed
         "model": cfg.model,
         "chunk_tokens": cfg.chunk_tokens,
         "overlap_tokens": cfg.overlap_tokens,
+        "store": cfg.store,
+        **({"milvus_uri": cfg.uri} if cfg.store == "milvus" else {}),
         "index_type": index_type,
         "files": digests,
         "skipped": skipped_lines,
@@ -134,5 +145,6 @@ def _build(stage: Path, docs: Path, paths: list[Path], skipped: list, cfg, embed
         "skipped": skipped_lines,
         "chunks": len(chunks),
         "chunks_embedded": len(texts),
+        "store": cfg.store,
         "index_type": index_type,
     }
