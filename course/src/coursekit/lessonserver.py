@@ -53,6 +53,11 @@ PRELOAD = [
     "tuner.dpo",
     "rag.indexer",
     "rag.retrieve",
+    "torch_geometric",  # days 31-40: the graph and multimodal capstones' libraries (seconds each)
+    "graph.model",
+    "graph.recommender",
+    "open_clip",
+    "multimodal.model",
     "coursekit.runner",
 ]
 

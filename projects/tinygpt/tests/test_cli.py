@@ -86,3 +86,19 @@ def test_generated_escape_sequences_never_reach_a_terminal(tiny_run, capsys, mon
     monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
     main(argv)
     assert capsys.readouterr().out == f"say \x1b[1mhi{text}\n"
+
+
+def test_bench_times_the_train_loop_then_profiles_three_of_its_steps(tmp_path, capsys):
+    import json
+
+    main(
+        ["bench", "--preset", "tiny", "--steps", "2", "--warmup", "0", "--new-tokens", "0"]
+        + ["--profile-out", str(tmp_path)]
+    )
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"train_tokens_per_s", "mfu"} <= set(result)  # from the timed run, taken without the profiler
+    assert result["profile"]["profiled_steps"] == 3 and result["profile"]["flops_per_step"] > 0
+    trace = json.loads((tmp_path / "trace.json").read_text(encoding="utf-8"))
+    steps = {e["name"] for e in trace["traceEvents"] if e.get("name", "").startswith("ProfilerStep#")}
+    assert steps == {"ProfilerStep#2", "ProfilerStep#3", "ProfilerStep#4"}  # train()'s optimizer advanced it
+    assert "aten::mm" in (tmp_path / "top_ops.txt").read_text(encoding="utf-8")

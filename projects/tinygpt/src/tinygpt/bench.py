@@ -4,6 +4,11 @@ Training is measured by running the real `train()` loop for warmup + steps itera
 training run sees, Accelerate and all), counting only the steps after warm-up and compilation. Generation times
 greedy decoding of `new_tokens` tokens from a one-token prompt, batch 1, on the same (untrained) architecture:
 speed does not depend on the weights.
+
+    uv run tinygpt bench --preset quick --new-tokens 0 --profile   # + trace.json and top_ops.txt of a train() step
+
+`--profile` then runs `train()` again, briefly, under torch.profiler: every optimizer step advances the profiler
+(dlshared.profiling's hook), so the trace shows the loop as it is, Accelerate and all, without touching train.py.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import torch
 
 from dlshared.cli import UserError
 from dlshared.device import pick_device
+from dlshared.profiling import profile_folder, profiled
 
 from .artifacts import check_device
 from .config import PRESETS, BenchArgs
@@ -46,6 +52,7 @@ def bench(args: BenchArgs) -> dict:
     if args.preset not in PRESETS:
         raise UserError(f"unknown preset {args.preset!r}; choose one of: {', '.join(PRESETS)}")
     check_device(args.device)
+    profile_out = profile_folder("tinygpt", args.profile, args.profile_out)
     overrides = {"data": args.data} if args.data is not None else {}
     if args.mixed_precision is not None:
         overrides["mixed_precision"] = args.mixed_precision
@@ -68,6 +75,12 @@ def bench(args: BenchArgs) -> dict:
             throughput_warmup=args.warmup,
         )
         metrics = train(cfg)
+        profile = None
+        if profile_out is not None:  # a second, short run: the profiler slows the steps it records
+            wait, warmup, active = 1, 1, 3
+            with profiled(profile_out, wait, warmup, active, on_optimizer_step=True) as recorder:
+                train(dataclasses.replace(cfg, name="profile", max_iters=wait + warmup + active))
+            profile = recorder.summary
     result = {
         "preset": args.preset,
         "mixed_precision": cfg.mixed_precision,
@@ -96,4 +109,6 @@ def bench(args: BenchArgs) -> dict:
     result["threads"] = torch.get_num_threads()
     result["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY", "unset")
     result["torch"] = torch.__version__
+    if profile is not None:
+        result["profile"] = profile
     return result

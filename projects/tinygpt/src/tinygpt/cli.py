@@ -119,7 +119,9 @@ COMMANDS = {
         "tinygpt.export:export_hf", ExportArgs, "Export a Hugging Face model folder (GPT-2 or Llama) + tokenizer."
     ),
     "bench": Command(
-        "tinygpt.bench:bench", BenchArgs, "Training tokens/s and MFU; generation tokens/s with/without cache."
+        "tinygpt.bench:bench",
+        BenchArgs,
+        "Training tokens/s and MFU; generation tokens/s with/without cache (--profile: a trace).",
     ),
     "demo": Command(demo_command, DemoArgs, "Serve the Gradio demo (the newest run, else the shipped quick model)."),
 }

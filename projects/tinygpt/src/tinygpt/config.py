@@ -81,6 +81,9 @@ class TrainConfig:
     """Autocast through Accelerate. bf16 runs on recent CPUs (AMX, AVX-512) and GPUs; fp16 is GPU only."""
     compile: bool = False
     """torch.compile the model (first steps pay for compilation; worth it on long runs)."""
+    triton_kernels: bool = True
+    """arch llama on CUDA: RMSNorm as the fused Triton kernel of kernels.py, forward and backward (course day 34).
+    The CPU, --compile and a machine without Triton use PyTorch's op; the weights are the same either way."""
     reuse_freed_memory: bool = True
     """Linux/glibc: keep freed memory for reuse instead of returning it to the OS after every step (no page
     faults on large activations; the process holds its peak memory). See perf.reuse_freed_memory."""
@@ -102,6 +105,11 @@ class TrainConfig:
     # --- run ---
     device: str = "auto"
     """auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps."""
+    parallel: Literal["ddp", "fsdp"] = "ddp"
+    """Several processes (torchrun, accelerate launch): ddp = each holds the whole model and AdamW state, gradients
+    are all-reduced; fsdp = FSDP2 shards every block's parameters, gradients and AdamW state across the processes
+    (about 1/N each), gathering a block's weights only while it runs (course day 33; parallel.py). One process:
+    nothing to shard, either trains alike."""
     seed: int = 1337
     out: Path = Path("runs")
     """Runs go to OUT/tinygpt/NAME."""
@@ -227,6 +235,8 @@ def config_from_dict(values: dict) -> TrainConfig:
 
 def check_relations(cfg: TrainConfig) -> TrainConfig:
     """The rules between fields (each field's own rule is declared with it), checked before any folder exists."""
+    if cfg.arch == "lstm" and cfg.parallel == "fsdp":
+        raise UserError("--parallel fsdp shards the GPT's blocks: train --arch lstm with --parallel ddp")
     if cfg.arch == "lstm" and cfg.objective == "mlm":
         raise UserError("--objective mlm needs attention in both directions: use --arch llama or gpt2, not lstm")
     if cfg.arch != "lstm" and cfg.n_embd % cfg.n_head:
@@ -318,3 +328,11 @@ class BenchArgs:
     """Generation benchmark: tokens generated with and without the KV cache (0 = skip)."""
     device: str = "auto"
     peak_flops: PositiveFloat | None = None
+    """Peak FLOP/s of one device for MFU. Unset: a table for known GPUs; on a CPU, a measured matmul."""
+    profile: bool = False
+    """Then profile training steps of the same preset under torch.profiler: a fresh short run of `train` (3 steps
+    recorded after 2), written as a Chrome trace (trace.json) and the top operators by self time (top_ops.txt,
+    top_ops.md). The timings above are taken without it."""
+    profile_out: Path | None = None
+    """Folder for the profile (default: runs/tinygpt-profile/<timestamp>; giving it turns --profile on; an earlier
+    profile there is replaced, any other non-empty folder refused)."""

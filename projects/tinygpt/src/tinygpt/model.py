@@ -8,11 +8,13 @@ Two objectives: `clm` predicts the next token under causal attention (a decoder,
 tokens with attention in both directions (an encoder, BERT: course day 25; the masking is data.mask_tokens).
 Both: pre-norm residual blocks, attention through `F.scaled_dot_product_attention` (flash/memory-efficient
 kernels where the device has them), the output projection tied to the token embedding, and a KV cache for
-generation. Shapes: B batch, T new tokens, S tokens attended to (cached + new), C width, H heads, D = C / H.
+generation. On CUDA, llama's RMSNorm runs as the fused Triton kernel of kernels.py (course day 34).
+Shapes: B batch, T new tokens, S tokens attended to (cached + new), C width, H heads, D = C / H.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -45,6 +47,9 @@ class GPTConfig:
     """clm: next token, causal attention. mlm: masked tokens, bidirectional; the last id is the mask token."""
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
+    triton_kernels: bool = True
+    """llama on CUDA: RMSNorm as the fused Triton kernel of kernels.py. How the norm runs, not what it computes:
+    the weights, their names and the exports are the same either way."""
 
     @property
     def head_dim(self) -> int:
@@ -80,6 +85,7 @@ def model_config(cfg: TrainConfig, vocab_size: int) -> GPTConfig:
         bias=cfg.bias,
         arch=cfg.arch,
         objective=cfg.objective,
+        triton_kernels=cfg.triton_kernels,
     )
 
 
@@ -163,9 +169,30 @@ class MLP(nn.Module):
         return self.dropout(self.down(h))
 
 
+TRITON_DEVICES = ("cuda",)
+"""Where kernels.py's kernels run (tests/test_kernels.py adds "cpu", where Triton's interpreter runs them)."""
+
+
+class RMSNorm(nn.RMSNorm):
+    """nn.RMSNorm (the same `weight` under the same name: checkpoints and exports do not change) that runs the
+    fused Triton kernel when `fused` and the input is on a CUDA device; PyTorch's op elsewhere, and under
+    torch.compile, whose Inductor writes a fused kernel of its own."""
+
+    def __init__(self, width: int, eps: float, fused: bool):
+        super().__init__(width, eps=eps)
+        self.fused = fused and importlib.util.find_spec("triton") is not None  # Triton ships with Linux CUDA wheels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused and x.device.type in TRITON_DEVICES and not torch.compiler.is_compiling():
+            from .kernels import rms_norm  # imported on first use: a CPU run never loads Triton
+
+            return rms_norm(x, self.weight, self.eps)
+        return super().forward(x)
+
+
 def make_norm(cfg: GPTConfig) -> nn.Module:
     if cfg.arch == "llama":
-        return nn.RMSNorm(cfg.n_embd, eps=cfg.norm_eps)
+        return RMSNorm(cfg.n_embd, eps=cfg.norm_eps, fused=cfg.triton_kernels)
     return nn.LayerNorm(cfg.n_embd, eps=cfg.norm_eps, bias=cfg.bias)
 
 

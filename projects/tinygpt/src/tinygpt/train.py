@@ -1,10 +1,11 @@
-"""The training loop, written out (course days 21-26): Accelerate supplies the device, DDP and mixed precision,
-`dlshared` the run folder, logs and resume file; the steps (learning-rate schedule, accumulation, clipping,
-evaluation, checkpoints) stay here, in nanoGPT's order, to be read top to bottom.
+"""The training loop, written out (course days 21-26, 33): Accelerate supplies the device, DDP and mixed precision,
+parallel.py FSDP, `dlshared` the run folder, logs and resume file; the steps (learning-rate schedule, accumulation,
+clipping, evaluation, checkpoints) stay here, in nanoGPT's order, to be read top to bottom.
 
     uv run tinygpt train                                          # quick preset: Python stdlib source, CPU
     uv run tinygpt train --preset shakespeare-char --mixed-precision bf16 --compile
-    uv run torchrun --nproc-per-node 2 -m tinygpt.cli train       # data-parallel over 2 processes
+    uv run torchrun --nproc-per-node 2 -m tinygpt.cli train       # data-parallel over 2 processes (DDP)
+    uv run torchrun --nproc-per-node 2 -m tinygpt.cli train --parallel fsdp   # the same, parameters sharded
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from functools import partial
 
 import torch
 
-from dlshared.cli import validate
+from dlshared.cli import UserError, validate
 from dlshared.monitor import mfu
 from dlshared.seed import seed_everything
 from dlshared.training import start_run
@@ -26,6 +27,7 @@ from .data import Batches, MaskedBatches, TokenData, load_data
 from .evaluate import evaluate_loss
 from .generate import generate
 from .model import LanguageModel, build_model, model_config
+from .parallel import bytes_per_rank, shard, sharded_targets, whole_state
 from .perf import peak_flops, reuse_freed_memory
 from .tokenizer import Tokenizer
 
@@ -92,14 +94,25 @@ def train(cfg: TrainConfig) -> dict:
     seed_everything(cfg.seed)  # every rank builds the same initial weights
     raw_model = build_model(model_config(cfg, data.tokenizer.vocab_size))  # a GPT, or the LSTM of day 21
     seed_everything(cfg.seed + rank)  # but draws its own dropout masks
-    optimizer = configure_optimizer(cfg, raw_model, accelerator.device)
-    model, optimizer = accelerator.prepare(raw_model, optimizer)
+    if accelerator.distributed_type == "FSDP":  # an accelerate config's FSDP would wrap the model a second time
+        raise UserError("accelerate's own FSDP settings are not read: launch without them and pass --parallel fsdp")
+    fsdp = cfg.parallel == "fsdp" and accelerator.num_processes > 1
+    if cfg.parallel == "fsdp" and not fsdp:
+        log.print("--parallel fsdp: one process, nothing to shard; training it whole")
+    if fsdp:  # FSDP2 shards in place; the optimizer is built on the shards; Accelerate keeps precision (parallel.py)
+        model = shard(raw_model, accelerator.device, accelerator.num_processes)
+        optimizer = accelerator.prepare(configure_optimizer(cfg, model, accelerator.device))
+    else:  # DDP (or one process): Accelerate wraps the model
+        optimizer = configure_optimizer(cfg, raw_model, accelerator.device)
+        model, optimizer = accelerator.prepare(raw_model, optimizer)
     raw_model = accelerator.unwrap_model(model)  # without DDP's wrapper: what is saved, evaluated and sampled
     step_model = torch.compile(model) if cfg.compile else model  # evaluation keeps the eager model: other shapes
     stream = (data.train, cfg.block_size, cfg.batch_size, cfg.seed + rank, accelerator.device)
     mlm = cfg.objective == "mlm"
     batches = MaskedBatches(*stream, mask_id=raw_model.cfg.mask_id) if mlm else Batches(*stream)
-    progress = run.resume(raw_model, optimizer) or {"iter": 0, "history": []}
+    # FSDP: the saved state is whole (as one process saves it); every rank keeps its own shard of it
+    resumable = sharded_targets(model, optimizer) if fsdp else (raw_model, optimizer)
+    progress = run.resume(*resumable) or {"iter": 0, "history": []}
     it, history = progress["iter"], progress["history"]
     if cfg.resume:
         batches.load_state(progress["per_rank"])  # this rank's own position in its own stream of windows
@@ -124,8 +137,9 @@ def train(cfg: TrainConfig) -> dict:
             group["lr"] = lr
         for micro in range(cfg.grad_accum):
             x, y = next(batches)  # (B, T) each: y is x shifted left by one token (mlm: the masked tokens)
-            # DDP averages gradients across processes only on the last micro-batch of a step
-            with nullcontext() if micro == cfg.grad_accum - 1 else accelerator.no_sync(model):
+            # DDP averages gradients across processes only on the last micro-batch of a step; FSDP reduce-scatters
+            # every one (skipping it would hold whole gradients until the last: the memory FSDP exists to save)
+            with nullcontext() if micro == cfg.grad_accum - 1 or fsdp else accelerator.no_sync(model):
                 with accelerator.autocast():
                     _, loss = step_model(x, y)
                 accelerator.backward(loss / cfg.grad_accum)
@@ -140,8 +154,9 @@ def train(cfg: TrainConfig) -> dict:
                 losses = estimate_losses(raw_model, data, cfg, accelerator.autocast)
                 history.append({"iter": it, **losses})
                 log_estimates(log, it, losses, meter.rate)
-                publish = partial(save_model, raw_model, data.tokenizer, run.dir, {"iter": str(it)})
-                run.checkpoint(raw_model, optimizer, None, publish, iter=it, history=history, per_rank=batches.state())
+                saved = whole_state(model, optimizer) if fsdp else (raw_model, optimizer)  # FSDP: gathered, every rank
+                publish = partial(save_model, saved[0], data.tokenizer, run.dir, {"iter": str(it)})
+                run.checkpoint(*saved, None, publish, iter=it, history=history, per_rank=batches.state())
     meter.close()
     train_seconds, tokens_per_s = meter.seconds, meter.rate
 
@@ -149,7 +164,8 @@ def train(cfg: TrainConfig) -> dict:
     val_loss = evaluate_loss(raw_model, data.val, cfg.block_size, cfg.batch_size, autocast=accelerator.autocast)
     log.scalars({"loss/val_loss": val_loss}, it)
     sample = ""
-    if cfg.sample_tokens > 0 and run.is_main and not mlm:  # an encoder fills blanks; it does not continue text
+    # an encoder fills blanks; it does not continue text. FSDP: every rank joins each forward pass's all-gathers
+    if cfg.sample_tokens > 0 and (run.is_main or fsdp) and not mlm:
         with accelerator.autocast():
             sample = sample_text(raw_model, data.tokenizer, cfg.sample_tokens, cfg.seed)
         log.print(f"sample:\n{sample}\n")
@@ -164,6 +180,7 @@ def train(cfg: TrainConfig) -> dict:
         "peak_flops": peak,
         "parameters": raw_model.num_params(),
         "processes": accelerator.num_processes,
+        **bytes_per_rank(model, optimizer),  # parameters and AdamW state held by this process (FSDP: its shards)
         "tokenizer": cfg.tokenizer,
         "vocab_size": data.tokenizer.vocab_size,
         "data": data.source,
