@@ -70,6 +70,10 @@ RELATIONS = [
     ("train", ["--channels", "3"], "the digits are grayscale"),
     ("train", ["--eval-steps", "2000"], "at most --num-train-timesteps"),
     ("train", ["--name", "../elsewhere"], "letters, digits"),
+    ("train", ["--latent", "--autoencoder-channels", "12", "16"], "--autoencoder-channels must be multiples of 8"),
+    ("train", ["--autoencoder", "runs/diffusion/x"], "add --latent"),
+    ("train", ["--latent", "--image-size", "12", "--autoencoder-channels", *"8888"], "12 must be divisible by 8"),
+    ("train", ["--latent", "--block-out-channels", *"8888", "--attention-levels", *["False"] * 4], "the latent side 4"),
     ("train-vae", ["--batch-size", "5000"], "exceeds the 1437 training images"),
     ("train-gan", ["--image-size", "6"], "multiple of 4"),
 ]

@@ -1,5 +1,5 @@
-"""Reading what training wrote: a run folder holds `pipeline/` (a diffusers pipeline with the EMA weights),
-`card.json` (classes, data), `config.json`, `metrics.json` and `resume.pt`."""
+"""Reading what training wrote: a run folder holds `pipeline/` (a diffusers pipeline with the EMA weights, and
+for a latent run its autoencoder), `card.json` (classes, data), `config.json`, `metrics.json` and `resume.pt`."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from dlshared.cli import UserError, short_reason
 from dlshared.runs import latest_run
 
 from .config import PIPELINE_DIR, PIPELINE_INDEX, PROJECT
+from .latent import VAE_DIR, load_autoencoder
 from .pipeline import ClassConditionalPipeline
 
 RETRAIN = "train the run again (or point --ckpt at another run)"
@@ -44,7 +45,7 @@ def load_pipeline(path: Path, device: str | torch.device = "cpu") -> ClassCondit
     damaged or foreign one ends as one line naming it, not as a diffusers traceback or, worse, as a U-Net silently
     left at random weights where the file held another model's: the U-Net its config describes is built without
     initialising it and filled by dlshared's load_weights (every tensor, by name and shape), then handed to the
-    pipeline."""
+    pipeline. A latent run's autoencoder (vae/) is loaded the same way (latent.load_autoencoder)."""
     from diffusers import UNet2DModel
     from diffusers.utils import SAFETENSORS_WEIGHTS_NAME
     from diffusers.utils import logging as diffusers_logging
@@ -67,9 +68,11 @@ def load_pipeline(path: Path, device: str | torch.device = "cpu") -> ClassCondit
             f"{folder / 'unet' / 'config.json'}: not a U-Net config ({short_reason(err)}); {RETRAIN}"
         ) from None
     unet = load_weights(unet.to_empty(device="cpu"), folder / "unet" / SAFETENSORS_WEIGHTS_NAME).eval()
+    vae_entry = index.get("vae")  # ["diffusers", "AutoencoderKL"] in a latent run; [null, null] or absent if not
+    vae = load_autoencoder(folder / VAE_DIR) if isinstance(vae_entry, list) and any(vae_entry) else None
     diffusers_logging.disable_progress_bar()  # "Loading pipeline components" on every sample/eval call is noise
     try:
-        pipe = ClassConditionalPipeline.from_pretrained(folder, unet=unet, use_safetensors=True)
+        pipe = ClassConditionalPipeline.from_pretrained(folder, unet=unet, vae=vae, use_safetensors=True)
     except Exception as err:  # what the checks above cannot foresee, still as one line
         raise UserError(f"{folder}: cannot load the pipeline ({short_reason(err)}); {RETRAIN}") from None
     pipe.set_progress_bar_config(disable=True)

@@ -82,7 +82,9 @@ COMMANDS = {
     ),
     "export": Command("diffusion.export:export", ExportArgs, "Copy the EMA pipeline out as a diffusers folder."),
     "bench": Command(
-        "diffusion.bench:bench", BenchArgs, "Sampling samples/s per sampler and step count; training samples/s."
+        "diffusion.bench:bench",
+        BenchArgs,
+        "Sampling samples/s per sampler and step count; training samples/s (--profile: a trace).",
     ),
     "demo": Command(demo_command, DemoArgs, "Serve the Gradio demo (trains a quick model first if none exists)."),
 }

@@ -82,6 +82,23 @@ class TrainConfig(DataConfig):
     ema_decay: Probability = 0.999
     """Exponential moving average of the weights; the EMA weights are the ones saved and sampled."""
 
+    # --- latent diffusion (Rombach et al. 2022): the same U-Net and loop on an autoencoder's latents ---
+    latent: bool = False
+    """Train the U-Net on the latents of an autoencoder (diffusers' AutoencoderKL, Stable Diffusion's kind),
+    trained first in this run (or taken from --autoencoder) and then frozen; samples are decoded to images."""
+    autoencoder: Path | None = None
+    """With --latent: an earlier latent run (or its pipeline/vae folder) whose autoencoder to reuse instead of
+    training one; the --autoencoder-* and --latent-channels fields are then the loaded one's."""
+    autoencoder_channels: tuple[Positive, ...] = (16, 32, 32)
+    """Channels of each level of the autoencoder; each level after the first halves the side (16 px -> 4x4)."""
+    latent_channels: Positive = 4
+    """Channels of the latent map (Stable Diffusion: 4)."""
+    autoencoder_steps: Positive = 600
+    """Optimizer steps of the autoencoder (batch 64, AdamW 2e-3 with a cosine decay), before the U-Net's."""
+    autoencoder_kl_weight: NonNegativeFloat = 1e-4
+    """Weight of the KL term against the pixel MSE: small, so the latents keep the detail (SD uses 1e-6 with a
+    perceptual loss); enough to keep the latent space smooth where the U-Net's samples land."""
+
     # --- optimisation ---
     steps: Positive = 1200
     batch_size: Positive = 128
@@ -140,6 +157,9 @@ PRESETS: dict[str, TrainConfig] = {
     ),
     # minutes on a 2-core CPU: >= 90% of DDIM-50 guided samples judged the requested digit (see README)
     "quick": TrainConfig(mixed_precision="bf16"),  # bf16 autocast: 1.2x on this CPU (AMX), see README
+    # latent diffusion: an autoencoder first (16x16x1 -> 4x4x4), then a U-Net on the 4x4 latents; see README
+    # fp32: on 4x4 latents bf16 autocast made a step slower on this CPU, not faster (README)
+    "latent": TrainConfig(latent=True, block_out_channels=(32, 64), attention_levels=(False, True)),
     # the GPU recipe: CIFAR-10 at 32 px, a wider U-Net, bf16
     "full": TrainConfig(
         dataset="cifar10",
@@ -195,10 +215,23 @@ def check_train_config(cfg: TrainConfig) -> None:
         )
     if any(c % 8 for c in cfg.block_out_channels):  # GroupNorm groups of 8 and attention heads of 8 channels
         raise UserError(f"--block-out-channels must be multiples of 8, got {cfg.block_out_channels}")
-    if cfg.image_size % 2 ** (levels - 1):
+    if cfg.autoencoder is not None and not cfg.latent:
+        raise UserError("--autoencoder reuses a latent run's autoencoder: add --latent (or --preset latent)")
+    side, what = cfg.image_size, f"--image-size {cfg.image_size}"
+    if cfg.latent and cfg.autoencoder is None:
+        if not cfg.autoencoder_channels or any(c % 8 for c in cfg.autoencoder_channels):  # GroupNorm groups of 8
+            raise UserError(f"--autoencoder-channels must be multiples of 8, got {cfg.autoencoder_channels}")
+        halvings = len(cfg.autoencoder_channels) - 1
+        if cfg.image_size % 2**halvings:
+            raise UserError(
+                f"--image-size {cfg.image_size} must be divisible by {2**halvings}: "
+                f"each of the {halvings + 1} autoencoder levels after the first halves it"
+            )
+        side = cfg.image_size // 2**halvings
+        what = f"the latent side {side} (--image-size {cfg.image_size} / {2**halvings})"
+    if side % 2 ** (levels - 1):
         raise UserError(
-            f"--image-size {cfg.image_size} must be divisible by {2 ** (levels - 1)}: "
-            f"each of the {levels} U-Net levels after the first halves it"
+            f"{what} must be divisible by {2 ** (levels - 1)}: each of the {levels} U-Net levels after the first halves it"
         )
     if cfg.eval_samples and cfg.eval_steps > cfg.num_train_timesteps:
         raise UserError(
@@ -267,6 +300,12 @@ class BenchArgs:
     train_steps: NonNegative = 20
     """Timed training steps of the quick preset's batch (after 3 warm-up steps); 0 = skip."""
     runs: Path = Path("runs")
+    profile: bool = False
+    """Then profile a training step of the quick preset (its batch and bf16 autocast; torch.profiler, 3 steps
+    recorded after 2): a Chrome trace (trace.json) and the top operators by self time (top_ops.txt, top_ops.md)."""
+    profile_out: Path | None = None
+    """Folder for the profile (default: RUNS/diffusion-profile/<timestamp>; giving it turns --profile on; an earlier
+    profile there is replaced, any other non-empty folder refused)."""
 
 
 @dataclass

@@ -6,7 +6,10 @@ and "diffusers-ddpm" (the same two samplers from the library, equal to ours to f
 (DPM-Solver++, diffusers' only). The registered scheduler, the DDPMScheduler the U-Net was trained with, holds the
 noise schedule's config (betas, prediction type, clipping) that every sampler reads.
 
-It saves and loads like any diffusers pipeline (model_index.json + unet/ + scheduler/, safetensors):
+A latent pipeline (the `latent` preset, latent.py) also holds `vae`, the autoencoder whose latents the U-Net
+generates: the loop runs on latents, and `to_images` decodes them (Stable Diffusion's design).
+
+It saves and loads like any diffusers pipeline (model_index.json + unet/ + scheduler/ [+ vae/], safetensors):
 
     pipe = ClassConditionalPipeline.from_pretrained("runs/diffusion/NAME/pipeline")
     generator = torch.Generator().manual_seed(0)
@@ -20,11 +23,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, DiffusionPipeline, DPMSolverMultistepScheduler, UNet2DModel
+from diffusers import (
+    AutoencoderKL,
+    DDIMScheduler,
+    DDPMScheduler,
+    DiffusionPipeline,
+    DPMSolverMultistepScheduler,
+    UNet2DModel,
+)
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from .config import SAMPLERS
+from .latent import decode_latents
 from .schedule import alphas_cumprod, ddim_step, ddpm_step, guided, make_betas, sampling_timesteps
 
 LIBRARY_SCHEDULERS = {
@@ -41,21 +52,27 @@ def make_scheduler(sampler: str, config) -> DDPMScheduler | DDIMScheduler | DPMS
     if sampler == "dpm":
         # DPM-Solver steps in log-SNR (lambda); the cosine schedule's last steps have alpha_bar ~ 0, lambda -> -inf,
         # and the solver blows up there. Starting below lambda = -5.1 is diffusers' documented fix.
-        # Like DDIM's clip_sample, thresholding keeps its x_0 estimates in [-1, 1] (sample_max_value 1 = a clip).
-        options = {"lambda_min_clipped": -5.1, "thresholding": True, "sample_max_value": 1.0}
+        # Like DDIM's clip_sample, thresholding keeps its x_0 estimates in [-1, 1] (sample_max_value 1 = a clip);
+        # latents have no such range, and a latent pipeline clips neither (clip_sample False).
+        options = {"lambda_min_clipped": -5.1}
+        if config.clip_sample:
+            options |= {"thresholding": True, "sample_max_value": config.clip_sample_range}
         return DPMSolverMultistepScheduler.from_config(config, **options)
     return LIBRARY_SCHEDULERS[sampler].from_config(config)
 
 
-def training_scheduler(num_train_timesteps: int, beta_schedule: str, prediction_type: str) -> DDPMScheduler:
+def training_scheduler(
+    num_train_timesteps: int, beta_schedule: str, prediction_type: str, clip_sample: bool = True
+) -> DDPMScheduler:
     """The noise schedule as diffusers' config, saved in the pipeline: "trailing" timesteps start sampling at
-    t = T-1 whatever the step count (Lin et al. 2024), and clip_sample keeps x_0 estimates in the data range."""
+    t = T-1 whatever the step count (Lin et al. 2024), and clip_sample keeps x_0 estimates in the data range
+    [-1, 1] (pixels; not latents, whose range is not fixed: SD clips nothing either)."""
     return DDPMScheduler(
         num_train_timesteps=num_train_timesteps,
         beta_schedule=beta_schedule,
         prediction_type=prediction_type,
         timestep_spacing="trailing",
-        clip_sample=True,
+        clip_sample=clip_sample,
     )
 
 
@@ -69,13 +86,14 @@ class ClassConditionalOutput(BaseOutput):
 
 class ClassConditionalPipeline(DiffusionPipeline):
     """Class-conditional sampling with classifier-free guidance for a UNet2DModel with a class embedding whose
-    last label (num_class_embeds - 1) means "no class"."""
+    last label (num_class_embeds - 1) means "no class"; with `vae`, the U-Net's samples are latents to decode."""
 
-    model_cpu_offload_seq = "unet"
+    model_cpu_offload_seq = "unet->vae"
+    _optional_components = ["vae"]
 
-    def __init__(self, unet: UNet2DModel, scheduler: DDPMScheduler):
+    def __init__(self, unet: UNet2DModel, scheduler: DDPMScheduler, vae: AutoencoderKL | None = None):
         super().__init__()
-        self.register_modules(unet=unet, scheduler=scheduler)
+        self.register_modules(unet=unet, scheduler=scheduler, vae=vae)
 
     @property
     def num_classes(self) -> int:
@@ -110,7 +128,8 @@ class ClassConditionalPipeline(DiffusionPipeline):
         return ClassConditionalOutput(images=torch.cat(images), trajectory=trajectory)
 
     def _sample(self, labels, steps, guidance_scale, generator, sampler, trajectory_points) -> ClassConditionalOutput:
-        """The reverse process for one chunk of labels [B]: x_T ~ N(0, I), then `steps` denoising steps."""
+        """The reverse process for one chunk of labels [B]: x_T ~ N(0, I), then `steps` denoising steps (on
+        pixels, or on latents that `to_images` decodes at the end)."""
         config, unet = self.scheduler.config, self.unet
         T, prediction = config.num_train_timesteps, config.prediction_type
         clip = config.clip_sample_range if config.clip_sample else None
@@ -147,8 +166,12 @@ class ClassConditionalPipeline(DiffusionPipeline):
                 step = scheduler.step(output, t, x, generator=generator, **self._step_options(scheduler))
                 x, x0 = step.prev_sample, getattr(step, "pred_original_sample", None)  # DPM-Solver has no x0
             if i in keep:
-                trajectory.append(to_pixels(x0 if x0 is not None else x))
-        return ClassConditionalOutput(images=to_pixels(x), trajectory=trajectory)
+                trajectory.append(self.to_images(x0 if x0 is not None else x))
+        return ClassConditionalOutput(images=self.to_images(x), trajectory=trajectory)
+
+    def to_images(self, x: torch.Tensor) -> torch.Tensor:
+        """The U-Net's space -> [0, 1] pixels on the CPU: a latent pipeline decodes first, one call per sample."""
+        return to_pixels(decode_latents(self.vae, x) if self.vae is not None else x)
 
     @staticmethod
     def _step_options(scheduler) -> dict:

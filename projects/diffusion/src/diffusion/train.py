@@ -1,8 +1,10 @@
 """The diffusion training loop, written out (day 31). Accelerate supplies device, DDP and mixed precision;
 `dlshared.training` the run folder, logs and resume file; the noising and the objective come from schedule.py
-(the hand-written lesson); diffusers supplies the U-Net and the EMA of its weights.
+(the hand-written lesson); diffusers supplies the U-Net and the EMA of its weights. With --latent the same loop
+runs on an autoencoder's latents instead of pixels (latent.py).
 
     uv run diffusion train                                   # quick preset: digits, ~8 min on 2 CPU cores
+    uv run diffusion train --preset latent                   # latent diffusion: autoencoder first, then the U-Net
     uv run accelerate launch --num-processes 2 -m diffusion.cli train --preset full   # data-parallel
 """
 
@@ -31,6 +33,7 @@ from .artifacts import (
 from .config import PROJECT, TrainConfig, check_train_config
 from .data import load_data
 from .evaluate import evaluate_pipeline, load_or_train_judge
+from .latent import encode_latents, prepare_autoencoder
 from .model import build_unet
 from .pipeline import ClassConditionalPipeline, training_scheduler
 from .schedule import alphas_cumprod, diffusion_loss, make_betas, q_sample, training_target
@@ -83,9 +86,12 @@ def train(cfg: TrainConfig) -> dict:
         remove_stale_pipelines(run.dir / PIPELINE_DIR)  # left by a save killed mid-way (this process holds the lock)
     seed_everything(cfg.seed + accelerator.process_index)  # each process draws its own noise and timesteps
     data = load_data(cfg)
-    classes, channels = data.classes, data.train_images.shape[1]
+    classes, images, autoencoder = data.classes, data.train_images.to(accelerator.device), None
+    if cfg.latent:  # latent diffusion: an autoencoder trained first (or loaded) and frozen; the U-Net learns its codes
+        autoencoder, autoencoder_seconds = prepare_autoencoder(cfg, images, run)
+        images = encode_latents(autoencoder, images)  # [N, c, h, w] latents of unit variance, in place of pixels
     architecture = (cfg.block_out_channels, cfg.attention_levels, cfg.layers_per_block)
-    unet = build_unet(cfg.image_size, channels, len(classes), *architecture)
+    unet = build_unet(images.shape[-1], images.shape[1], len(classes), *architecture)
     null_label = len(classes)  # the "no class" label of classifier-free guidance
     parameters = sum(p.numel() for p in unet.parameters())
     card = {
@@ -96,13 +102,17 @@ def train(cfg: TrainConfig) -> dict:
         "channels": cfg.channels,
         "parameters": parameters,
     }
+    if autoencoder is not None:
+        card["latent_shape"] = list(images.shape[1:])
+        card["autoencoder_parameters"] = sum(p.numel() for p in autoencoder.parameters())
     run.save_json(card, "card.json")  # what a user of the pipeline needs: the class names, the data it learned
     log.print(
         f"data: {data.source}: {len(data.train_images)} train / {len(data.test_images)} held out, "
-        f"{len(classes)} classes; U-Net {parameters:,} parameters"
+        f"{len(classes)} classes; U-Net {parameters:,} parameters on {list(images.shape[1:])}"
     )
 
-    noise_scheduler = training_scheduler(cfg.num_train_timesteps, cfg.beta_schedule, cfg.prediction_type)
+    clip = not cfg.latent  # x_0 estimates are clipped to the pixels' [-1, 1]; latents have no fixed range
+    noise_scheduler = training_scheduler(cfg.num_train_timesteps, cfg.beta_schedule, cfg.prediction_type, clip)
     alpha_bar = alphas_cumprod(make_betas(cfg.beta_schedule, cfg.num_train_timesteps)).to(accelerator.device)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     lr_factor = partial(warmup_cosine, warmup=cfg.warmup_steps, total=cfg.steps)
@@ -113,14 +123,14 @@ def train(cfg: TrainConfig) -> dict:
     raw_unet = accelerator.unwrap_model(unet)  # without DDP's wrapper: what the EMA follows and resume.pt holds
     step, history = resume_or_start(run, raw_unet, optimizer, lr_schedule, ema)
     ema.to(accelerator.device)
-    images, labels = data.train_images.to(accelerator.device), data.train_labels.to(accelerator.device)
+    labels = data.train_labels.to(accelerator.device)
     meter = run.meter(cfg.steps, step, every=cfg.log_every, unit="samples", warmup=5)
 
     # --- the loop: a random batch, noised to random steps; the U-Net learns to undo it ---
     unet.train()
     while step < cfg.steps:
         index = batch_indices(len(images), cfg.batch_size, cfg.seed, step, accelerator.process_index)
-        x0, y = images[index], labels[index]
+        x0, y = images[index], labels[index]  # [B, C, H, W] pixels (or [B, c, h, w] latents), [B]
         y = torch.where(torch.rand(len(y), device=y.device) < cfg.label_dropout, null_label, y)  # for guidance
         noise = torch.randn_like(x0)
         t = torch.randint(0, cfg.num_train_timesteps, (len(x0),), device=x0.device)
@@ -145,7 +155,7 @@ def train(cfg: TrainConfig) -> dict:
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             with meter.paused():
                 # built before run.checkpoint saves the RNG: a resumed run then draws what this one draws next
-                pipe = ClassConditionalPipeline(ema_copy(raw_unet, ema), noise_scheduler)
+                pipe = ClassConditionalPipeline(ema_copy(raw_unet, ema), noise_scheduler, autoencoder)
                 publish = partial(save_pipeline_atomically, pipe, run.dir / PIPELINE_DIR)
                 counters = {"step": step, "history": history, "ema": ema.state_dict()}
                 run.checkpoint(raw_unet, optimizer, lr_schedule, publish, **counters)
@@ -158,6 +168,7 @@ def train(cfg: TrainConfig) -> dict:
         "train_samples_per_s": round(meter.rate, 1),
         "final_loss": history[-1]["loss"] if history else None,
         "parameters": parameters,
+        **({"autoencoder_seconds": round(autoencoder_seconds, 1)} if cfg.latent else {}),
         "processes": accelerator.num_processes,
         "run_dir": str(run.dir),
     }
