@@ -30,14 +30,15 @@ def test_detect_and_segment_an_example_in_the_page(tiny_run, tiny_unet, tmp_path
             expect_text(page, "⚠️")  # no image yet: a message where the count of objects goes
 
             page.locator("button.gallery-item", has_text="7").first.click()  # example seed 7 draws its picture
-            page.locator("img").first.wait_for()  # the input picture, the page's first image
+            served = page.locator("img[src*='/file=']")  # pictures the demo served (not the page's own logos)
+            served.first.wait_for()  # the example's picture is in the input box before Detect is pressed
             page.get_by_role("button", name="Detect").click()
             expect_text(page, re.compile(r"^\d+ objects above score 0\.30$"))
-            page.get_by_role("tabpanel").locator("img").first.wait_for()  # the boxes drawn, in the Detection tab
+            served.nth(1).wait_for()  # the boxes drawn, in the Detection tab
             screenshot(page, ASSETS / "demo.png", tmp_path)
 
             page.get_by_role("tab", name="Segmentation").click()
             page.get_by_role("button", name="Segment").click()
-            page.get_by_role("tabpanel").locator("img").first.wait_for()  # the classes coloured over it
+            page.get_by_role("tabpanel").locator("img[src*='/file=']").first.wait_for()  # the classes coloured over it
     finally:
         demo.close()
