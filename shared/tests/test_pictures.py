@@ -45,3 +45,13 @@ def test_save_figures_writes_pngs_and_tensorboard_images(tmp_path):
     events.Reload()
     assert events.Tags()["images"] == ["curves"]
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_eval_pictures_go_where_asked_else_into_the_run_but_never_into_the_shipped_folder(tmp_path, capsys):
+    from dlshared.pictures import eval_pictures_dir
+
+    run, shipped = tmp_path / "runs" / "a", tmp_path / "pkg" / "weights" / "quick"
+    assert eval_pictures_dir(run, tmp_path / "out", shipped) == tmp_path / "out"
+    assert eval_pictures_dir(run, None, shipped) == run
+    assert eval_pictures_dir(shipped, None, shipped) is None and "--pictures DIR" in capsys.readouterr().out
+    assert eval_pictures_dir(shipped, tmp_path / "out", shipped) == tmp_path / "out"

@@ -72,3 +72,14 @@ def save_figures(run_dir: str | os.PathLike, figures: Mapping[str, Any], log: An
         plt.close(fig)
         paths[name] = str(path)
     return paths
+
+
+def eval_pictures_dir(run_dir: str | os.PathLike, pictures: str | os.PathLike | None, shipped: Path | None = None):
+    """Where `eval` writes its pictures: `--pictures DIR` when given, else the run folder it evaluates; None (write
+    nothing, say so) for the weights a package ships, whose folder belongs to the installed package."""
+    if pictures is not None:
+        return Path(pictures)
+    if shipped is not None and Path(run_dir).resolve() == Path(shipped).resolve():
+        print(f"eval pictures: not written into the shipped weights' folder {run_dir}; pass --pictures DIR")
+        return None
+    return Path(run_dir)
