@@ -19,6 +19,9 @@ from .model import NodeClassifier
 
 NODE_CARD = "card.json"
 """Written by node-classification runs only: how `eval`/`demo` tell them from recommendation runs."""
+SHIPPED = Path(__file__).resolve().parent / "weights" / "quick"
+"""The quick preset's run (seed 0's model), shipped with the package (weights/quick/README.md: command, commit,
+accuracy): `graph demo` serves it at once on a fresh clone, before anything is trained."""
 
 
 @dataclass

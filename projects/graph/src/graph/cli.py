@@ -57,7 +57,7 @@ def recommend_command(args: RecommendArgs) -> dict:
 def demo_command(args: DemoArgs) -> None:
     from dlshared.demo import serve
 
-    from .artifacts import NODE_CARD, load_node_run
+    from .artifacts import NODE_CARD, SHIPPED, load_node_run
     from .demo import build_demo
     from .train import train
 
@@ -66,7 +66,7 @@ def demo_command(args: DemoArgs) -> None:
     def build(run_dir: Path):
         return build_demo(load_node_run(run_dir, args.device), recs)
 
-    serve(PROJECT, args, build, train, PRESETS["quick"], NODE_CARD)
+    serve(PROJECT, args, build, train, PRESETS["quick"], NODE_CARD, shipped=SHIPPED)
 
 
 def exported_recommender(runs: Path) -> Path | None:
@@ -106,7 +106,9 @@ COMMANDS = {
         BenchArgs,
         "Throughput: sampled vs full-batch training; LightGCN epochs (--profile: a trace).",
     ),
-    "demo": Command(demo_command, DemoArgs, "Serve the Gradio demo (trains a quick model first if none exists)."),
+    "demo": Command(
+        demo_command, DemoArgs, "Serve the Gradio demo (the newest run, else the shipped quick model: no training)."
+    ),
 }
 
 

@@ -241,7 +241,7 @@ class DepthArgs:
 @dataclass
 class DemoArgs:
     ckpt: Path | None = None
-    """Run folder of a node run. Unset: the newest under --runs, or a quick run trained first."""
+    """Run folder of a node run. Unset: the newest under --runs, else the quick model shipped with the package."""
     runs: Path = Path("runs")
     host: str = "127.0.0.1"
     port: Port = 7860
