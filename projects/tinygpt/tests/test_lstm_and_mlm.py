@@ -45,6 +45,10 @@ def test_each_variant_trains_loads_and_eval_reproduces_its_loss(variant_run, cap
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["loss"] == metrics["val_loss"]  # the masked positions are the same on every call
     assert printed["objective"] == ("mlm" if kind == "mlm" else "clm")
+    # attention.png in the run folder: the encoder's attention, both directions; an LSTM has none to draw
+    drawn = Path(metrics["run_dir"]) / "attention.png"
+    assert printed["pictures"] == ({} if kind == "lstm" else {"attention": str(drawn)})
+    assert (Path(metrics["run_dir"]) / "curves.png").is_file()
 
 
 def test_each_variant_resumes_exactly_where_it_stopped(variant_run, tmp_path):

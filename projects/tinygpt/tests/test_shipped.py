@@ -18,6 +18,8 @@ def test_the_shipped_model_scores_what_its_card_says_on_its_validation_split(cap
     recorded = json.loads((SHIPPED / "metrics.json").read_text(encoding="utf-8"))
     main(["eval", "--ckpt", str(SHIPPED)])
     measured = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    # the folder belongs to the installed package: eval draws nothing into it unless --pictures says where
+    assert measured["pictures"] == {} and not (SHIPPED / "attention.png").exists()
     # the corpus is this Python's standard library: the figure is exact on the version that trained the model
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
     if recorded["data"] == f"Python {python} stdlib source":

@@ -7,7 +7,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
+from tuner import artifacts
 from tuner.cli import main
 from tuner.config import PRESETS
 
@@ -47,12 +49,66 @@ def test_the_losses_fall_and_metrics_cover_every_model(tiny_run):
     assert saved["dpo/pref_acc"] == m["dpo/pref_acc"]
 
 
+def assert_png(path: Path, min_width: int = 400, min_height: int = 150) -> None:
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.width >= min_width and image.height >= min_height, image.size
+
+
 def test_eval_reproduces_the_saved_metrics(tiny_run, capsys):
     main(["eval", "--ckpt", tiny_run["run_dir"]])
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for key, value in result.items():
         if "/" in key:
             assert value == tiny_run[key], key
+    assert result["pictures"] == {"answers": str(Path(tiny_run["run_dir"]) / "answers.png")}  # no --pictures
+
+
+def test_train_draws_every_stages_curve_and_tensorboard_gets_it(tiny_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = Path(tiny_run["run_dir"])
+    assert_png(run / "curves.png")
+    assert "curves" in EventAccumulator(str(run / "logs" / "pictures")).Reload().Tags()["images"]
+    # what the picture draws, kept small in metrics.json: pretraining's loss a mean every 20 steps, trl's log lines
+    tiny = PRESETS["tiny"]
+    assert [h["step"] for h in tiny_run["pretrain_history"]] == [20, tiny.pretrain_steps]
+    assert [h["step"] for h in tiny_run["sft_history"]] == list(range(1, tiny.sft_steps + 1))  # logging_steps 1
+    assert tiny_run["sft_history"][0]["sft_loss"] == tiny_run["sft_loss_first"]
+    assert tiny_run["dpo_history"][0]["dpo_loss"] == tiny_run["dpo_loss_first"]
+    assert tiny_run["dpo_history"][-1]["reward_accuracy"] == tiny_run["dpo_train_reward_acc"]
+    assert tiny_run["dpo_history"][-1]["reward_margin"] == tiny_run["dpo_train_margin"]
+
+
+def test_eval_draws_the_answers_the_task_metric_graded(tiny_run, tmp_path, capsys):
+    from tuner.artifacts import run_config
+    from tuner.data import load_task_data
+    from tuner.pictures import answer_rows
+
+    main(["eval", "--ckpt", tiny_run["run_dir"], "--pictures", str(tmp_path / "pictures")])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["pictures"] == {"answers": str(tmp_path / "pictures" / "answers.png")}
+    assert_png(tmp_path / "pictures" / "answers.png")
+    # the rows of the table are the greedy answers evaluate graded: over all held-out prompts, its numbers again
+    run = Path(tiny_run["run_dir"])
+    cfg = run_config(run)
+    data = load_task_data(cfg)
+    compared, rows = answer_rows(run, cfg, data, n=len(data.eval_items))
+    assert compared == ["base", "dpo"] and len(rows) == PRESETS["tiny"].eval_prompts
+    for stage in compared:
+        verdicts = [row["answers"][stage][1] for row in rows]
+        assert sum(c and f for c, f in verdicts) / len(rows) == tiny_run[f"{stage}/task"], stage
+        assert sum(c for c, _ in verdicts) / len(rows) == tiny_run[f"{stage}/correct"], stage
+        shown = [row["prompt"].replace("\n", " ") + row["answers"][stage][0] for row in rows[:3]]
+        assert shown == tiny_run[f"{stage}/samples"], stage
+
+
+def test_eval_draws_nothing_into_the_shipped_weights_folder(tiny_run, monkeypatch, capsys):
+    run = Path(tiny_run["run_dir"])
+    monkeypatch.setattr(artifacts, "SHIPPED", run)  # as if this run were the package's weights/quick
+    (run / "answers.png").unlink(missing_ok=True)
+    main(["eval", "--ckpt", str(run), "--eval-prompts", "2"])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["pictures"] == {} and not (run / "answers.png").exists()
 
 
 def test_resume_skips_finished_stages_and_a_single_stage_reruns(tiny_run, tmp_path):
@@ -90,6 +146,7 @@ def test_overwrite_replaces_a_run_and_a_resumed_run_keeps_its_base(tiny_run, tmp
     assert sorted(p.name for p in (tmp_path / "tuner" / "o").iterdir()) == [
         "base",
         "config.json",
+        "curves.png",
         "logs",
         "metrics.json",
     ]

@@ -37,8 +37,12 @@ def test_train_on_a_users_preference_file(tiny_run, tmp_path, capsys):
     assert "base/task" not in m  # no task metric for a user's file: there is no rule to check
     run = tmp_path / "tuner" / "mine"
     assert not (run / "base").exists() and (run / "dpo" / "adapter_model.safetensors").is_file()
+    assert (run / "curves.png").is_file()  # SFT and DPO panels; no pretraining here
     main(["eval", "--ckpt", str(run), "--data", str(data)])  # eval on a whole file
-    assert last_json(capsys)["heldout_pairs"] == 20
+    result = last_json(capsys)
+    assert result["heldout_pairs"] == 20
+    # no rule to check a user's answers: the table shows the chosen answer beside the base's and the tuned one's
+    assert result["pictures"] == {"answers": str(run / "answers.png")} and (run / "answers.png").is_file()
 
 
 def test_dpo_alone_on_a_base_with_a_fresh_all_linear_adapter(tiny_run, tmp_path, capsys):

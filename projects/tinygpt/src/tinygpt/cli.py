@@ -23,16 +23,21 @@ from .config import (
 
 
 def eval_command(args: EvalArgs) -> dict:
-    """Loss and perplexity of a run on its own validation split (every window: train's final val_loss) or a file."""
+    """Loss and perplexity of a run on its own validation split (every window: train's final val_loss) or a file;
+    attention.png of --prompt."""
     import torch
 
-    from .artifacts import check_device, load_model, read_run_config, resolve_checkpoint
+    from dlshared.pictures import eval_pictures_dir
+
+    from .artifacts import SHIPPED, check_device, load_model, read_run_config, resolve_checkpoint
     from .data import load_text, read_text_file, split_text
     from .evaluate import evaluate_loss, loss_by_position, perplexity, precision_autocast
+    from .pictures import eval_pictures, prompt_ids
 
     check_device(args.device)
     run_dir = resolve_checkpoint(args.ckpt, args.runs)
     loaded = load_model(run_dir, args.device)
+    prompt_ids(loaded, args.prompt)  # a prompt attention.png cannot draw is refused before the loss is computed
     run_cfg = read_run_config(run_dir)
     if args.data is not None:
         text, split = read_text_file(args.data), str(args.data)
@@ -61,6 +66,8 @@ def eval_command(args: EvalArgs) -> dict:
             raise UserError("--by-position scores next-token prediction; an mlm run predicts masked tokens instead")
         by_position = loss_by_position(loaded.model, ids, block, batch_size)
         result["loss_by_position"] = [round(value, 4) for value in by_position]
+    folder = eval_pictures_dir(run_dir, args.pictures, shipped=SHIPPED)
+    result["pictures"] = eval_pictures(loaded, args.prompt, folder) if folder is not None else {}
     return result
 
 
@@ -113,7 +120,9 @@ COMMANDS = {
         resumes=PROJECT,  # --resume: the run's own config.json, with the typed flags it may change on top
         may_change=RESUME_MAY_CHANGE,
     ),
-    "eval": Command(eval_command, EvalArgs, "Loss and perplexity on the run's validation split or a text file."),
+    "eval": Command(
+        eval_command, EvalArgs, "Loss and perplexity on the run's validation split or a text file; attention.png."
+    ),
     "generate": Command(generate_command, GenerateArgs, "Continue a prompt, streamed to stdout."),
     "export": Command(
         "tinygpt.export:export_hf", ExportArgs, "Export a Hugging Face model folder (GPT-2 or Llama) + tokenizer."

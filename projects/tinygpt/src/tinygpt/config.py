@@ -271,6 +271,11 @@ class EvalArgs(CheckpointArgs):
     by_position: bool = False
     """Also the mean next-token loss at each position of the window (256 windows): how much the model gains from
     context (compare an LSTM with a GPT: benchmarks/lstm_vs_gpt.py draws it)."""
+    prompt: str = "def __init__(self):\n    self."
+    """Text whose attention attention.png draws (every head of the first and the last layer); at most the model's
+    context in tokens. The default is Python, the quick preset's corpus."""
+    pictures: Path | None = None
+    """Folder for the eval pictures (unset: the run folder; nothing for the shipped weights)."""
 
 
 @dataclass

@@ -18,6 +18,7 @@ import torch
 
 from dlshared.cli import UserError, validate
 from dlshared.monitor import mfu
+from dlshared.pictures import save_figures
 from dlshared.seed import seed_everything
 from dlshared.training import start_run
 
@@ -29,6 +30,7 @@ from .generate import generate
 from .model import LanguageModel, build_model, model_config
 from .parallel import bytes_per_rank, shard, sharded_targets, whole_state
 from .perf import peak_flops, reuse_freed_memory
+from .pictures import curves
 from .tokenizer import Tokenizer
 
 
@@ -114,6 +116,7 @@ def train(cfg: TrainConfig) -> dict:
     resumable = sharded_targets(model, optimizer) if fsdp else (raw_model, optimizer)
     progress = run.resume(*resumable) or {"iter": 0, "history": []}
     it, history = progress["iter"], progress["history"]
+    batch_losses = progress.get("batch_losses", [])  # the loss every log_interval steps, for curves.png
     if cfg.resume:
         batches.load_state(progress["per_rank"])  # this rank's own position in its own stream of windows
     tokens_per_step = cfg.batch_size * cfg.block_size * cfg.grad_accum * accelerator.num_processes
@@ -149,6 +152,8 @@ def train(cfg: TrainConfig) -> dict:
         optimizer.zero_grad(set_to_none=True)
         it += 1
         meter.step(it, tokens_per_step, loss=loss, lr=lr, mfu=mfu(flops_per_token, meter.rate, total_peak))
+        if it % cfg.log_interval == 0:
+            batch_losses.append({"iter": it, "batch_loss": round(loss.item(), 4)})
         if it % cfg.eval_interval == 0 or it == cfg.max_iters:
             with meter.paused():
                 losses = estimate_losses(raw_model, data, cfg, accelerator.autocast)
@@ -156,7 +161,8 @@ def train(cfg: TrainConfig) -> dict:
                 log_estimates(log, it, losses, meter.rate)
                 saved = whole_state(model, optimizer) if fsdp else (raw_model, optimizer)  # FSDP: gathered, every rank
                 publish = partial(save_model, saved[0], data.tokenizer, run.dir, {"iter": str(it)})
-                run.checkpoint(*saved, None, publish, iter=it, history=history, per_rank=batches.state())
+                counters = {"iter": it, "history": history, "batch_losses": batch_losses, "per_rank": batches.state()}
+                run.checkpoint(*saved, None, publish, **counters)
     meter.close()
     train_seconds, tokens_per_s = meter.seconds, meter.rate
 
@@ -169,6 +175,9 @@ def train(cfg: TrainConfig) -> dict:
         with accelerator.autocast():
             sample = sample_text(raw_model, data.tokenizer, cfg.sample_tokens, cfg.seed)
         log.print(f"sample:\n{sample}\n")
+    if run.is_main:  # RUN/curves.png, and the same image in TensorBoard
+        title = f"{cfg.arch} ({cfg.objective}), {raw_model.num_params():,} parameters: val loss {val_loss:.4f}"
+        save_figures(run.dir, {"curves": curves(history, batch_losses, val_loss, title)}, log=log)
     metrics = {
         "val_loss": round(val_loss, 4),
         "val_loss_estimate": history[-1]["val_loss_estimate"],

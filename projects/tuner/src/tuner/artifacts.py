@@ -19,6 +19,9 @@ from dlshared.runs import latest_run
 
 from .config import PROJECT, TrainConfig
 
+SHIPPED: Path | None = None
+"""The weights the package ships, whose folder eval draws no pictures into. None: tuner ships none yet.
+SHIPPED: set to Path(__file__).resolve().parent / "weights" / "quick" once they are added."""
 STAGES = ("base", "sft", "dpo")
 DONE = {"base": "model.safetensors", "sft": "adapter_model.safetensors", "dpo": "adapter_model.safetensors"}
 

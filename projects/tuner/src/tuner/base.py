@@ -22,6 +22,7 @@ from dlshared.monitor import RunLogger
 from dlshared.training import Meter
 
 from .config import TrainConfig
+from .pictures import window_means
 from .task import pretrain_corpus
 
 PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
@@ -190,4 +191,5 @@ def pretrain(cfg: TrainConfig, train_pairs, out_dir: Path, logs: Path) -> dict:
         "pretrain_seconds": round(meter.seconds, 1),
         "base_params": sum(p.numel() for p in model.parameters()),
         "pretrain_perplexity": round(math.exp(sum(tail) / len(tail)), 3),
+        "pretrain_history": window_means(losses, every=20, key="pretrain_loss"),  # the meter's interval; curves.png
     }

@@ -9,21 +9,28 @@ from dlshared.cli import Command, run_cli
 
 from .config import PRESETS, PROJECT, BenchArgs, DemoArgs, EvalArgs, ExportArgs, TrainConfig
 
-SAMPLES = ("history", "base/samples", "sft/samples", "dpo/samples")
-"""Left out of the printed JSON line: sample answers stay in metrics.json."""
+SAMPLES = ("history", "pretrain_history", "sft_history", "dpo_history", "base/samples", "sft/samples", "dpo/samples")
+"""Left out of the printed JSON line: sample answers and the stages' curves stay in metrics.json."""
 
 
 def eval_command(args: EvalArgs) -> dict:
-    from .artifacts import resolve_run, run_config
+    """The metrics of every model the run holds; answers.png: base and tuned answers to held-out prompts."""
+    from dlshared.pictures import eval_pictures_dir
+
+    from .artifacts import SHIPPED, resolve_run, run_config
     from .data import load_task_data, read_heldout_pairs
     from .evaluate import evaluate_run
+    from .pictures import eval_pictures
 
     run_dir = resolve_run(args.ckpt, args.runs)
     cfg = run_config(run_dir)
     if args.eval_prompts is not None:
         cfg = replace(cfg, eval_prompts=args.eval_prompts)
     data = load_task_data(cfg) if args.data is None else read_heldout_pairs(args.data)
-    return {**evaluate_run(run_dir, cfg, data), "data": data.source, "run_dir": str(run_dir)}
+    result = {**evaluate_run(run_dir, cfg, data), "data": data.source, "run_dir": str(run_dir)}
+    folder = eval_pictures_dir(run_dir, args.pictures, shipped=SHIPPED)
+    result["pictures"] = eval_pictures(run_dir, cfg, data, folder) if folder is not None else {}
+    return result
 
 
 def demo_command(args: DemoArgs) -> None:
@@ -52,7 +59,7 @@ COMMANDS = {
     "eval": Command(
         eval_command,
         EvalArgs,
-        "Task metric and held-out preference accuracy of a run's base, SFT and DPO models.",
+        "Task metric and held-out preference accuracy of a run's base, SFT and DPO models; answers.png.",
         hide=SAMPLES,
     ),
     "export": Command(

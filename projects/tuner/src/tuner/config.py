@@ -193,6 +193,8 @@ class EvalArgs(RunArgs):
     held-out prompts and pairs."""
     eval_prompts: Positive | None = None
     """Held-out prompts to score (default: as in training)."""
+    pictures: Path | None = None
+    """Folder for the eval pictures (unset: the run folder; nothing for the shipped weights)."""
 
 
 @dataclass

@@ -22,6 +22,7 @@ from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 from .config import TrainConfig
 from .dpo import DPOOutput, dpo_loss
 from .lora import check_targets, load_policy, lora_config, trainable_report
+from .pictures import DPO_NAMES, SFT_NAMES, trainer_history
 
 MAX_LENGTH = 512
 """Longest prompt + answer in tokens; longer examples are cut (trl's keep_start)."""
@@ -88,6 +89,7 @@ def sft(cfg: TrainConfig, base: str | Path, rows: list[dict], out_dir: Path, log
         "sft_token_accuracy": _last(history, "mean_token_accuracy"),
         "sft_seconds": round(time.perf_counter() - started, 1),
         "sft_samples_per_s": _last(history, "train_samples_per_second"),
+        "sft_history": trainer_history(history, SFT_NAMES),  # for curves.png
     }
 
 
@@ -188,4 +190,5 @@ def dpo(cfg: TrainConfig, base: str | Path, adapter: Path | None, pairs: list[di
         "dpo_train_margin": _last(history, "rewards/margins"),
         "dpo_seconds": round(time.perf_counter() - started, 1),
         "dpo_samples_per_s": _last(history, "train_samples_per_second"),
+        "dpo_history": trainer_history(history, DPO_NAMES),  # for curves.png
     }

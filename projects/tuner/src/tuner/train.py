@@ -135,6 +135,7 @@ def train(cfg: TrainConfig) -> dict:
     """Run the stages `cfg.stage` asks for, then evaluate every model the run holds; returns the metrics (also
     written to RUN/metrics.json)."""
     from .evaluate import evaluate_run
+    from .pictures import save_curves
 
     # --- set-up: checks, the run folder (locked while this process trains in it), its config, the data ---
     check_config(cfg)
@@ -162,6 +163,7 @@ def train(cfg: TrainConfig) -> dict:
         metrics |= {"data": data.source, "template": data.template, "run_dir": str(run_dir)}
         metrics["total_seconds"] = round(time.perf_counter() - started, 1)
         save_json(metrics, run_dir / "metrics.json")
+        save_curves(run_dir, metrics, cfg.dpo_sft_weight)  # RUN/curves.png, every stage the run holds
     finally:
         lock.release()
     return metrics
