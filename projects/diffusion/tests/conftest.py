@@ -45,3 +45,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def assert_png(path: Path, min_width: int, min_height: int) -> None:
+    """`path` is a real PNG picture, at least this big."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.width >= min_width and image.height >= min_height, image.size
+
+
+def tensorboard_images(run_dir) -> set[str]:
+    """The tags of the images TensorBoard holds for a run folder."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    return set(EventAccumulator(str(run_dir)).Reload().Tags()["images"])

@@ -76,6 +76,8 @@ def test_a_vae_run_is_evaluated_by_the_same_verb(runs_root, capsys):
         ["eval", "--ckpt", str(runs_root / "diffusion/vae-cli"), "--n", "20", "--runs", str(runs_root)], capsys
     )
     assert metrics["model"] == "vae" and metrics["samples"] == 20 and 0 <= metrics["accuracy"] <= 1
+    samples_png = runs_root / "diffusion/vae-cli/samples.png"  # a row per class of what was judged, as for diffusion
+    assert metrics["pictures"] == {"samples": str(samples_png)} and Image.open(samples_png).format == "PNG"
 
 
 def test_export_writes_a_diffusers_folder_that_loads(tiny_run, tmp_path, capsys):

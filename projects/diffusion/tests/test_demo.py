@@ -1,13 +1,18 @@
-"""The demo, served on 127.0.0.1 and called through gradio_client, as a user's browser would."""
+"""The demo, served on 127.0.0.1 and called through gradio_client, as a user's browser would: the class is one of
+the dropdown's names, and the samples stream in while they are denoised."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from diffusion.artifacts import load_pipeline
 from diffusion.demo import build_demo
+from diffusion.sample import make_grid
 from dlshared.demo import launch
 from dlshared.display import markdown_text
 from dlshared.testing import free_port
@@ -26,7 +31,7 @@ def client(tiny_run, runs_root):
 
 @pytest.mark.parametrize("scheduler", ["ddim", "ddpm", "dpm", "diffusers-ddim"])
 def test_generate_returns_a_grid_and_a_denoising_strip(client, scheduler):
-    grid, strip, message = client.predict(4, scheduler, 5, 2.0, 0, api_name="/generate")
+    grid, strip, message = client.predict("4", scheduler, 5, 2.0, 0, api_name="/generate")
     assert "class **4**" in message
     assert Image.open(grid).size == (4 * 18 * 4, 4 * 18 * 4)  # 4x4 tiles of 16 px + 1 px border, x4
     assert Image.open(strip).size[0] == 5 * 18 * 6  # 5 steps -> 5 trajectory points
@@ -35,17 +40,15 @@ def test_generate_returns_a_grid_and_a_denoising_strip(client, scheduler):
 @pytest.mark.parametrize(
     "inputs, expected",
     [
-        ((10, "ddim", 5, 2.0, 0), "between 0 and 9"),
-        ((-1, "ddim", 5, 2.0, 0), "between 0 and 9"),
-        ((3, "ddim", 0, 2.0, 0), "steps must be a whole number between 1 and 1000, got 0"),
-        ((3, "ddim", 2000, 2.0, 0), "steps must be a whole number between 1 and 1000, got 2000"),
-        ((3, "ddim", None, 2.0, 0), "Fill in every field"),
-        ((3, "ddim", 5, 2.0, -1), "seed must be a whole number between 0 and 4294967295"),
-        ((3, "ddim", 5, 2.0, 2**70), "seed must be a whole number between 0 and 4294967295"),
+        ((None, "ddim", 5, 2.0, 0), "Choose a class"),
+        (("3", "ddim", 0, 2.0, 0), "steps must be a whole number between 1 and 1000, got 0"),
+        (("3", "ddim", 2000, 2.0, 0), "steps must be a whole number between 1 and 1000, got 2000"),
+        (("3", "ddim", None, 2.0, 0), "Fill in every field"),
+        (("3", "ddim", 5, 2.0, -1), "seed must be a whole number between 0 and 4294967295"),
+        (("3", "ddim", 5, 2.0, 2**70), "seed must be a whole number between 0 and 4294967295"),
     ],
     ids=[
-        "class-10",
-        "class-minus-1",
+        "no-class",
         "zero-steps",
         "too-many-steps",
         "empty-steps",
@@ -57,6 +60,37 @@ def test_bad_inputs_get_a_message(client, inputs, expected):
     grid, strip, message = client.predict(*inputs, api_name="/generate")
     assert expected in message and grid is None and strip is None
     assert "--" not in message  # a demo message, not a CLI flag
+
+
+@pytest.mark.parametrize("bad", ["10", "-1", "four", 4], ids=["10", "minus-1", "a-word", "an-index"])
+def test_a_class_that_is_not_a_choice_is_refused_naming_the_choices(client, bad):
+    """The API can send anything; Gradio refuses a value that is not one of the dropdown's names, saying which are
+    (the page's dropdown offers only those). An index is not a name: the API speaks the names the page shows."""
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match=r"not in the list of choices: \['0', '1', .*'9'\]"):
+        client.predict(bad, "ddim", 5, 2.0, 0, api_name="/generate")
+
+
+def test_generate_streams_the_denoising_then_the_final_grid(client, tiny_run):
+    """The handler is a generator: the page gets the x_0 estimates every few steps (every step of 5), then the
+    final grid, which holds the very samples the pipeline draws with that seed (PNG: not a pixel lost)."""
+    job = client.submit("4", "ddim", 5, 2.0, 0, api_name="/generate")
+    job.result()
+    *live, final = job.outputs()
+    assert [message for _, _, message in live] == [
+        f"Denoising: step {step} of 5 (the x_0 estimates so far)" for step in range(1, 5)
+    ]
+    assert final[2].startswith("16 samples of class **4**")
+    pipe = load_pipeline(Path(tiny_run["run_dir"]))
+    samples = pipe(torch.full((16,), 4), 5, 2.0, torch.Generator().manual_seed(0), "ddim").images
+    expected = make_grid(samples, columns=4)
+    assert np.array_equal(np.asarray(Image.open(final[0])), expected)
+    assert not np.array_equal(np.asarray(Image.open(live[0][0])), expected)  # the first update: an early estimate
+    first_strip, final_strip = (np.asarray(Image.open(strip)) for strip in (live[0][1], final[1]))
+    cell = 18 * 6  # the strip keeps its 5 cells, white until their step is reached
+    assert first_strip.shape == final_strip.shape == (cell, 5 * cell)
+    assert first_strip[:, -cell:].min() == 255 and final_strip[:, -cell:].min() < 255
 
 
 def test_number_fields_refuse_what_gradio_lets_through():
@@ -90,7 +124,7 @@ def test_names_from_card_json_are_shown_as_text_not_markup(tiny_run, tmp_path):
     assert "&lt;script&gt;x&lt;" in page and "<script>" not in page
     url = launch(demo, port=free_port(), block=False)
     try:
-        _, _, message = Client(url, verbose=False).predict(0, "ddim", 1, 2.0, 0, api_name="/generate")
+        _, _, message = Client(url, verbose=False).predict(classes[0], "ddim", 1, 2.0, 0, api_name="/generate")
     finally:
         demo.close()
     assert markdown_text(classes[0]) in message and "&lt;img src\\=x" in message and "<img" not in message

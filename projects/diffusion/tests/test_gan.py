@@ -25,6 +25,8 @@ from dlshared.checkpoint import load_json
 from dlshared.cli import UserError
 from dlshared.training import Run
 
+from .conftest import assert_png, tensorboard_images
+
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Metric `Kernel Inception Distance`"),
     pytest.mark.usefixtures("one_thread"),
@@ -77,6 +79,8 @@ def test_train_tiny_writes_loadable_files_and_the_discriminator_learns(tiny_run)
     run_dir, history = tiny_run["run_dir"], tiny_run["history"]
     assert history[-1]["d_loss"] < history[0]["d_loss"]  # starts near log 4 = 1.386, the loss of a coin flip
     assert history[-1]["step"] == GAN_PRESETS["tiny"].steps
+    assert_png(f"{run_dir}/curves.png", 700, 300)  # the history, and the judged accuracy at the end
+    assert "curves" in tensorboard_images(run_dir)
     saved = load_json(f"{run_dir}/metrics.json")
     assert {"accuracy", "fid", "kid", "train_seconds", "train_samples_per_s", "run_dir"} <= saved.keys()
     assert load_json(f"{run_dir}/card.json")["model"] == "gan"  # what eval and the demo read

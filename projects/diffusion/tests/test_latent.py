@@ -27,7 +27,7 @@ from dlshared.checkpoint import load_resume_state
 from dlshared.cli import UserError, run_cli
 from dlshared.runs import RunLock
 
-from .conftest import tiny_config
+from .conftest import assert_png, tensorboard_images, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -82,6 +82,9 @@ def test_a_tiny_latent_run_trains_saves_and_evaluates(latent_run):
     assert card["latent_shape"] == [4, 8, 8] and card["image_size"] == 16
     losses = [h["loss"] for h in latent_run["history"]]
     assert losses[-1] < losses[0]
+    for phase in ("autoencoder_curves", "curves"):  # the autoencoder first (20 steps: one record), then the U-Net
+        assert_png(run / f"{phase}.png", 700, 300)
+    assert {"autoencoder_curves", "curves"} <= tensorboard_images(run)
     assert latent_run["eval"]["samples"] == 20 and latent_run["autoencoder_seconds"] > 0
     pipe = load_pipeline(run)
     assert pipe.unet.config.sample_size == 8 and pipe.unet.config.in_channels == 4

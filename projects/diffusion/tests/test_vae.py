@@ -27,6 +27,8 @@ from dlshared.checkpoint import RESUME_NAME, load_json
 from dlshared.cli import UserError
 from dlshared.training import Run
 
+from .conftest import assert_png, tensorboard_images
+
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Metric `Kernel Inception Distance`"),
     pytest.mark.usefixtures("one_thread"),
@@ -96,6 +98,8 @@ def test_train_tiny_writes_loadable_files_and_the_loss_falls(tiny_run):
     history = tiny_run["history"]
     assert history[-1]["recon"] < history[0]["recon"]
     assert history[-1]["step"] == VAE_PRESETS["tiny"].steps
+    assert_png(f"{run_dir}/curves.png", 700, 300)  # the history, and the judged accuracy at the end
+    assert "curves" in tensorboard_images(run_dir)
     saved = load_json(f"{run_dir}/metrics.json")
     assert {"accuracy", "fid", "kid", "train_seconds", "train_samples_per_s", "run_dir"} <= saved.keys()
     assert saved["samples"] == VAE_PRESETS["tiny"].eval_samples

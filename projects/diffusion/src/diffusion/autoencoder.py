@@ -27,6 +27,7 @@ from dlshared.checkpoint import load_weights, save_weights
 from .baseline_runs import RunningMeans, batch_indices, load_config_and_card, start_baseline_run
 from .baselines_config import VAEConfig
 from .evaluate import load_or_train_judge, score_generator
+from .pictures import save_baseline_curves
 
 VAE_WEIGHTS = "vae.safetensors"  # its own name: a diffusion or GAN --resume never picks a VAE run
 
@@ -212,6 +213,8 @@ def train_vae(cfg: VAEConfig) -> dict:
         sample = partial(sample_vae, vae, temperature=cfg.temperature)  # sample(labels, generator)
         scores = score_generator(sample, judge, data, cfg.eval_samples, cfg.seed)
         run.log.scalars({f"eval/{k}": v for k, v in scores.items() if isinstance(v, float)}, cfg.steps)
+    terms = {"negative ELBO terms (nats)": ["loss", "recon", "kl", "held_out_nelbo"]}
+    save_baseline_curves(run, history, terms, scores, held_out_nelbo=test["test_nelbo"])  # RUN/curves.png
     metrics = {
         "model": "vae",
         **scores,

@@ -14,12 +14,15 @@ from .autoencoder import interpolate, load_vae, sample_vae
 from .baseline_runs import load_config_and_card
 from .baselines_config import GANConfig, VAEConfig
 from .data import load_data
-from .evaluate import load_or_train_judge, score_generator
+from .evaluate import balanced_labels, draw_balanced, load_or_train_judge, score_samples
 from .gan import load_generator, sample_gan
 
 
-def evaluate_baseline(run: Path, kind: str, n: int, seed: int = 0, runs: Path = Path("runs")) -> dict:
-    """n samples of balanced classes from a VAE or GAN run, scored with the judge of its data (cached in runs)."""
+def evaluate_baseline(
+    run: Path, kind: str, n: int, seed: int = 0, runs: Path = Path("runs")
+) -> tuple[dict, torch.Tensor, list[str]]:
+    """n samples of balanced classes from a VAE or GAN run, scored with the judge of its data (cached in runs).
+    Returns the scores, the samples ([n, C, H, W] in [0, 1], for samples.png) and the class names."""
     if kind not in ("vae", "gan"):
         raise UserError(f"{run}: unknown model kind {kind!r}")
     if not 1 <= n <= 10_000:
@@ -30,7 +33,10 @@ def evaluate_baseline(run: Path, kind: str, n: int, seed: int = 0, runs: Path = 
     else:
         sample = partial(sample_gan, load_generator(run))
     data = load_data(cfg)
-    return score_generator(sample, load_or_train_judge(cfg, data, runs), data, n, seed)
+    judge = load_or_train_judge(cfg, data, runs)
+    samples = draw_balanced(sample, n, len(data.classes), seed)
+    scores = score_samples(judge, samples, balanced_labels(n, len(data.classes)), data.test_images)
+    return scores, ((samples + 1) / 2).clamp(0, 1), list(data.classes)
 
 
 def interpolation_strip(vae_run: Path, digit_a: int, digit_b: int, points: int) -> torch.Tensor:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from dlshared.cli import Command, run_cli
 
 from .baselines_config import GAN_PRESETS, VAE_PRESETS, GANConfig, VAEConfig
@@ -18,29 +21,44 @@ from .config import (
     TrainConfig,
 )
 
+if TYPE_CHECKING:
+    import torch  # imported where used: `diffusion --help` should not wait for it
 
-def eval_command(args: EvalArgs) -> dict:
-    """Score a diffusion run with any sampler, or a VAE / GAN run, with the judge of its data."""
+
+def judge_diffusion_run(run: Path, args: EvalArgs) -> tuple[dict, torch.Tensor, list[str]]:
+    """The scores of a diffusion run's samples drawn as `args` say, the samples and the class names."""
     from dlshared.configs import read_config
 
-    from .artifacts import find_run, load_model, run_kind
+    from .artifacts import load_model
     from .data import load_data
     from .evaluate import evaluate_pipeline, load_or_train_judge
     from .sample import check_sampling_args
 
-    run = find_run(args.ckpt, args.runs)
-    kind = run_kind(run)
-    if kind != "diffusion":
-        from .baselines import evaluate_baseline
-
-        return {"model": kind, **evaluate_baseline(run, kind, args.n, args.seed, args.runs), "run_dir": str(run)}
     pipe, classes = load_model(run, args.device)  # a damaged run is refused before the judge is trained
     check_sampling_args(args, len(classes), n=args.n)
     data_cfg = read_config(run / "config.json", TrainConfig)  # the run's own data and split
     data = load_data(data_cfg)
     judge = load_or_train_judge(data_cfg, data, args.runs)
-    scores = evaluate_pipeline(pipe, judge, data, args.scheduler, args.steps, args.guidance, args.n, args.seed)
-    return {"model": kind, **scores, "run_dir": str(run)}
+    scores, samples = evaluate_pipeline(pipe, judge, data, args.scheduler, args.steps, args.guidance, args.n, args.seed)
+    return scores, samples, classes
+
+
+def eval_command(args: EvalArgs) -> dict:
+    """Score a diffusion run with any sampler, or a VAE / GAN run, with the judge of its data; samples.png shows a
+    row of the judged samples per class (pictures.py)."""
+    from .artifacts import find_run, run_kind
+    from .pictures import eval_title, save_eval_pictures
+
+    run = find_run(args.ckpt, args.runs)
+    kind = run_kind(run)
+    if kind == "diffusion":
+        scores, samples, classes = judge_diffusion_run(run, args)
+    else:
+        from .baselines import evaluate_baseline
+
+        scores, samples, classes = evaluate_baseline(run, kind, args.n, args.seed, args.runs)
+    pictures = save_eval_pictures(run, args.pictures, samples, classes, eval_title(kind, scores, args.seed))
+    return {"model": kind, **scores, "run_dir": str(run), "pictures": pictures}
 
 
 def demo_command(args: DemoArgs) -> None:

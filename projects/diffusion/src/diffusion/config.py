@@ -26,6 +26,9 @@ PROJECT = "diffusion"
 PIPELINE_DIR = "pipeline"
 PIPELINE_INDEX = f"{PIPELINE_DIR}/model_index.json"
 """What only a diffusion run holds, once it has a checkpoint: how `--resume`, eval and the demo find the newest."""
+SHIPPED: Path | None = None  # TODO(issue 21): Path(__file__).parent / "weights" / "quick" once the weights ship
+"""The weights folder the package ships: `eval` of it writes no pictures there (the folder belongs to the installed
+package; --pictures DIR says where instead)."""
 
 Sampler = Literal["ddim", "ddpm", "dpm", "diffusers-ddim", "diffusers-ddpm"]
 SAMPLERS: tuple[str, ...] = typing.get_args(Sampler)
@@ -274,6 +277,9 @@ class SampleArgs(SamplingArgs):
 class EvalArgs(SamplingArgs):
     n: SampleCount = 500
     """Samples to generate and judge (the classes in turn). Diffusion, VAE and GAN runs are all accepted."""
+    pictures: Path | None = None
+    """Folder for the eval pictures (unset: the run folder; nothing for the shipped weights): samples.png, a row of
+    the judged samples per class."""
 
 
 @dataclass

@@ -1,11 +1,13 @@
-"""The Gradio demo: pick a digit, a sampler, steps, guidance and a seed -> a grid of samples and a strip of the
-denoising trajectory (the x_0 estimate as the noise is removed); a second tab walks the VAE's latent space
-between two real digits.
+"""The Gradio demo: pick a class (a dropdown of the run's class names), a sampler, steps, guidance and a seed -> the
+samples denoised live (every few steps the page shows their current x_0 estimates), then the grid of samples and a
+strip of the denoising trajectory of the first one; a second tab walks the VAE's latent space between two real
+digits.
 
 `build_demo(run_dir)` only builds the app; `diffusion demo` serves it (dlshared.demo.serve, 127.0.0.1).
 Every input is bounded (a class of the model, 1-1000 steps, guidance 0-50, a seed below 2^32, 2-32 points), and
-a value out of range, empty, fractional or not finite becomes a message in the page, never a traceback. Names
-from the run's card.json are shown as text, never as markup.
+a value out of range, empty, fractional or not finite becomes a message in the page, never a traceback (a class
+that is not one of the dropdown's choices is refused by Gradio itself, with a message naming them). Names from the
+run's card.json are shown as text, never as markup.
 """
 
 from __future__ import annotations
@@ -23,9 +25,12 @@ from dlshared.display import markdown_text
 from .artifacts import load_card, load_model
 from .baselines import interpolation_strip
 from .config import PROJECT, SAMPLERS, SamplingArgs
-from .sample import check_sampling_args, generate, make_grid
+from .pipeline import trajectory_steps
+from .sample import check_sampling_args, make_grid
 
 GRID_SAMPLES, STRIP_POINTS = 16, 8
+LIVE_UPDATES = 10
+"""Pictures the page shows while the samples are denoised (the last one the final grid), whatever the steps."""
 MAX_SEED = 2**32 - 1
 SAMPLER_HELP = "ddim, ddpm: the hand-written steps of schedule.py; diffusers-*: the library's; dpm: DPM-Solver++"
 
@@ -49,6 +54,16 @@ def whole_number(value, what: str, low: int, high: int) -> int:
     if number != int(number) or not low <= number <= high:
         raise UserError(f"{what} must be a whole number between {low} and {high}, got {number:g}.")
     return int(number)
+
+
+def grid_image(images: torch.Tensor):
+    """The samples [16, C, H, W] in [0, 1] as the page's 4x4 grid."""
+    return make_grid(images, columns=4)
+
+
+def strip_image(points: list[torch.Tensor], length: int):
+    """The first sample's x_0 estimates so far, left to right in a strip of `length` cells (white until drawn)."""
+    return make_grid(torch.stack(points), columns=length, scale=6) if points else None
 
 
 def is_finished_vae_run(folder: Path) -> bool:
@@ -86,26 +101,49 @@ def build_demo(run_dir: Path, vae_run: Path | None = None, runs: Path = Path("ru
     pipe, classes = load_model(run_dir)  # one pipeline; each call picks its sampler
     card = load_card(run_dir)
 
-    def run_generate(digit, scheduler, steps, guidance, seed):
+    def checked_request(class_index, scheduler, steps, guidance, seed) -> tuple[SamplingArgs, int]:
+        """The page's values as sampling arguments and a class index, or a UserError the page shows. The dropdown
+        sends only its choices through the page; the API may send anything, and gradio refuses what is not a choice."""
+        if class_index is None:
+            raise UserError("Choose a class.")
+        class_index = whole_number(class_index, "The class", 0, len(classes) - 1)
+        guidance = finite_number(guidance, "The guidance scale")
+        if scheduler not in SAMPLERS:
+            raise UserError(f"Choose a sampler among {', '.join(SAMPLERS)}.")
+        steps = whole_number(steps, "The number of steps", 1, 1000)  # the cost of a call is capped too
+        seed = whole_number(seed, "The seed", 0, MAX_SEED)
+        args = SamplingArgs(scheduler=scheduler, steps=steps, guidance=guidance, seed=seed)
+        check_sampling_args(args, len(classes), class_index, GRID_SAMPLES)
+        return args, class_index
+
+    def run_generate(class_index, scheduler, steps, guidance, seed):
+        """A generator, so Gradio streams it: every few steps the grid of the current x_0 estimates (x_t for
+        DPM-Solver, which makes none) and the strip so far, then the final samples: the images `diffusion sample`
+        draws with the same seed."""
         try:
-            guidance = finite_number(guidance, "The guidance scale")
-            if scheduler not in SAMPLERS:
-                raise UserError(f"Choose a sampler among {', '.join(SAMPLERS)}.")
-            digit = whole_number(digit, "The class", 0, len(classes) - 1)
-            steps = whole_number(steps, "The number of steps", 1, 1000)  # the cost of a call is capped too
-            seed = whole_number(seed, "The seed", 0, MAX_SEED)
-            args = SamplingArgs(scheduler=scheduler, steps=steps, guidance=guidance, seed=seed)
-            check_sampling_args(args, len(classes), digit, GRID_SAMPLES)
-            labels = torch.full((GRID_SAMPLES,), digit)
-            out = generate(args, labels, pipe, trajectory_points=min(STRIP_POINTS, args.steps))
-            strip = torch.stack([point[0] for point in out.trajectory])  # the first sample, step by step
-            message = (
-                f"{GRID_SAMPLES} samples of class **{markdown_text(classes[digit][:100])}**, sampler {scheduler}, "
-                f"{args.steps} steps, guidance {args.guidance:g}, seed {args.seed}"
-            )
-            return make_grid(out.images, columns=4), make_grid(strip, columns=len(strip), scale=6), message
+            args, class_index = checked_request(class_index, scheduler, steps, guidance, seed)
         except UserError as err:
-            return None, None, f"⚠️ {str(err).replace('--class', 'the class').replace('--', '')}"
+            yield None, None, f"⚠️ {str(err).replace('--class', 'the class').replace('--', '')}"
+            return
+        labels = torch.full((GRID_SAMPLES,), class_index)
+        generator = torch.Generator(args.device).manual_seed(args.seed)  # as sample.generate seeds it
+        strip_steps = trajectory_steps(args.steps, min(STRIP_POINTS, args.steps))
+        every = math.ceil(args.steps / LIVE_UPDATES)
+        strip = []  # the first sample's x_0 estimates at strip_steps
+        for i, (x, x0) in enumerate(pipe.denoise(labels, args.steps, args.guidance, generator, args.scheduler)):
+            if i in strip_steps or (i + 1) % every == 0:
+                estimates = pipe.to_images(x0 if x0 is not None else x)  # decoded once per shown step
+            if i in strip_steps:
+                strip.append(estimates[0])
+            if (i + 1) % every == 0 and i + 1 < args.steps:  # the last step's update is the final one below
+                shown = "x_0 estimates" if x0 is not None else "x_t"
+                message = f"Denoising: step {i + 1} of {args.steps} (the {shown} so far)"
+                yield grid_image(estimates), strip_image(strip, len(strip_steps)), message
+        message = (
+            f"{GRID_SAMPLES} samples of class **{markdown_text(classes[class_index][:100])}**, sampler "
+            f"{args.scheduler}, {args.steps} steps, guidance {args.guidance:g}, seed {args.seed}"
+        )
+        yield grid_image(pipe.to_images(x)), strip_image(strip, len(strip_steps)), message
 
     def run_interpolate(digit_a, digit_b, points):
         try:
@@ -126,7 +164,9 @@ def build_demo(run_dir: Path, vae_run: Path | None = None, runs: Path = Path("ru
         with gr.Tab("Diffusion"):
             with gr.Row():
                 with gr.Column():
-                    digit = gr.Number(value=3, precision=0, label=f"Class (0-{len(classes) - 1})")
+                    names = [name[:100] for name in classes]  # shown as text; the API takes them too
+                    first = names[min(3, len(names) - 1)]
+                    class_index = gr.Dropdown(names, value=first, type="index", label="Class")
                     scheduler = gr.Radio(list(SAMPLERS), value="ddim", label="Sampler", info=SAMPLER_HELP)
                     steps = gr.Number(value=50, precision=0, label="Steps (1-1000; DDPM wants ~1000)")
                     guidance = gr.Slider(0, 10, value=2.0, step=0.5, label="Guidance scale (1 = none)")
@@ -134,13 +174,17 @@ def build_demo(run_dir: Path, vae_run: Path | None = None, runs: Path = Path("ru
                     button = gr.Button("Generate", variant="primary")
                 with gr.Column():
                     message = gr.Markdown()
-                    grid = gr.Image(label="Samples", interactive=False)
-                    strip = gr.Image(
-                        label="Denoising trajectory of the first sample (x_0 estimates)", interactive=False
+                    # PNG, not Gradio's default WebP: lossless, so the page shows the very pixels sampled
+                    grid = gr.Image(
+                        label="Samples (while denoising: the x_0 estimates)", format="png", interactive=False
                     )
-            button.click(
-                run_generate, [digit, scheduler, steps, guidance, seed], [grid, strip, message], api_name="generate"
-            )
+                    strip = gr.Image(
+                        label="Denoising trajectory of the first sample (x_0 estimates)",
+                        format="png",
+                        interactive=False,
+                    )
+            inputs = [class_index, scheduler, steps, guidance, seed]
+            button.click(run_generate, inputs, [grid, strip, message], api_name="generate")
         with gr.Tab("VAE interpolation"):
             with gr.Row():
                 digit_a = gr.Number(value=1, precision=0, label="From digit")

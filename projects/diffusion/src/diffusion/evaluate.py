@@ -150,25 +150,30 @@ def balanced_labels(n: int, num_classes: int) -> torch.Tensor:
 
 def evaluate_pipeline(
     pipe, judge: Judge, data: DataBundle, sampler: str, steps: int, guidance: float, n: int, seed: int = 0
-) -> dict:
+) -> tuple[dict, torch.Tensor]:
     """The diffusion model's score: n samples (the classes in turn) drawn with `sampler` (pipeline.py), judged.
-    At the end of training (train.py) and by `diffusion eval`."""
+    At the end of training (train.py) and by `diffusion eval`, which also draws them (samples.png): returns the
+    scores and the samples ([n, C, H, W] in [0, 1])."""
     requested = balanced_labels(n, len(data.classes))
     started = time.perf_counter()
     samples = pipe(requested, steps, guidance, torch.Generator().manual_seed(seed), sampler=sampler).images
     seconds = time.perf_counter() - started
     scores = score_samples(judge, samples * 2 - 1, requested, data.test_images)
     setting = {"scheduler": sampler, "steps": steps, "guidance": guidance, "seed": seed}
-    return {**setting, **scores, "sampling_seconds": round(seconds, 1), "samples_per_s": round(n / seconds, 2)}
+    return {**setting, **scores, "sampling_seconds": round(seconds, 1), "samples_per_s": round(n / seconds, 2)}, samples
+
+
+def draw_balanced(sample: Callable, n: int, num_classes: int, seed: int = 0) -> torch.Tensor:
+    """n samples of the classes in turn from `sample(labels, generator)` ([-1, 1]), in batches of 500. One generator
+    seeded once: the same noise for every evaluation of a run."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.cat([sample(labels, generator) for labels in balanced_labels(n, num_classes).split(500)])
 
 
 def score_generator(sample: Callable, judge: Judge, data: DataBundle, n: int, seed: int = 0) -> dict:
-    """The baselines' score: n samples of balanced classes from `sample(labels, generator)` ([-1, 1]), judged.
-    One generator seeded once: the same noise for every evaluation of a run."""
-    requested = balanced_labels(n, len(data.classes))
-    generator = torch.Generator().manual_seed(seed)
-    samples = torch.cat([sample(labels, generator) for labels in requested.split(500)])
-    return score_samples(judge, samples, requested, data.test_images)
+    """The baselines' score: n samples of balanced classes from `sample(labels, generator)` ([-1, 1]), judged."""
+    samples = draw_balanced(sample, n, len(data.classes), seed)
+    return score_samples(judge, samples, balanced_labels(n, len(data.classes)), data.test_images)
 
 
 def real_data_floor(judge: Judge, data: DataBundle, n: int, seed: int = 0) -> dict[str, float]:

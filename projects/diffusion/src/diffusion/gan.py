@@ -26,6 +26,7 @@ from dlshared.checkpoint import load_weights, save_weights
 from .baseline_runs import RunningMeans, batch_indices, load_config_and_card, start_baseline_run
 from .baselines_config import GANConfig
 from .evaluate import load_or_train_judge, score_generator
+from .pictures import save_baseline_curves
 
 # their own names: a diffusion or VAE --resume never picks a GAN run
 GENERATOR_WEIGHTS, DISCRIMINATOR_WEIGHTS = "generator.safetensors", "discriminator.safetensors"
@@ -184,6 +185,8 @@ def train_gan(cfg: GANConfig) -> dict:
         judge = load_or_train_judge(cfg, data, cfg.out)
         scores = score_generator(partial(sample_gan, gen), judge, data, cfg.eval_samples, cfg.seed)
         run.log.scalars({f"eval/{k}": v for k, v in scores.items() if isinstance(v, float)}, cfg.steps)
+    panels = {"loss": ["d_loss", "g_loss"], "D's mean verdict": ["d_real", "d_fake"]}
+    save_baseline_curves(run, history, panels, scores)  # RUN/curves.png
     metrics = {
         "model": "gan",
         **scores,

@@ -36,10 +36,13 @@ from dlshared.training import Run
 from .autoencoder import cosine_to_tenth, kl_divergence
 from .baseline_runs import batch_indices
 from .config import PIPELINE_DIR, TrainConfig
+from .pictures import save_autoencoder_curves
 
 VAE_DIR = "vae"
 """The autoencoder's folder inside a pipeline folder (as in Stable Diffusion's pipelines)."""
 AUTOENCODER_BATCH, AUTOENCODER_LR = 64, 2e-3
+RECORD_EVERY = 20
+"""Steps between the autoencoder's history records (RUN/autoencoder_curves.png)."""
 
 
 def build_autoencoder(
@@ -75,13 +78,15 @@ def autoencoder_loss(
 
 def train_autoencoder(
     autoencoder: AutoencoderKL, images: torch.Tensor, steps: int, kl_weight: float, seed: int, log=print
-) -> AutoencoderKL:
+) -> tuple[AutoencoderKL, list[dict]]:
     """Fit `autoencoder` to `images` [N, C, H, W] in [-1, 1] (on its device): a batch, z drawn from q(z|x) with the
-    reparameterisation trick, decoded, `autoencoder_loss`, one AdamW step. Returns it frozen, in eval mode."""
+    reparameterisation trick, decoded, `autoencoder_loss`, one AdamW step. Returns it frozen, in eval mode, and
+    its history (pixel MSE and KL every RECORD_EVERY steps)."""
     optimizer = torch.optim.AdamW(autoencoder.parameters(), lr=AUTOENCODER_LR)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(cosine_to_tenth, total=steps))
     generator = torch.Generator().manual_seed(seed)  # its own: the draws here leave the global RNG as it was
     autoencoder.train()
+    history = []
     for step in range(steps):
         batch = images[batch_indices(step, len(images), AUTOENCODER_BATCH, seed).to(images.device)]
         posterior = autoencoder.encode(batch).latent_dist  # mean, logvar: [B, c, h, w] each
@@ -91,9 +96,11 @@ def train_autoencoder(
         loss.backward()
         optimizer.step()
         schedule.step()
+        if (step + 1) % RECORD_EVERY == 0 or step + 1 == steps:
+            history.append({"step": step + 1, "pixel_mse": round(mse.item(), 6), "kl": round(kl.item(), 3)})
         if (step + 1) % 200 == 0 or step + 1 == steps:
             log(f"autoencoder step {step + 1}/{steps}: pixel MSE {mse.item():.4f}, KL {kl.item():.1f} nats")
-    return autoencoder.eval().requires_grad_(False)
+    return autoencoder.eval().requires_grad_(False), history
 
 
 @torch.no_grad()
@@ -164,7 +171,8 @@ def prepare_autoencoder(cfg: TrainConfig, images: torch.Tensor, run: Run) -> tup
     images = images.to(device)
     if run.is_main:
         steps, kl_weight = cfg.autoencoder_steps, cfg.autoencoder_kl_weight
-        train_autoencoder(autoencoder, images, steps, kl_weight, cfg.seed, run.log.print)
+        _, history = train_autoencoder(autoencoder, images, steps, kl_weight, cfg.seed, run.log.print)
+        save_autoencoder_curves(run, history)  # RUN/autoencoder_curves.png
     autoencoder.eval().requires_grad_(False)
     if run.accelerator.num_processes > 1:
         from accelerate.utils import broadcast

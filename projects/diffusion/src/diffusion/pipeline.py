@@ -1,6 +1,6 @@
 """The sampler as a diffusers pipeline: `ClassConditionalPipeline(unet, scheduler)` with classifier-free guidance.
 
-The denoising loop is written out in `_sample`. By default it steps with schedule.py's hand-written DDIM step
+The denoising loop is written out in `denoise`. By default it steps with schedule.py's hand-written DDIM step
 (sampler "ddim"; "ddpm" for the ancestral step); diffusers' schedulers are on offer beside them: "diffusers-ddim"
 and "diffusers-ddpm" (the same two samplers from the library, equal to ours to float precision) and "dpm"
 (DPM-Solver++, diffusers' only). The registered scheduler, the DDPMScheduler the U-Net was trained with, holds the
@@ -20,6 +20,7 @@ The U-Net alone loads with `UNet2DModel.from_pretrained(path, subfolder="unet")`
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -128,8 +129,21 @@ class ClassConditionalPipeline(DiffusionPipeline):
         return ClassConditionalOutput(images=torch.cat(images), trajectory=trajectory)
 
     def _sample(self, labels, steps, guidance_scale, generator, sampler, trajectory_points) -> ClassConditionalOutput:
-        """The reverse process for one chunk of labels [B]: x_T ~ N(0, I), then `steps` denoising steps (on
-        pixels, or on latents that `to_images` decodes at the end)."""
+        """One chunk of labels [B] denoised (`denoise`), with the x_0 estimates of `trajectory_points` steps."""
+        keep = trajectory_steps(steps, trajectory_points)
+        trajectory = []
+        for i, (x, x0) in enumerate(self.denoise(labels, steps, guidance_scale, generator, sampler)):
+            if i in keep:
+                trajectory.append(self.to_images(x0 if x0 is not None else x))
+        return ClassConditionalOutput(images=self.to_images(x), trajectory=trajectory)
+
+    @torch.no_grad()
+    def denoise(
+        self, labels: torch.Tensor, steps: int, guidance_scale: float, generator: torch.Generator | None, sampler: str
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """The reverse process for labels [B] (checked by the caller), step by step: x_T ~ N(0, I), then after each
+        of `steps` denoising steps yields (x_t, its x_0 estimate; None from DPM-Solver), in the U-Net's space
+        (pixels, or latents that `to_images` decodes). The last x_t is the sample; the demo shows the others live."""
         config, unet = self.scheduler.config, self.unet
         T, prediction = config.num_train_timesteps, config.prediction_type
         clip = config.clip_sample_range if config.clip_sample else None
@@ -148,8 +162,6 @@ class ClassConditionalPipeline(DiffusionPipeline):
             betas = make_betas(config.beta_schedule, T, config.beta_start, config.beta_end)
             alpha_bar = alphas_cumprod(betas).to(self.device)
             timesteps = sampling_timesteps(T, steps)
-        keep = set(torch.linspace(0, steps - 1, trajectory_points).round().long().tolist())  # indices to show
-        trajectory = []
         for i, t in enumerate(self.progress_bar(timesteps)):
             output = unet(torch.cat([x, x]) if guide else x, t, class_labels=labels).sample  # eps or v [2B or B, ...]
             if guide:
@@ -165,9 +177,7 @@ class ClassConditionalPipeline(DiffusionPipeline):
             else:
                 step = scheduler.step(output, t, x, generator=generator, **self._step_options(scheduler))
                 x, x0 = step.prev_sample, getattr(step, "pred_original_sample", None)  # DPM-Solver has no x0
-            if i in keep:
-                trajectory.append(self.to_images(x0 if x0 is not None else x))
-        return ClassConditionalOutput(images=self.to_images(x), trajectory=trajectory)
+            yield x, x0
 
     def to_images(self, x: torch.Tensor) -> torch.Tensor:
         """The U-Net's space -> [0, 1] pixels on the CPU: a latent pipeline decodes first, one call per sample."""
@@ -181,6 +191,12 @@ class ClassConditionalPipeline(DiffusionPipeline):
         # 88% correct, FID 6.1 without this, 98.5%, FID 0.43 with it (schedule.ddim_step's `consistent_eps`).
         # DDPM and DPM-Solver++ are consistent already.
         return {"use_clipped_model_output": True} if isinstance(scheduler, DDIMScheduler) else {}
+
+
+def trajectory_steps(steps: int, points: int) -> set[int]:
+    """Which of `steps` denoising steps (0-based) a trajectory of `points` x_0 estimates shows: evenly spread, the
+    first and the last included."""
+    return set(torch.linspace(0, steps - 1, points).round().long().tolist())
 
 
 def to_pixels(x: torch.Tensor) -> torch.Tensor:

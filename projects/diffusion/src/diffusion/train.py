@@ -35,6 +35,7 @@ from .data import load_data
 from .evaluate import evaluate_pipeline, load_or_train_judge
 from .latent import encode_latents, prepare_autoencoder
 from .model import build_unet
+from .pictures import save_training_curves
 from .pipeline import ClassConditionalPipeline, training_scheduler
 from .schedule import alphas_cumprod, diffusion_loss, make_betas, q_sample, training_target
 
@@ -177,13 +178,15 @@ def train(cfg: TrainConfig) -> dict:
         judge = load_or_train_judge(cfg, data, cfg.out)
         pipe = load_pipeline(run.dir, accelerator.device)
         sampling = (cfg.eval_scheduler, cfg.eval_steps, cfg.guidance, cfg.eval_samples)
-        scores = evaluate_pipeline(pipe, judge, data, *sampling)
+        scores, _ = evaluate_pipeline(pipe, judge, data, *sampling)
         metrics["eval"], metrics["eval_seconds"] = scores, round(time.perf_counter() - started, 1)
         log.print(
             f"eval ({cfg.eval_scheduler}-{cfg.eval_steps}, guidance {cfg.guidance}): "
             f"accuracy {scores['accuracy']:.4f}, FID {scores['fid']:.3f}, KID {scores['kid']:.4f} "
             f"on {scores['samples']} samples"
         )
+    if run.is_main:
+        save_training_curves(run, history, metrics.get("eval"))  # RUN/curves.png, and TensorBoard's image
     metrics["history"] = history
     summary = f"done: {step} steps in {meter.seconds:.1f} s ({meter.rate:.0f} samples/s), run folder {run.dir}"
     return run.finish(metrics, summary)
