@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dlshared.browser import demo_page, expect_text, screenshot
-from dlshared.demo import launch
-from dlshared.testing import free_port
+from dlshared.browser import expect_text, screenshot, served_demo_page
 from graph.artifacts import load_node_run
 from graph.demo import build_demo
 
@@ -21,19 +19,15 @@ def test_a_paper_is_classified_in_the_page_and_a_bad_number_gets_a_message(node_
     run = load_node_run(Path(node_run["run_dir"]), "cpu")
     predicted = run.data.classes[int(run.model(run.data.graph.x, run.data.graph.edge_index)[1701].argmax())]
     demo = build_demo(run)
-    url = launch(demo, port=free_port(), block=False)
-    try:
-        with demo_page(url) as page:
-            number = page.get_by_label("paper number")
-            number.fill("2708")  # one past the last paper
-            page.get_by_role("button", name="Classify").click()
-            expect_text(page, "numbered 0 to 2707")  # Gradio's error toast, in the page
-            page.locator(".toast-close").first.click()  # dismissed, as a person would
+    with served_demo_page(demo) as page:
+        number = page.get_by_label("paper number")
+        number.fill("2708")  # one past the last paper
+        page.get_by_role("button", name="Classify").click()
+        expect_text(page, "numbered 0 to 2707")  # Gradio's error toast, in the page
+        page.locator(".toast-close").first.click()  # dismissed, as a person would
 
-            page.locator("button.gallery-item", has_text="1701").click()  # an example
-            page.get_by_role("button", name="Classify").click()
-            expect_text(page, "Paper 1701")
-            expect_text(page, f"Predicted: {predicted}")
-            screenshot(page, ASSETS / "demo.png", tmp_path)
-    finally:
-        demo.close()
+        page.locator("button.gallery-item", has_text="1701").click()  # an example
+        page.get_by_role("button", name="Classify").click()
+        expect_text(page, "Paper 1701")
+        expect_text(page, f"Predicted: {predicted}")
+        screenshot(page, ASSETS / "demo.png", tmp_path)

@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from dlshared.browser import demo_page, expect_text, screenshot
-from dlshared.demo import launch
-from dlshared.testing import free_port
+from dlshared.browser import expect_text, screenshot, served_demo_page
 from rag.demo import EXAMPLES, build_demo
 from rag.retrieve import Retriever
 
@@ -20,21 +18,17 @@ ASSETS = Path(__file__).parents[1] / "assets"
 @pytest.mark.browser
 def test_a_question_is_answered_with_its_cited_passage_in_the_page(index_dir, embedder, tmp_path):
     demo = build_demo(Retriever(index_dir, embedder))
-    url = launch(demo, port=free_port(), block=False)
-    try:
-        with demo_page(url) as page:
-            question = page.get_by_label("Question")
-            question.fill("   ")
-            page.get_by_role("button", name="Ask").click()
-            expect_text(page, "Type a question first")
+    with served_demo_page(demo) as page:
+        question = page.get_by_label("Question")
+        question.fill("   ")
+        page.get_by_role("button", name="Ask").click()
+        expect_text(page, "Type a question first")
 
-            page.locator("button.gallery-item", has_text=EXAMPLES[0]).click()  # examples fill the box
-            expect(question).to_have_value(EXAMPLES[0])
-            question.fill("How do zebras differ from one another?")
-            page.get_by_role("button", name="Ask").click()
-            expect_text(page, "notes/zebra.md")  # the passage it cites
-            page.locator("summary", has_text="notes/zebra.md").first.click()  # opened, as a reader would
-            expect_text(page, "unique")
-            screenshot(page, ASSETS / "demo.png", tmp_path)
-    finally:
-        demo.close()
+        page.locator("button.gallery-item", has_text=EXAMPLES[0]).click()  # examples fill the box
+        expect(question).to_have_value(EXAMPLES[0])
+        question.fill("How do zebras differ from one another?")
+        page.get_by_role("button", name="Ask").click()
+        expect_text(page, "notes/zebra.md")  # the passage it cites
+        page.locator("summary", has_text="notes/zebra.md").first.click()  # opened, as a reader would
+        expect_text(page, "unique")
+        screenshot(page, ASSETS / "demo.png", tmp_path)

@@ -51,6 +51,7 @@ def test_bench_prints_one_json_line_with_a_row_per_index(tmp_path, capsys):
         (["ask", "hello", "--index", "{tmp}/none"], "no index there"),
         (["index", "--docs", "{tmp}/missing"], "no such folder"),
         (["eval", "--index", "{idx}", "--questions", "{tmp}/none.jsonl"], "no such file"),
+        (["eval", "--index", "{idx}", "--pictures", "{idx}/manifest.json"], "a file, not a folder"),
     ],
 )
 def test_user_errors_are_one_line(argv, message, index_dir, tmp_path, capsys):

@@ -10,9 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from dlshared.browser import demo_page, expect_text, screenshot
-from dlshared.demo import launch
-from dlshared.testing import free_port
+from dlshared.browser import expect_text, screenshot, served_demo_page
 from tinygpt.artifacts import SHIPPED, load_model
 from tinygpt.demo import EXAMPLE_PROMPTS, build_demo
 
@@ -22,20 +20,16 @@ ASSETS = Path(__file__).parents[1] / "assets"
 @pytest.mark.browser
 def test_an_example_prompt_is_tokenised_and_completed_in_the_page(tmp_path):
     demo = build_demo(load_model(SHIPPED, "cpu"))
-    url = launch(demo, port=free_port(), block=False)
-    try:
-        with demo_page(url) as page:
-            page.get_by_label("Prompt", exact=True).fill("")
-            page.get_by_role("button", name="Generate").click()
-            expect_text(page, "⚠️")  # an empty prompt: a message under the output
+    with served_demo_page(demo) as page:
+        page.get_by_label("Prompt", exact=True).fill("")
+        page.get_by_role("button", name="Generate").click()
+        expect_text(page, "⚠️")  # an empty prompt: a message under the output
 
-            page.locator("button.gallery-item", has_text="class Stack").click()
-            expect(page.get_by_label("Prompt", exact=True)).to_have_value(EXAMPLE_PROMPTS[1])
-            page.get_by_role("spinbutton", name="number input for Max new tokens").fill("120")
-            page.get_by_role("button", name="Generate").click()
-            expect_text(page, re.compile(r"^\d+ tokens in \d+\.\d\d s$"))  # the end of the stream
-            assert len(page.get_by_label("Completion").input_value()) > 20  # a completion, not an echo
-            expect_text(page, "\\n")  # the token view shows the prompt's newlines as tokens
-            screenshot(page, ASSETS / "demo.png", tmp_path)
-    finally:
-        demo.close()
+        page.locator("button.gallery-item", has_text="class Stack").click()
+        expect(page.get_by_label("Prompt", exact=True)).to_have_value(EXAMPLE_PROMPTS[1])
+        page.get_by_role("spinbutton", name="number input for Max new tokens").fill("120")
+        page.get_by_role("button", name="Generate").click()
+        expect_text(page, re.compile(r"^\d+ tokens in \d+\.\d\d s$"))  # the end of the stream
+        assert len(page.get_by_label("Completion").input_value()) > 20  # a completion, not an echo
+        expect_text(page, "\\n")  # the token view shows the prompt's newlines as tokens
+        screenshot(page, ASSETS / "demo.png", tmp_path)

@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dlshared.browser import demo_page, expect_text
-from dlshared.demo import launch
-from dlshared.testing import free_port
+from dlshared.browser import expect_text, served_demo_page
 
 pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
 
@@ -19,19 +17,15 @@ def test_an_example_question_gets_three_answers_in_the_page(tiny_run):
     from tuner.demo import COLUMNS, EXAMPLE_QUESTIONS, build_demo, load_models
 
     demo = build_demo(load_models(Path(tiny_run["run_dir"])), max_new_tokens=8)
-    url = launch(demo, port=free_port(), block=False)
-    try:
-        with demo_page(url) as page:
-            page.get_by_label("Question").fill("")
-            page.get_by_role("button", name="Answer").click()
-            expect_text(page, "question is empty")
+    with served_demo_page(demo) as page:
+        page.get_by_label("Question").fill("")
+        page.get_by_role("button", name="Answer").click()
+        expect_text(page, "question is empty")
 
-            page.locator("button.gallery-item", has_text=EXAMPLE_QUESTIONS[1]).click()
-            page.get_by_role("button", name="Answer").click()
-            expect_text(page, 'Expected 15 in the form "The answer is 15."')  # the verdict under the answers
-            verdict = page.get_by_text("Expected 15").first.inner_text()
-            assert verdict.count("format") == 3  # one mark per model
-            for label in COLUMNS.values():  # each model's answer box, filled by the same greedy decoding
-                page.get_by_label(label).wait_for()
-    finally:
-        demo.close()
+        page.locator("button.gallery-item", has_text=EXAMPLE_QUESTIONS[1]).click()
+        page.get_by_role("button", name="Answer").click()
+        expect_text(page, 'Expected 15 in the form "The answer is 15."')  # the verdict under the answers
+        verdict = page.get_by_text("Expected 15").first.inner_text()
+        assert verdict.count("format") == 3  # one mark per model
+        for label in COLUMNS.values():  # each model's answer box, filled by the same greedy decoding
+            page.get_by_label(label).wait_for()

@@ -5,7 +5,7 @@ that playwright downloads: `playwright install` needs the network, and a test su
 offline. The page is kept offline too: every host name but 127.0.0.1 resolves to nothing, so a demo that pulls a
 font or a script from a CDN shows it here first (Gradio falls back to system fonts).
 
-    with demo_page(url) as page:
+    with served_demo_page(build_demo(model)) as page:   # or demo_page(url) for a demo served some other way
         page.get_by_role("button", name="Classify file").click()
         expect_text(page, "Top-5 classes")
         screenshot(page, ASSETS / "demo.png", tmp_path)
@@ -43,12 +43,18 @@ def chromium_path() -> str | None:
     return next((path for path in map(shutil.which, names) if path), None)
 
 
-@contextmanager
-def demo_page(url: str, width: int = 1280, height: int = 900, timeout_s: float = 60) -> Iterator[Any]:
-    """A playwright `Page` in headless Chromium, opened at `url` once the Gradio app has rendered."""
+def chromium_or_skip() -> str:
+    """The browser to drive; the test is skipped, with the reason, where none is installed."""
     executable = chromium_path()
     if executable is None:
         pytest.skip("no Chromium installed (apt-get install chromium, or set $CHROMIUM)")
+    return executable
+
+
+@contextmanager
+def demo_page(url: str, width: int = 1280, height: int = 900, timeout_s: float = 60) -> Iterator[Any]:
+    """A playwright `Page` in headless Chromium, opened at `url` once the Gradio app has rendered."""
+    executable = chromium_or_skip()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -68,6 +74,22 @@ def demo_page(url: str, width: int = 1280, height: int = 900, timeout_s: float =
                 raise
         finally:
             browser.close()
+
+
+@contextmanager
+def served_demo_page(blocks: Any, width: int = 1280, height: int = 900, timeout_s: float = 60) -> Iterator[Any]:
+    """`blocks` (a Gradio demo) served on a free loopback port and opened in headless Chromium by `demo_page`;
+    on the way out the browser closes, then the server, whether the test passed or not."""
+    from .demo import launch
+    from .testing import free_port
+
+    chromium_or_skip()  # before the server starts: a skipped test launches nothing
+    url = launch(blocks, port=free_port(), block=False)
+    try:
+        with demo_page(url, width, height, timeout_s) as page:
+            yield page
+    finally:
+        blocks.close()
 
 
 def expect_text(page: Any, text: str, timeout_s: float = 60) -> None:

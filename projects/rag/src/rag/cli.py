@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dlshared.cli import Command, run_cli
+from dlshared.cli import Command, UserError, run_cli
 
 from .config import AskArgs, BenchArgs, DemoArgs, EvalArgs, IndexConfig
 
@@ -52,10 +52,21 @@ def ask_command(args: AskArgs) -> dict:
 
 
 def eval_command(args: EvalArgs) -> dict:
+    """The metrics, and with --pictures the passages behind them drawn (after the timed searches, not among them)."""
+    from dlshared.pictures import save_figures
+
     from .evaluate import BUNDLED_QUESTIONS, evaluate, load_questions
+    from .pictures import retrieval_figure
 
     questions = load_questions(args.questions or BUNDLED_QUESTIONS)  # a bad file fails before the model loads
-    return evaluate(open_retriever(args.index), questions, args.mode)
+    if args.pictures is not None and args.pictures.exists() and not args.pictures.is_dir():
+        raise UserError(f"--pictures {args.pictures}: a file, not a folder")
+    retriever = open_retriever(args.index)
+    metrics = evaluate(retriever, questions, args.mode)
+    pictures = {}
+    if args.pictures is not None:  # only when asked: the index folder holds data, not results
+        pictures = save_figures(args.pictures, {"retrieval": retrieval_figure(retriever, questions, mode=args.mode)})
+    return {**metrics, "pictures": pictures}
 
 
 def demo_command(args: DemoArgs) -> None:

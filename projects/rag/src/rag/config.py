@@ -70,6 +70,9 @@ class EvalArgs:
     questions: Path | None = None
     """JSONL rows {"question": ..., "source": <file path relative to the indexed folder>}; unset: the bundled set."""
     mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
+    pictures: Path | None = None
+    """Folder for the eval pictures: retrieval.png, the top 5 passages of a few questions (unset: none; rag has no
+    run folder, and the index folder holds data only)."""
 
 
 @dataclass
