@@ -17,6 +17,10 @@ from .config import PROJECT, TrainConfig
 from .data import Splits, embedded_splits, real_splits
 from .model import build_clip, image_size
 
+SHIPPED = Path(__file__).resolve().parent / "weights" / "quick"
+"""The quick preset's run, shipped with the package in float16 (weights/quick/README.md: command, commit, figures):
+`multimodal demo` serves it at once on a fresh clone, before anything is trained."""
+
 
 @dataclass
 class ClipRun:

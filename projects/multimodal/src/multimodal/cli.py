@@ -75,14 +75,14 @@ def demo_index(run_dir, images, device: str):
 def demo_command(args: DemoArgs) -> None:
     from dlshared.demo import serve
 
-    from .artifacts import load_run
+    from .artifacts import SHIPPED, load_run
     from .demo import build_demo
     from .train import train
 
     def build(run_dir):
         return build_demo(load_run(run_dir, args.device), demo_index(run_dir, args.images, args.device))
 
-    serve(PROJECT, args, build, train, PRESETS["quick"])
+    serve(PROJECT, args, build, train, PRESETS["quick"], shipped=SHIPPED)
 
 
 COMMANDS = {
@@ -109,7 +109,7 @@ COMMANDS = {
         BenchArgs,
         "Embedding throughput (PyTorch, ONNX Runtime), faiss search (--profile: a training trace).",
     ),
-    "demo": Command(demo_command, DemoArgs, "Serve the Gradio demo (trains a quick model first if none exists)."),
+    "demo": Command(demo_command, DemoArgs, "Serve the Gradio demo (the newest run, else the shipped quick model)."),
 }
 
 

@@ -158,7 +158,7 @@ class SearchArgs:
 @dataclass
 class DemoArgs:
     ckpt: Path | None = None
-    """Run folder. Unset: the newest under --runs, or a quick run trained first."""
+    """Run folder. Unset: the newest under --runs, else the quick run shipped with the package."""
     runs: Path = Path("runs")
     """Where to look for the newest run."""
     images: Path | None = None
