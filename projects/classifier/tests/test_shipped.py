@@ -14,7 +14,10 @@ from dlshared import demo
 def test_the_shipped_model_scores_what_its_card_says_on_the_test_split(capsys):
     recorded = json.loads((SHIPPED / "metrics.json").read_text(encoding="utf-8"))
     main(["eval", "--ckpt", str(SHIPPED)])
-    measured = json.loads(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    measured = json.loads(out.strip().splitlines()[-1])
+    assert measured["pictures"] == {} and "--pictures DIR" in out  # the package's folder is left as shipped
+    assert not (SHIPPED / "confusion.png").exists()
     assert measured["accuracy"] == recorded["test_accuracy"]
     assert measured["accuracy"] >= 0.99  # the README's quick row: 99.54 ± 0.42% over seeds; this is seed 0
     card = (SHIPPED / "README.md").read_text(encoding="utf-8")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 from classifier.artifacts import load_torch_model
@@ -40,9 +41,11 @@ def test_tiny_run_writes_a_loadable_checkpoint_and_the_loss_falls(tiny_run):
         "layers/backbone.stem.0/act_std",
     ):
         assert tag in tags, tag
-    assert "val/confusion_matrix" in events.Tags()["images"] and events.Tags()["histograms"]
+    assert {"val/confusion_matrix", "curves"} <= set(events.Tags()["images"]) and events.Tags()["histograms"]
     losses = [h["train_loss"] for h in tiny_run["history"]]
     assert losses[-1] < losses[0] - 0.1, losses
+    assert all(0 <= h["train_accuracy"] <= 1 and h["val_loss"] > 0 for h in tiny_run["history"])
+    assert_png(run_dir / "curves.png", min_size=(400, 250))
     model, cfg, card = load_torch_model(run_dir)
     assert cfg.widths == (16, 32) and card["classes"] == [str(i) for i in range(10)]
     weights = load_file(run_dir / "model.safetensors")
@@ -51,12 +54,33 @@ def test_tiny_run_writes_a_loadable_checkpoint_and_the_loss_falls(tiny_run):
     assert state["epoch"] == 3 and state["step"] == tiny_run["steps"] == 48
 
 
+def assert_png(path: Path, min_size: tuple[int, int]) -> None:
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.width >= min_size[0] and image.height >= min_size[1], image
+
+
 def test_eval_reproduces_the_saved_metrics(tiny_run, capsys):
     main(["eval", "--ckpt", tiny_run["run_dir"]])
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["accuracy"] == pytest.approx(tiny_run["test_accuracy"], abs=1e-9)
     assert printed["confusion_matrix"] == tiny_run["test"]["confusion_matrix"]
     assert set(printed["precision"]) == set(printed["recall"]) == {str(i) for i in range(10)}
+    assert printed["pictures"]["confusion"] == str(Path(tiny_run["run_dir"]) / "confusion.png")  # beside the run
+
+
+def test_eval_draws_the_confusion_matrix_and_the_mistakes_where_asked(tiny_run, tmp_path, capsys):
+    main(["eval", "--ckpt", tiny_run["run_dir"], "--pictures", str(tmp_path / "pictures")])
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["pictures"]["confusion"] == str(tmp_path / "pictures" / "confusion.png")
+    assert_png(tmp_path / "pictures" / "confusion.png", min_size=(400, 400))
+    wrong = printed["samples"] - sum(printed["confusion_matrix"][i][i] for i in range(10))
+    assert wrong > 0  # the tiny model errs: mistakes.png has pictures to show
+    assert_png(Path(printed["pictures"]["mistakes"]), min_size=(400, 100))
+
+    from classifier.pictures import confusion_figure
+
+    figure = confusion_figure(printed["confusion_matrix"], [str(i) for i in range(10)], "title")
+    assert sum(int(text.get_text()) for text in figure.axes[0].texts) == printed["samples"] == 360
 
 
 def test_resume_after_a_kill_ends_like_an_uninterrupted_run(tmp_path):

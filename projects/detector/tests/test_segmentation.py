@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from PIL import Image
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
@@ -163,6 +164,8 @@ def test_tiny_training_lowers_the_loss_and_writes_a_loadable_checkpoint(data, sp
     assert losses[-1] < losses[0] - 0.1, losses
     assert 0.0 <= metrics["test_miou"] <= 1.0 and set(metrics["test_iou"]) == set(NAMES)
     assert json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))["test_miou"] == metrics["test_miou"]
+    with Image.open(run_dir / "curves.png") as curves:
+        assert curves.format == "PNG" and curves.width > 600 and curves.height > 300
 
     model, card = load_segmenter(run_dir)
     assert card["classes"] == list(CLASSES) and model.widths == (8, 16, 32)

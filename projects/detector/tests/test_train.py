@@ -37,9 +37,16 @@ def test_tiny_run_writes_a_loadable_detector_and_the_loss_falls(tiny_run):
     assert loaded.classes == ["circle", "square", "triangle"] and loaded.image_size == 64
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    tags = set(EventAccumulator(str(run_dir)).Reload().Tags()["scalars"])
+    tags = EventAccumulator(str(run_dir)).Reload().Tags()
     for tag in ("train/loss", "train/heatmap", "train/size", "train/lr", "train/images_per_s", "val/map", "test/map"):
-        assert tag in tags, tag
+        assert tag in tags["scalars"], tag
+    assert "curves" in tags["images"]
+    assert_png(run_dir / "curves.png", min_size=(600, 300))
+
+
+def assert_png(path: Path, min_size: tuple[int, int]) -> None:
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.width >= min_size[0] and image.height >= min_size[1], image
 
 
 def test_eval_reproduces_the_saved_metrics(tiny_run, capsys):
@@ -48,6 +55,15 @@ def test_eval_reproduces_the_saved_metrics(tiny_run, capsys):
     assert printed["images"] == 50
     for name in ("map", "map_50", "map_75"):
         assert printed[name] == tiny_run[f"test_{name}"], name
+    assert printed["pictures"] == {"detections": str(Path(tiny_run["run_dir"]) / "detections.png")}
+
+
+def test_eval_draws_test_images_with_their_detections_where_asked(tiny_run, tmp_path, capsys):
+    main(["eval", "--ckpt", tiny_run["run_dir"], "--pictures", str(tmp_path / "pictures")])
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["pictures"] == {"detections": str(tmp_path / "pictures" / "detections.png")}
+    # three 64-px test images of the tiny preset, each enlarged 4 times, side by side
+    assert_png(tmp_path / "pictures" / "detections.png", min_size=(3 * 256, 256))
 
 
 def test_a_named_run_is_not_trained_over_without_overwrite(tiny_run, capsys):

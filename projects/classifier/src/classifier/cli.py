@@ -10,11 +10,12 @@ from .config import PRESETS, PROJECT, RESUME_MAY_CHANGE, BenchArgs, DemoArgs, Ev
 
 
 def eval_command(args: EvalArgs) -> dict:
-    from .artifacts import load_predictor
+    from .artifacts import find_run, load_predictor
     from .data import image_folder, load_data, photo_transforms
     from .evaluate import classification_metrics, predict
 
-    predictor = load_predictor(args.ckpt, args.device)
+    ckpt = find_run(args.ckpt)
+    predictor = load_predictor(ckpt, args.device)
     classes = predictor.card["classes"]
     if args.data is not None:  # a tree the model never saw: its test/ or val/ split, or all of it
         root = next((args.data / s for s in ("test", "val") if (args.data / s).is_dir()), args.data)
@@ -27,7 +28,22 @@ def eval_command(args: EvalArgs) -> dict:
         data = load_data(predictor.config)
         dataset = data.test if args.split == "test" else data.val
     logits, labels = predict(predictor, DataLoader(dataset, args.batch_size))
-    return {"model": predictor.kind, **classification_metrics(logits, labels, classes)}
+    metrics = classification_metrics(logits, labels, classes)
+    pictures = save_eval_pictures(ckpt, args.pictures, metrics, classes, dataset, logits, labels)
+    return {"model": predictor.kind, **metrics, "pictures": pictures}
+
+
+def save_eval_pictures(ckpt, pictures, metrics, classes, dataset, logits, labels) -> dict:
+    """confusion.png (and mistakes.png) into --pictures, else beside what was evaluated: {name: path}."""
+    from dlshared.pictures import eval_pictures_dir, save_figures
+
+    from .artifacts import SHIPPED
+    from .pictures import eval_figures
+
+    folder = eval_pictures_dir(ckpt.parent if ckpt.suffix == ".onnx" else ckpt, pictures, shipped=SHIPPED)
+    if folder is None:  # the package's own weights folder is not ours to write into
+        return {}
+    return save_figures(folder, eval_figures(metrics, classes, dataset, logits, labels))
 
 
 def demo_command(args: DemoArgs) -> None:

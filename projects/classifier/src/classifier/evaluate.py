@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torchmetrics.functional.classification import (
@@ -48,24 +47,3 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, classes: 
         "recall": {c: round(r, 6) for c, r in zip(classes, recall.tolist(), strict=True)},
         "confusion_matrix": multiclass_confusion_matrix(preds, labels, num_classes=k).tolist(),
     }
-
-
-def confusion_figure(matrix: list[list[int]], classes: list[str]):
-    """A matplotlib figure of the confusion matrix (rows: true class, columns: predicted)."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display needed; safe in servers and tests
-    import matplotlib.pyplot as plt
-
-    cm = np.asarray(matrix)
-    size = max(4.0, 0.45 * len(classes))
-    fig, ax = plt.subplots(figsize=(size, size))
-    ax.imshow(cm, cmap="Blues")
-    ax.set(xticks=range(len(classes)), yticks=range(len(classes)), xlabel="predicted", ylabel="true")
-    ax.set_xticklabels(classes, rotation=90)
-    ax.set_yticklabels(classes)
-    if len(classes) <= 20:
-        for (i, j), v in np.ndenumerate(cm):
-            ax.text(j, i, v, ha="center", va="center", color="white" if v > cm.max() / 2 else "black", fontsize=8)
-    fig.tight_layout()
-    return fig

@@ -18,13 +18,15 @@ from torch.utils.data import DataLoader
 
 from dlshared.checkpoint import WEIGHTS_NAME, save_weights
 from dlshared.cli import UserError
+from dlshared.pictures import save_figures
 from dlshared.seed import seed_everything
 from dlshared.training import epochs_for, start_run
 
 from .config import PROJECT, TrainConfig, check_relations
 from .data import load_data
-from .evaluate import classification_metrics, confusion_figure, predict
+from .evaluate import classification_metrics, predict
 from .model import build_model
+from .pictures import confusion_figure, training_curves
 from .probes import LayerProbe
 from .transfer import parameter_groups, set_backbone_trainable
 
@@ -123,7 +125,8 @@ def train(cfg: TrainConfig) -> dict:
         train_loader.set_epoch(epoch)
         set_backbone_trainable(raw_model, epoch >= cfg.freeze_epochs)  # transfer: the head alone first
         model.train()
-        loss_sum, step_images = torch.zeros((), device=accelerator.device), 0
+        loss_sum, correct, seen = (torch.zeros((), device=accelerator.device) for _ in range(3))  # epoch sums
+        step_images = 0
         for i, (images, labels) in enumerate(train_loader, start=1):
             completes_step = i % cfg.grad_accum == 0 or i == len(train_loader)
             # DDP averages gradients across processes only on the batch that completes an optimizer step
@@ -132,6 +135,8 @@ def train(cfg: TrainConfig) -> dict:
                 loss = criterion(logits, labels)
                 accelerator.backward(loss / cfg.grad_accum)
             loss_sum += loss.detach()
+            correct += (logits.argmax(dim=1) == labels).sum()
+            seen += len(labels)
             step_images += len(images) * accelerator.num_processes
             if not completes_step:
                 continue
@@ -147,7 +152,9 @@ def train(cfg: TrainConfig) -> dict:
         with meter.paused():
             val = evaluate(model, val_loader, accelerator, data.classes)
             train_loss = accelerator.reduce(loss_sum, "mean").item() / len(train_loader)  # over processes
-            history.append({"epoch": epoch, "train_loss": round(train_loss, 6), "val_accuracy": val["accuracy"]})
+            train_accuracy = (accelerator.reduce(correct, "sum") / accelerator.reduce(seen, "sum")).item()
+            record = {"epoch": epoch, "train_loss": round(train_loss, 6), "train_accuracy": round(train_accuracy, 6)}
+            history.append(record | {"val_loss": round(val["loss"], 6), "val_accuracy": val["accuracy"]})
             log_epoch(log, val, data.classes, f"epoch {epoch}/{epochs}  step {step}", train_loss, meter, step)
             publish = partial(save_weights, raw_model, run.dir / WEIGHTS_NAME, {"epoch": str(epoch)})
             run.checkpoint(raw_model, optimizer, scheduler, publish, epoch=epoch, step=step, history=history)
@@ -156,6 +163,8 @@ def train(cfg: TrainConfig) -> dict:
     # --- finish: the test split, once ---
     test = evaluate(model, test_loader, accelerator, data.classes)
     log.scalars({"test/accuracy": test["accuracy"]}, step)
+    if run.is_main:  # RUN/curves.png and its TensorBoard copy: one process draws them
+        save_figures(run.dir, {"curves": training_curves(history, cfg.label_smoothing)}, log=log, step=step)
     metrics = {
         "test_accuracy": test["accuracy"],
         "test_loss": test["loss"],

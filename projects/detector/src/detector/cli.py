@@ -42,7 +42,22 @@ def eval_command(args: EvalArgs) -> dict:
     if len(dataset) == 0:
         raise UserError("no images to evaluate")
     loader = DataLoader(dataset, args.batch_size, collate_fn=collate)
-    return coco_map(predict(loaded.model, loader, loaded.device)) | {"run_dir": str(run_dir)}
+    metrics = coco_map(predict(loaded.model, loader, loaded.device))
+    return metrics | {"run_dir": str(run_dir), "pictures": save_eval_pictures(loaded, dataset, args.pictures)}
+
+
+def save_eval_pictures(loaded, dataset, pictures) -> dict:
+    """detections.png into --pictures, else into the evaluated run folder: {name: path}."""
+    from dlshared.pictures import eval_pictures_dir, save_figures
+
+    from .pictures import detections_figure
+
+    # SHIPPED: pass shipped=SHIPPED (detector/artifacts.py) here once the package ships quick-preset weights
+    folder = eval_pictures_dir(loaded.run_dir, pictures, shipped=None)
+    if folder is None:  # the package's own weights folder is not ours to write into
+        return {}
+    figure = detections_figure(loaded.model, dataset, loaded.classes, loaded.device)
+    return save_figures(folder, {"detections": figure})
 
 
 def demo_command(args: DemoArgs) -> None:

@@ -216,6 +216,8 @@ class EvalArgs:
     """Images per forward pass."""
     device: str = "auto"
     """auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps."""
+    pictures: Path | None = None
+    """Folder for the eval pictures, detections.png (unset: the run folder; nothing for the shipped weights)."""
 
 
 @dataclass

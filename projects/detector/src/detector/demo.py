@@ -17,10 +17,10 @@ from dlshared.display import BadImage, markdown_text, open_image
 from .artifacts import LoadedDetector
 from .data import resize_and_pad
 from .evaluate import detect as run_detector
+from .pictures import COLOURS
 from .shapes import draw_image
 
 MIN_SIDE, MAX_PIXELS = 16, 40_000_000
-COLOURS = [(255, 64, 64), (64, 200, 64), (64, 128, 255), (255, 200, 0), (200, 64, 255), (0, 220, 220)]
 
 
 def open_rgb(value) -> Image.Image:

@@ -30,10 +30,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from dlshared.checkpoint import WEIGHTS_NAME, load_weights, save_weights
 from dlshared.cli import UserError, short_reason
+from dlshared.pictures import save_figures
 from dlshared.seed import seed_everything
 
 from .config import UNET_PROJECT, SegmentationConfig
 from .data import collate
+from .pictures import segmentation_curves
 from .train import on_main_process, prepare_training, start_with_data
 
 # --------------------------------------------------------------------------------------------------- model
@@ -288,6 +290,8 @@ def train_segmentation(cfg: SegmentationConfig) -> dict:
     # --- finish: the test split, once ---
     test = on_main_process(accelerator, evaluate_miou, raw_model, splits.test, names, cfg, accelerator)
     log.scalars({"test/miou": test["miou"]}, step)
+    if run.is_main:  # RUN/curves.png and its TensorBoard copy: one process draws them
+        save_figures(run.dir, {"curves": segmentation_curves(history)}, log=log, step=step)
     metrics = {
         "test_miou": test["miou"],
         "test_miou_foreground": test["miou_foreground"],

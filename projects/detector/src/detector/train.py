@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from dlshared.checkpoint import WEIGHTS_NAME, save_weights
 from dlshared.cli import UserError
+from dlshared.pictures import save_figures
 from dlshared.seed import seed_everything
 from dlshared.training import Run, epochs_for, start_run
 
@@ -30,6 +31,7 @@ from .config import PROJECT, TrainConfig, check_relations
 from .data import Splits, collate, load_splits
 from .evaluate import coco_map, predict
 from .model import DetectorConfig, build_detector
+from .pictures import detector_curves
 from .rcnn import rcnn_losses
 
 
@@ -175,6 +177,8 @@ def train(cfg: TrainConfig) -> dict:
     # --- finish: the test split, once ---
     test = on_main_process(accelerator, evaluate_map, raw_model, splits.test, cfg, accelerator)
     log.scalars({"test/map": test["map"], "test/map_50": test["map_50"]}, step)
+    if run.is_main:  # RUN/curves.png and its TensorBoard copy: one process draws them
+        save_figures(run.dir, {"curves": detector_curves(history)}, log=log, step=step)
     metrics = {f"test_{name}": value for name, value in test.items() if name != "images"}
     metrics |= {
         "val_map": history[-1]["map"] if history else None,
