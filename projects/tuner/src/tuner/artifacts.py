@@ -19,9 +19,9 @@ from dlshared.runs import latest_run
 
 from .config import PROJECT, TrainConfig
 
-SHIPPED: Path | None = None
-"""The weights the package ships, whose folder eval draws no pictures into. None: tuner ships none yet.
-SHIPPED: set to Path(__file__).resolve().parent / "weights" / "quick" once they are added."""
+SHIPPED = Path(__file__).resolve().parent / "weights" / "quick"
+"""The quick preset's run (base, SFT and DPO adapters), shipped with the package (weights/quick/README.md: command,
+commit, scores): `tuner demo` serves it at once on a fresh clone, and eval draws no pictures into its folder."""
 STAGES = ("base", "sft", "dpo")
 DONE = {"base": "model.safetensors", "sft": "adapter_model.safetensors", "dpo": "adapter_model.safetensors"}
 

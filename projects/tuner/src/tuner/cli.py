@@ -36,7 +36,7 @@ def eval_command(args: EvalArgs) -> dict:
 def demo_command(args: DemoArgs) -> None:
     from dlshared.demo import serve
 
-    from .artifacts import resolve_run
+    from .artifacts import SHIPPED, resolve_run
     from .demo import build_demo, load_models
     from .train import train
 
@@ -44,7 +44,7 @@ def demo_command(args: DemoArgs) -> None:
         models = load_models(resolve_run(run_dir, args.runs))  # a --ckpt that is no tuner run: a one-line error
         return build_demo(models, args.max_new_tokens)
 
-    serve(PROJECT, args, build, train, PRESETS["quick"])
+    serve(PROJECT, args, build, train, PRESETS["quick"], shipped=SHIPPED)
 
 
 COMMANDS = {
