@@ -9,6 +9,10 @@ installs the very versions the course was tested with.
     dest/src/ tests/ README.md ...
     dest/shared/          src/dlshared, tests, pyproject.toml
     dest/conftest.py      the root one: tests run offline
+    dest/.ci/run, .github/workflows/ci.yml   the root's CI, adapted (`fork_ci_text`): lock, install, lint, test
+
+`--name NEW` renames the package and its command (src/PROJECT/ becomes src/NEW/): see dlshared.rename for what is
+renamed and what is not.
 """
 
 from __future__ import annotations
@@ -28,9 +32,11 @@ import tyro
 
 from .cli import Command, UserError, run_cli
 from .outputs import MARKER, staged_output
+from .rename import check_name, rename_project
 
 # Outputs, environments and caches are never part of a template; the root .gitignore's simple patterns add to these.
 SKIP = ("runs", ".venv", "__pycache__", "*.pyc", "*.egg-info", ".*_cache", ".gradio", "dist", "build")
+CI_FILES = (".github/workflows/ci.yml", ".ci/run")
 
 
 @dataclasses.dataclass
@@ -41,6 +47,8 @@ class ForkConfig:
     """Folder to create the standalone project in; must not exist yet, or be empty."""
     offline: bool = False
     """Lock from uv's cache only, without asking the package index (`uv lock --offline`)."""
+    name: str | None = None
+    """New name for the package and its command (lowercase, e.g. digits); unset: the project's own."""
 
 
 def find_workspace_root(start: str | os.PathLike) -> Path | None:
@@ -57,8 +65,11 @@ def find_workspace_root(start: str | os.PathLike) -> Path | None:
     return None
 
 
-def fork(project: str, dest: str | os.PathLike, root: str | os.PathLike, offline: bool = False) -> Path:
-    """Write `project` of the workspace at `root` as a standalone uv project at `dest`; return `dest`."""
+def fork(
+    project: str, dest: str | os.PathLike, root: str | os.PathLike, offline: bool = False, name: str | None = None
+) -> Path:
+    """Write `project` of the workspace at `root` as a standalone uv project at `dest`, its package renamed to
+    `name` if given; return `dest`."""
     root, dest = Path(root).resolve(), Path(dest).resolve()
     src = root / "projects" / project
     known = sorted(p.parent.name for p in root.glob("projects/*/pyproject.toml"))
@@ -71,19 +82,26 @@ def fork(project: str, dest: str | os.PathLike, root: str | os.PathLike, offline
     uv = os.environ.get("UV") or shutil.which("uv")  # `uv run` tells its children where uv is
     if uv is None:
         raise UserError("uv is not installed; see https://docs.astral.sh/uv/getting-started/installation/")
+    if name is not None:
+        check_name(name)
+        if not (src / "src" / project).is_dir():
+            raise UserError(f"--name needs the package folder src/{project}/, which {src} lacks")
 
     skip = shutil.ignore_patterns(*SKIP, *_gitignore_names(root / ".gitignore"))
     with staged_output(dest) as stage:  # copied beside dest, renamed into place once complete
         shutil.copytree(src, stage, ignore=skip, dirs_exist_ok=True)
         shutil.copytree(root / "shared", stage / "shared", ignore=skip)
-        for name in ("conftest.py", ".gitignore", "uv.lock"):
-            if (root / name).is_file():
-                shutil.copy2(root / name, stage / name)
+        for file in ("conftest.py", ".gitignore", "uv.lock"):
+            if (root / file).is_file():
+                shutil.copy2(root / file, stage / file)
         root_pyproject, project_pyproject = (
             (root / "pyproject.toml").read_text(encoding="utf-8"),
             (src / "pyproject.toml").read_text(encoding="utf-8"),
         )
         (stage / "pyproject.toml").write_text(fork_pyproject(root_pyproject, project_pyproject), encoding="utf-8")
+        copy_ci(root, stage)
+        if name is not None and name != project:
+            rename_project(stage, project, name)
     (dest / MARKER).unlink()  # the fork is the user's project now, not an output of ours
 
     # Re-locking with the old lock in place keeps every version it pins; only the workspace's shape changes.
@@ -134,6 +152,36 @@ def fork_pyproject(root_text: str, project_text: str) -> str:
     return re.sub(r"\n+(?=^\[\[?[\w.\-\"]+\]\]?$)", "\n\n", tomlkit.dumps(doc), flags=re.M).strip() + "\n"
 
 
+def copy_ci(root: Path, dest: Path) -> None:
+    """The root's CI files (the workflow, .ci/run), adapted to the fork by `fork_ci_text`; .ci/run stays executable."""
+    for name in CI_FILES:
+        if (root / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / name, dest / name)  # copy2 keeps the mode
+            (dest / name).write_text(fork_ci_text((root / name).read_text(encoding="utf-8")), encoding="utf-8")
+
+
+def fork_ci_text(text: str) -> str:
+    """A CI file of the root, for the fork. Its steps work there (the fork's pyproject has the root's dev group,
+    pytest-xdist and playwright included, its conftest.py and pytest config) but for what names the workspace: test
+    paths (projects/... becomes the fork's tests, course/... goes) and `--refresh`, which at the root fills uv's
+    cache for the workspace's fork test (a fork skips it). The comments about those follow."""
+    text = re.sub(r"(?m)^# The lock must match[^\n]*\n(?:#[^\n]*\n)*", "# The lock must match pyproject.toml.\n", text)
+    text = re.sub(
+        r" \([^()\n]*fork test[^()\n]*\)", "", text
+    )  # "Check the lock (and fill uv's cache ... fork test ...)"
+    text = re.sub(r"(?m)(\buv lock --check) --refresh\b", r"\1", text)
+    text = re.sub(r"(?m)^.*\bpytest\b.*$", lambda line: _fork_test_paths(line[0]), text)
+    return re.sub(r"(?i)(t)he test command (?:README\.md gives|from README\.md)", r"\1he fork's test command", text)
+
+
+def _fork_test_paths(line: str) -> str:
+    """`... pytest -m "not slow" shared/tests projects course/tests` -> `... pytest -m "not slow" shared/tests tests`."""
+    line = re.sub(r"(?<= )projects(?:/\S*)?(?= |$)", "tests", line)
+    line = re.sub(r" course(?:/\S*)?(?= |$)", "", line)
+    return re.sub(r"(?<= )tests(?: tests)+(?= |$)", "tests", line)
+
+
 def _gitignore_names(path: Path) -> list[str]:
     """The .gitignore lines that are plain name globs ("runs/", "*.onnx"); anchored paths and negations skipped."""
     lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
@@ -148,8 +196,9 @@ def _fork_command(cfg: ForkConfig) -> Path:
         raise UserError("no uv workspace above this folder; run this inside the capstones checkout")
     # Prefer the workspace that has the project: cwd may be some other uv workspace, the code's own checkout not.
     root = next((r for r in roots if (r / "projects" / cfg.project / "pyproject.toml").is_file()), roots[0])
-    dest = fork(cfg.project, cfg.dest, root, offline=cfg.offline)
-    print(f"\nForked {cfg.project} into {dest}. Next:\n  cd {shlex.quote(str(cfg.dest))} && uv run pytest")
+    dest = fork(cfg.project, cfg.dest, root, offline=cfg.offline, name=cfg.name)
+    renamed = f" as {cfg.name}" if cfg.name else ""
+    print(f"\nForked {cfg.project} into {dest}{renamed}. Next:\n  cd {shlex.quote(str(cfg.dest))} && uv run pytest")
     return dest
 
 
