@@ -13,6 +13,7 @@ from .config import (
     PRESETS,
     PROJECT,
     RESUME_MAY_CHANGE,
+    SHIPPED,
     BenchArgs,
     DemoArgs,
     EvalArgs,
@@ -70,7 +71,7 @@ def demo_command(args: DemoArgs) -> None:
     def build(run_dir):
         return build_demo(run_dir, vae_run=args.vae, runs=args.runs)
 
-    serve("diffusion", args, build, train, PRESETS["quick"], required=PIPELINE_INDEX)
+    serve("diffusion", args, build, train, PRESETS["quick"], required=PIPELINE_INDEX, shipped=SHIPPED)
 
 
 COMMANDS = {

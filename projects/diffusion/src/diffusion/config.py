@@ -26,8 +26,9 @@ PROJECT = "diffusion"
 PIPELINE_DIR = "pipeline"
 PIPELINE_INDEX = f"{PIPELINE_DIR}/model_index.json"
 """What only a diffusion run holds, once it has a checkpoint: how `--resume`, eval and the demo find the newest."""
-SHIPPED: Path | None = None  # TODO(issue 21): Path(__file__).parent / "weights" / "quick" once the weights ship
-"""The weights folder the package ships: `eval` of it writes no pictures there (the folder belongs to the installed
+SHIPPED = Path(__file__).resolve().parent / "weights" / "quick"
+"""The quick preset's run, shipped with the package (weights/quick/README.md: command, commit, scores): the demo
+serves it at once on a fresh clone, and `eval` of it writes no pictures there (the folder belongs to the installed
 package; --pictures DIR says where instead)."""
 
 Sampler = Literal["ddim", "ddpm", "dpm", "diffusers-ddim", "diffusers-ddpm"]
