@@ -52,10 +52,25 @@ def curves_figure(
         ax.set(xlabel=x, ylabel=label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    whole_number_ticks(fig, sorted({record[x] for record in history if x in record}))
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def whole_number_ticks(fig, xs: list) -> None:
+    """Epochs and steps are whole numbers: ticks at each one while they fit (1, 2, 3, not 1.25; a lone epoch 1
+    too), else a few whole ones. Other x values keep matplotlib's ticks."""
+    from matplotlib.ticker import MaxNLocator
+
+    if not xs or not all(float(v).is_integer() for v in xs):
+        return
+    for ax in fig.axes:
+        if len(xs) <= 15:
+            ax.set_xticks(xs)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def save_figures(run_dir: str | os.PathLike, figures: Mapping[str, Any], log: Any = None, step: int = 0) -> dict:

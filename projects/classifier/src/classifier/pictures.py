@@ -15,19 +15,7 @@ def training_curves(history: list[dict], label_smoothing: float):
     note = f"train: running mean over the epoch's augmented batches, loss with label smoothing {label_smoothing}"
     panels = {"loss": ["train_loss", "val_loss"], "accuracy": ["train_accuracy", "val_accuracy"]}
     fig = curves_figure(history, panels, x="epoch", title=note)
-    whole_epochs(fig, sorted({r["epoch"] for r in history if "epoch" in r}))
     return fig
-
-
-def whole_epochs(fig, epochs: list[int]) -> None:
-    """Ticks at whole epochs (1, 2, 3, not 1.25; a lone epoch 1 too): each one while they fit, else a few."""
-    from matplotlib.ticker import MaxNLocator  # after curves_figure: it picks the Agg backend first
-
-    for ax in fig.axes:
-        if len(epochs) <= 15:
-            ax.set_xticks(epochs)
-        else:
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def confusion_figure(matrix: list[list[int]], classes: list[str], title: str | None = None):

@@ -23,19 +23,7 @@ def epoch_curves(history: list[dict], panels: dict[str, list[str]], names: dict[
     a None (a class never seen that epoch) is left out rather than drawn as a gap."""
     records = [{names.get(key, key): value for key, value in h.items() if value is not None} for h in history]
     fig = curves_figure(records, panels, x="epoch", title=title)
-    whole_epochs(fig, sorted({r["epoch"] for r in records if "epoch" in r}))
     return fig
-
-
-def whole_epochs(fig, epochs: list[int]) -> None:
-    """Ticks at whole epochs (1, 2, 3, not 1.25; a lone epoch 1 too): each one while they fit, else a few."""
-    from matplotlib.ticker import MaxNLocator  # after curves_figure: it picks the Agg backend first
-
-    for ax in fig.axes:
-        if len(epochs) <= 15:
-            ax.set_xticks(epochs)
-        else:
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def detector_curves(history: list[dict]):
