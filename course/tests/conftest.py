@@ -1,4 +1,6 @@
 """`--update-figures`: copy the pictures the lessons draw over the committed ones in course/figures/.
+`--update-outputs`: rewrite the text blocks of the lessons whose blocks print something else (numbers move,
+`...` marks stay); read `git diff` after, and fix the prose that quotes the numbers.
 `--lesson-workers N`: how many lesson files run at once (default 2).
 `lesson_pool`: the session's lesson servers, shared by the checker's tests and the lessons (each costs seconds to
 start: it imports torch, transformers and the capstones)."""
@@ -13,6 +15,11 @@ def pytest_addoption(parser):
         "--update-figures",
         action="store_true",
         help="copy the figures the lessons draw this run into course/figures/ (after changing a lesson's plots)",
+    )
+    parser.addoption(
+        "--update-outputs",
+        action="store_true",
+        help="re-record the output shown under each lesson block that prints something else this run",
     )
     parser.addoption(
         "--lesson-workers",

@@ -1,16 +1,18 @@
 """The checker itself: it must catch a wrong expected output (with file, line and diff), honour `...` and the float
-tolerance both ways, keep lesson files from seeing each other's global state, and catch a stale code name."""
+tolerance both ways, keep lesson files from seeing each other's global state and the machine's CPU, re-record
+outputs without losing their `...` marks, and catch a stale code name."""
 
 from __future__ import annotations
 
+import platform
 import re
 from pathlib import Path
 
 import pytest
 
 from coursekit.lessons import COURSE_DIR, code_name_links, defines, figure_links, python_blocks
-from coursekit.outputs import output_matches
-from coursekit.runner import check_lesson
+from coursekit.outputs import output_matches, refreshed_output
+from coursekit.runner import check_lesson, record_outputs
 
 FENCE = "```"
 
@@ -213,3 +215,52 @@ def test_embedded_figures_are_found_outside_code_and_a_block_can_save_them(tmp_p
     path.write_text(lesson(("open('figures/a.png', 'wb').write(b'png')\n", None)), encoding="utf-8")
     assert check_lesson(path, tmp_path, lesson_pool) == []
     assert (tmp_path / "figures" / "a.png").read_bytes() == b"png"  # the runner made figures/ in the workdir
+
+
+@pytest.mark.parametrize(
+    ("expected", "got", "recorded"),
+    [
+        # numbers move, the text and the `...` inside a line stay
+        ("epoch 2  loss 1.911  ... s\n", "epoch 2  loss 1.912  3.0 s\n", "epoch 2  loss 1.912  ... s\n"),
+        # a line of `...` still swallows what it swallowed, and the lines around it take the new numbers
+        ("start 1.5\n...\nend 7\n", "start 1.6\nnoise\nmore noise\nend 8\n", "start 1.6\n...\nend 8\n"),
+        # another shape (a line more, other words): recorded as printed, for a person to mark what varies
+        ("loss 0.5\n", "loss 0.4\nwarning: slow\n", "loss 0.4\nwarning: slow\n"),
+        ("time 3 ... s\n", "duration 3.2 s\n", "duration 3.2 s\n"),
+    ],
+)
+def test_refreshed_output_keeps_the_marks(expected, got, recorded):
+    assert refreshed_output(expected, got) == recorded
+    assert output_matches(recorded, got)
+
+
+def test_record_outputs_rewrites_only_the_blocks_that_print_something_else(tmp_path, lesson_pool):
+    path = tmp_path / "lesson.md"
+    path.write_text(
+        lesson(
+            ("print('a 1.5', 'took 3 s')\n", "a 1.0 took ... s\n"),
+            ("print('same')\n", "same\n"),
+            ("print(*range(3), sep='\\n')\n", "0\n9\n"),
+        ),
+        encoding="utf-8",
+    )
+    before = path.read_text(encoding="utf-8")
+    runs = lesson_pool.submit(path, tmp_path / "run").result()
+    first, _, third = python_blocks(before)
+    assert record_outputs(path, runs) == [first.line, third.line]
+    after = path.read_text(encoding="utf-8")
+    assert "a 1.5 took ... s\n" in after and "same\n" in after and "0\n1\n2\n" in after
+    assert after.count("\n") == before.count("\n") + 1  # the third block printed a line more
+    assert check_lesson(path, tmp_path / "again", lesson_pool) == []
+
+
+def test_lessons_run_on_the_same_numeric_paths_on_every_x86_machine(tmp_path, lesson_pool):
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("the pinned paths are x86-64's (ATen AVX2, MKL, oneDNN)")
+    code = (
+        "import os, torch\n"
+        "print(torch.backends.cpu.get_cpu_capability(), os.environ['MKL_CBWR'], torch.get_num_threads())\n"
+    )
+    (tmp_path / "a.md").write_text(lesson((code, None)), encoding="utf-8")
+    out = lesson_pool.submit(tmp_path / "a.md", tmp_path).result()[0].stdout
+    assert out.split() == ["AVX2", "COMPATIBLE", "2"]

@@ -19,7 +19,7 @@ from coursekit.lessons import (
     questions,
     relative_links,
 )
-from coursekit.runner import lesson_failures
+from coursekit.runner import lesson_failures, record_outputs
 
 LESSONS = lesson_files()
 INTERVIEWS = [p for p in LESSONS if p.stem.endswith("_interview")]
@@ -47,7 +47,10 @@ def lesson_runs(request, tmp_path_factory, lesson_pool):
 @pytest.mark.parametrize("path", LESSONS, ids=[p.name for p in LESSONS])
 def test_every_python_block_runs(path, lesson_runs, request):
     future, workdir = lesson_runs[path]
-    failures = lesson_failures(path, future.result())
+    runs = future.result()
+    if request.config.getoption("--update-outputs"):  # course/tests/conftest.py
+        record_outputs(path, runs)
+    failures = lesson_failures(path, runs)
     assert not failures, "\n\n".join(failures)
     # the pictures the lesson embeds are drawn by its own blocks, this run, and committed beside it
     for target in figure_links(path.read_text(encoding="utf-8")):

@@ -10,7 +10,7 @@ import torch
 
 from dlshared import monitor
 from dlshared.cli import UserError
-from dlshared.device import pick_device
+from dlshared.device import pick_device, resolve_precision
 from dlshared.monitor import Throughput, mfu
 from dlshared.runs import config_to_dict, latest_run, make_run_dir, resolve_run_dir
 from dlshared.testing import in_process_group, run_distributed
@@ -44,6 +44,17 @@ def test_pick_device():
         pick_device("tpu")
     with pytest.raises(ValueError, match="cuda:99"):
         pick_device("cuda:99")  # no machine has that many GPUs; without CUDA the message names it too
+
+
+@pytest.mark.parametrize(
+    ("amx", "avx512_bf16", "auto"), [(True, False, "bf16"), (False, True, "bf16"), (False, False, "no")]
+)
+def test_auto_precision_is_bf16_only_on_a_cpu_that_computes_it(monkeypatch, amx, avx512_bf16, auto):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == auto
+    assert [resolve_precision(p, cpu) for p in ("no", "bf16", "fp16")] == ["no", "bf16", "fp16"]  # asked for: kept
 
 
 def test_throughput_skips_warmup(monkeypatch):

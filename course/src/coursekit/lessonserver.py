@@ -61,6 +61,18 @@ PRELOAD = [
     "coursekit.runner",
 ]
 
+# What a lesson prints must not depend on the CPU it runs on, and a few epochs of training turn a last-bit difference
+# (a matrix product summed in another order by AVX-512 kernels than by AVX2 ones) into another loss curve. So lessons
+# run on the same numeric code paths on every x86-64 machine: ATen's AVX2 kernels, MKL's COMPATIBLE branch (MKL keeps
+# its AVX2 branch for Intel CPUs only: on AMD it falls back to AUTO), oneDNN and FBGEMM capped at AVX2. Read when torch loads,
+# hence set before PRELOAD; a variable already set wins. The price: MKL's matrix products run ~3x slower.
+NUMERIC_PATHS = {
+    "ATEN_CPU_CAPABILITY": "avx2",  # ATen's own kernels, and the code torch.compile generates
+    "MKL_CBWR": "COMPATIBLE",  # matrix products
+    "ONEDNN_MAX_CPU_ISA": "AVX2",  # convolutions
+    "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2",  # int8 kernels: with VNNI, u8 x s8 products do not saturate as on AVX2
+}
+
 
 def run_child(request: dict) -> None:
     from coursekit.runner import BlockRun, run_blocks
@@ -77,6 +89,8 @@ def run_child(request: dict) -> None:
 def serve() -> None:
     replies = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # anything printed outside a block (C code, a child's stray output) goes to stderr, not here
+    for name, value in NUMERIC_PATHS.items():
+        os.environ.setdefault(name, value)
     for name in PRELOAD:
         importlib.import_module(name)
     replies.write("ready\n")

@@ -101,3 +101,42 @@ def output_diff(expected: str, got: str, name: str) -> str:
                     shown[j] = want[i]
     lines = difflib.unified_diff(want, shown, f"{name} (expected, the lesson)", f"{name} (got, the code)", lineterm="")
     return "\n".join(lines)
+
+
+def refreshed_line(expected: str, got: str) -> str | None:
+    """`expected` with its numbers replaced by the ones `got` prints in their places, its text and `...` kept; None
+    when `got` has another shape (other text, other number count)."""
+    pattern, _ = line_pattern(expected)
+    found = pattern.fullmatch(got)
+    if found is None:
+        return None
+    numbers = iter(found.groups())
+    chunks = [NUMBER_RE.sub(lambda _: next(numbers), chunk) for chunk in expected.split(ELLIPSIS)]
+    return ELLIPSIS.join(chunks)
+
+
+def refreshed_output(expected: str, got: str) -> str:
+    """The text block to record for a block that printed `got`: `expected`'s lines with `got`'s numbers, keeping
+    the `...` marks, when the two have the same shape line for line; else `got` as it is (its machine-dependent
+    parts then need marking by hand, and the next run says where)."""
+    want, have = normalise(expected), normalise(got)
+    # fits[i][j]: can want[i:] take the shape of have[j:]? The table of `output_matches`, numbers left free.
+    fits = [[False] * (len(have) + 1) for _ in range(len(want) + 1)]
+    fits[len(want)][len(have)] = True
+    for i in reversed(range(len(want))):
+        for j in reversed(range(len(have) + 1)):
+            if want[i] == ELLIPSIS:
+                fits[i][j] = fits[i + 1][j] or (j < len(have) and fits[i][j + 1])
+            else:
+                fits[i][j] = j < len(have) and fits[i + 1][j + 1] and refreshed_line(want[i], have[j]) is not None
+    if not fits[0][0]:
+        return "\n".join(have) + "\n"
+    lines, j = [], 0
+    for i, line in enumerate(want):
+        if line == ELLIPSIS:  # swallow got lines until the rest fits again
+            j = next(k for k in range(j, len(have) + 1) if fits[i + 1][k])
+            lines.append(line)
+        else:
+            lines.append(refreshed_line(line, have[j]))
+            j += 1
+    return "\n".join(lines) + "\n"

@@ -29,7 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .lessons import python_blocks
-from .outputs import output_diff, output_matches
+from .outputs import output_diff, output_matches, refreshed_output
+
+LESSON_THREADS = 2
+"""Threads a lesson starts with, whatever the machine has: the course machine's 2 cores. Lessons that time things pin
+their own (mostly 1)."""
 
 
 @dataclass
@@ -52,6 +56,7 @@ def run_blocks(path: Path, workdir: Path) -> list[BlockRun]:
     os.chdir(workdir)  # files a lesson writes land in a temporary folder
     Path("figures").mkdir(exist_ok=True)  # where blocks save the pictures the lesson embeds
     torch.manual_seed(0)
+    torch.set_num_threads(LESSON_THREADS)  # a reduction split over 8 threads sums in another order than over 2
     namespace = {"__name__": "__lesson__"}
     runs = []
     for block in python_blocks(path.read_text(encoding="utf-8")):
@@ -196,3 +201,27 @@ def lesson_failures(path: Path, runs: list[BlockRun]) -> list[str]:
                 f"{path.name}, block at line {block.line}: output differs from line {block.expected_line}\n{diff}"
             )
     return failures
+
+
+def record_outputs(path: Path, runs: list[BlockRun]) -> list[int]:
+    """Rewrite `path`'s text blocks whose block printed something else this run (`refreshed_output`: the numbers
+    change, the `...` marks stay); the lines of the blocks rewritten. For re-recording after a change that moves
+    numbers on purpose (a new library version, a lesson's new seed), never to make a failure go away unread:
+    `git diff` shows what moved, and the prose that quotes those numbers needs the same change."""
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines(keepends=True)
+    blocks = {block.line: block for block in python_blocks(text)}
+    changed = []
+    for run in reversed(runs):  # from the end of the file, so that earlier line numbers stay put
+        block = blocks.get(run.line)
+        if run.error is not None or block is None or block.expected is None:
+            continue
+        if output_matches(block.expected, run.stdout):
+            continue
+        first = block.expected_line  # the ```text fence; the output is the lines after it, up to the closing fence
+        last = first + len(block.expected.splitlines())
+        lines[first:last] = [refreshed_output(block.expected, run.stdout)]
+        changed.append(block.line)
+    if changed:
+        path.write_text("".join(lines), encoding="utf-8")
+    return sorted(changed)

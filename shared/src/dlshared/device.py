@@ -28,3 +28,23 @@ def pick_device(name: str = "auto") -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device {name!r} requested but MPS is not available here (try --device cpu)")
     return device
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes in bfloat16 in hardware: a CUDA GPU that supports it (Ampere and later), or a CPU
+    with AMX or AVX512-BF16. Elsewhere torch emulates bf16 in float32 and autocast only adds conversions."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private, hence looked up with a default
+        return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+    return False
+
+
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """--mixed-precision as Accelerate takes it: "auto" is "bf16" where `device` computes bf16 natively, else "no";
+    the others as given. Why: bf16 autocast made diffusion's quick training step 1.2x faster on a CPU with AMX and
+    30x slower on one with only AVX2 (4.4 samples/s against 130 in float32)."""
+    if requested != "auto":
+        return requested
+    return "bf16" if native_bf16(device) else "no"

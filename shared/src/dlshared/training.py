@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from .checkpoint import RESUME_NAME, load_resume_state, save_json, save_resume_state
 from .cli import UserError, validate
-from .device import pick_device
+from .device import pick_device, resolve_precision
 from .monitor import RunLogger, Throughput
 from .runs import RunLock, config_to_dict, remove_stale_temporaries, resolve_run_dir
 
@@ -56,7 +56,8 @@ def start_run(project: str, cfg: RunOptions, required: str = RESUME_NAME, **acce
         device = pick_device(cfg.device)
     except ValueError as err:
         raise UserError(str(err)) from None
-    accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision=cfg.mixed_precision, **accelerator_options)
+    precision = resolve_precision(cfg.mixed_precision, device)  # "auto": bf16 only where the device has it
+    accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision=precision, **accelerator_options)
     run_dir = resolve_run_dir(project, cfg.out, cfg.name, cfg.resume, required, getattr(cfg, "overwrite", False))
     lock = RunLock(run_dir)
     if accelerator.is_main_process:
@@ -66,6 +67,8 @@ def start_run(project: str, cfg: RunOptions, required: str = RESUME_NAME, **acce
     run = Run(accelerator, run_dir, logger, cfg.progress, lock, resuming=cfg.resume)
     config = config_to_dict(cfg)
     run.log.print(f"config: {json.dumps(config)}")
+    if cfg.mixed_precision != precision:
+        run.log.print(f"mixed precision {cfg.mixed_precision}: {precision} on this {device.type}")
     run.save_json(config, "config.json")
     return run
 

@@ -21,6 +21,7 @@ from diffusers import AutoencoderKL, UNet2DModel
 from torch.utils.flop_counter import FlopCounterMode
 
 from dlshared.cli import UserError
+from dlshared.device import resolve_precision
 from dlshared.profiling import profile_folder, profile_steps
 from dlshared.runs import latest_run
 
@@ -79,7 +80,8 @@ def bench(args: BenchArgs) -> dict:
     if args.train_steps > 0:
         result["training"] = time_training(cfg, args.train_steps)
     if profile_out is not None:  # the quick preset's own precision; after the timings: the profiler slows steps
-        result["profile"] = profile_steps(training_step(cfg, cfg.mixed_precision), profile_out)
+        precision = resolve_precision(cfg.mixed_precision, torch.device("cpu"))
+        result["profile"] = profile_steps(training_step(cfg, precision), profile_out)
     return result
 
 

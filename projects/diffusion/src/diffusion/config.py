@@ -112,7 +112,8 @@ class TrainConfig(DataConfig):
     weight_decay: NonNegativeFloat = 0.0
     grad_clip: NonNegativeFloat = 1.0
     """Clip the gradient norm to this (0 = no clipping)."""
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    mixed_precision: Literal["no", "bf16", "fp16", "auto"] = "no"
+    """auto: bf16 where the device computes it natively (CUDA, or a CPU with AMX / AVX512-BF16), else no."""
     device: str = "auto"
     """auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps."""
     seed: NonNegative = 0
@@ -160,7 +161,8 @@ PRESETS: dict[str, TrainConfig] = {
         progress=False,
     ),
     # minutes on a 2-core CPU: >= 90% of DDIM-50 guided samples judged the requested digit (see README)
-    "quick": TrainConfig(mixed_precision="bf16"),  # bf16 autocast: 1.2x on this CPU (AMX), see README
+    # bf16 autocast where native: 1.2x on a CPU with AMX; emulated on an AVX2-only CPU it was 30x slower (README)
+    "quick": TrainConfig(mixed_precision="auto"),
     # latent diffusion: an autoencoder first (16x16x1 -> 4x4x4), then a U-Net on the 4x4 latents; see README
     # fp32: on 4x4 latents bf16 autocast made a step slower on this CPU, not faster (README)
     "latent": TrainConfig(latent=True, block_out_channels=(32, 64), attention_levels=(False, True)),
