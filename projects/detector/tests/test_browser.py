@@ -1,6 +1,6 @@
-"""The demo as a person meets it, in headless Chromium (the tests' tiny detector and U-Net): Detect with no image
-shows a message in the page; an example seed draws a picture, Detect draws boxes and lists them, Segment colours
-the classes."""
+"""The demo as a person meets it, in headless Chromium (the shipped quick detector, the tests' tiny U-Net): Detect
+with no image shows a message in the page; an example seed draws a picture, Detect draws boxes and lists them,
+Segment colours the classes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from detector.artifacts import load_detector
+from detector.artifacts import SHIPPED, load_detector
 from detector.demo import build_demo
 from detector.segmentation import load_segmenter
 from dlshared.browser import expect_text, screenshot, served_demo_page
@@ -18,9 +18,9 @@ ASSETS = Path(__file__).parents[1] / "assets"
 
 
 @pytest.mark.browser
-def test_detect_and_segment_an_example_in_the_page(tiny_run, tiny_unet, tmp_path):
+def test_detect_and_segment_an_example_in_the_page(tiny_unet, tmp_path):
     segmenter, card = load_segmenter(tiny_unet["run_dir"])
-    demo = build_demo(load_detector(Path(tiny_run["run_dir"]), "cpu"), segmenter, card)
+    demo = build_demo(load_detector(SHIPPED, "cpu"), segmenter, card)
     with served_demo_page(demo) as page:
         page.get_by_role("button", name="Detect").click()
         expect_text(page, "⚠️")  # no image yet: a message where the count of objects goes

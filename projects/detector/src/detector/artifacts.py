@@ -19,6 +19,9 @@ from dlshared.runs import latest_run
 from .config import PROJECT
 from .model import DetectorConfig, build_detector
 
+SHIPPED = Path(__file__).resolve().parent / "weights" / "quick"
+"""The quick preset's run (seed 0) shipped with the package: `demo` serves it when nothing has been trained."""
+
 
 @dataclass
 class LoadedDetector:

@@ -50,10 +50,10 @@ def save_eval_pictures(loaded, dataset, pictures) -> dict:
     """detections.png into --pictures, else into the evaluated run folder: {name: path}."""
     from dlshared.pictures import eval_pictures_dir, save_figures
 
+    from .artifacts import SHIPPED
     from .pictures import detections_figure
 
-    # SHIPPED: pass shipped=SHIPPED (detector/artifacts.py) here once the package ships quick-preset weights
-    folder = eval_pictures_dir(loaded.run_dir, pictures, shipped=None)
+    folder = eval_pictures_dir(loaded.run_dir, pictures, shipped=SHIPPED)
     if folder is None:  # the package's own weights folder is not ours to write into
         return {}
     figure = detections_figure(loaded.model, dataset, loaded.classes, loaded.device)
@@ -64,7 +64,7 @@ def demo_command(args: DemoArgs) -> None:
     from dlshared.demo import serve
     from dlshared.runs import latest_run
 
-    from .artifacts import load_detector
+    from .artifacts import SHIPPED, load_detector
     from .demo import build_demo
     from .segmentation import load_segmenter
     from .train import train
@@ -76,7 +76,7 @@ def demo_command(args: DemoArgs) -> None:
         print(f"U-Net: {unet_dir}" if unet_dir else "no U-Net run: the segmentation tab stays idle", flush=True)
         return build_demo(load_detector(run_dir, args.device), segmenter, card)
 
-    serve(PROJECT, args, build, train, PRESETS["quick"])
+    serve(PROJECT, args, build, train, PRESETS["quick"], shipped=SHIPPED)
 
 
 def convert_pennfudan_command(args: ConvertArgs) -> dict:
