@@ -51,10 +51,14 @@ def demo_command(args: DemoArgs) -> None:
 
     from .artifacts import SHIPPED, load_predictor
     from .demo import build_demo
-    from .train import train
 
     def build(run_dir):
         return build_demo(load_predictor(run_dir))
+
+    def train(cfg):  # imported only when there is nothing to serve: the training stack costs seconds at start
+        from .train import train
+
+        return train(cfg)
 
     serve("classifier", args, build, train, PRESETS["quick"], shipped=SHIPPED)
 

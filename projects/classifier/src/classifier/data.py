@@ -14,8 +14,6 @@ import torch
 import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset, Subset
-from torchvision import datasets
-from torchvision.transforms import v2
 
 from dlshared.cli import UserError
 
@@ -97,13 +95,9 @@ def load_digits_data(
     labels = torch.as_tensor(digits.target)
     train, val, test = split_indices(digits.target, split.val_fraction, split.test_fraction, split.seed)
     train = limit(train, max_train_samples, split.seed)
-    # digits are centred and upright: small shifts, rotations and scalings are the natural variation; no flips.
-    # Bilinear: nearest-neighbour rotation makes jagged strokes the test images never have.
-    bilinear = v2.InterpolationMode.BILINEAR
-    jitter = v2.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1), interpolation=bilinear)
     mean, std = images[train].mean().item(), images[train].std().item()
     return DataBundle(
-        train=TensorImages(images[train], labels[train], jitter if augment else None),
+        train=TensorImages(images[train], labels[train], digit_jitter() if augment else None),
         val=TensorImages(images[val], labels[val]),
         test=TensorImages(images[test], labels[test]),
         classes=[str(c) for c in digits.target_names],
@@ -115,7 +109,18 @@ def load_digits_data(
     )
 
 
-def photo_transforms(size: int, train: bool, augment: bool) -> v2.Compose:
+def digit_jitter():
+    """Digits are centred and upright: small shifts, rotations and scalings are the natural variation; no flips.
+    Bilinear: nearest-neighbour rotation makes jagged strokes the test images never have."""
+    from torchvision.transforms import v2  # here, not at the top: torchvision costs the demo seconds at start
+
+    bilinear = v2.InterpolationMode.BILINEAR
+    return v2.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1), interpolation=bilinear)
+
+
+def photo_transforms(size: int, train: bool, augment: bool):
+    from torchvision.transforms import v2
+
     if train and augment:
         geometry = [v2.RandomResizedCrop(size, scale=(0.6, 1.0), antialias=True), v2.RandomHorizontalFlip()]
     else:
@@ -123,7 +128,9 @@ def photo_transforms(size: int, train: bool, augment: bool) -> v2.Compose:
     return v2.Compose([v2.ToImage(), v2.RGB(), *geometry, v2.ToDtype(torch.float32, scale=True)])
 
 
-def image_folder(root: Path, transform) -> datasets.ImageFolder:
+def image_folder(root: Path, transform):
+    from torchvision import datasets
+
     try:
         return datasets.ImageFolder(root, transform=transform)
     except (FileNotFoundError, RuntimeError) as err:  # torchvision raises these for empty or class-less trees
@@ -161,6 +168,8 @@ def load_cifar10(
     root: Path | None, image_size: int, split: Split, max_train_samples: int | None, augment: bool
 ) -> DataBundle:
     """CIFAR-10 via torchvision's downloader (checksummed, cached in --data or ~/.cache/capstones/cifar10)."""
+    from torchvision import datasets
+
     root = root or Path.home() / ".cache" / "capstones" / "cifar10"
     train_tf = photo_transforms(image_size, train=True, augment=augment)
     eval_tf = photo_transforms(image_size, train=False, augment=False)

@@ -6,6 +6,8 @@ Every bad input (nothing drawn, not an image, too small, too large, odd modes) b
 
 from __future__ import annotations
 
+import dataclasses
+
 import gradio as gr
 import numpy as np
 import torch
@@ -95,7 +97,7 @@ def model_card_markdown(predictor: Predictor) -> str:
 def example_images(predictor: Predictor, n: int = 6) -> list[str]:
     """A few test-split images written as PNGs on the spot (nothing is shipped in the repo)."""
     try:
-        test = load_data(predictor.config).test
+        test = load_data(dataclasses.replace(predictor.config, augment=False)).test  # no training transforms
     except Exception:  # the run's data may be gone (a user's folder); the demo works without examples
         return []
     folder = scratch_folder("classifier-examples-")
