@@ -16,6 +16,19 @@ pytest_plugins = ("dlshared.testing",)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--update-screenshots",
+        action="store_true",
+        help="browser tests write their screenshots over the pictures the READMEs show (dlshared.browser.screenshot)",
+    )
+
+
+def pytest_configure(config):
+    if config.getoption("--update-screenshots"):  # a flag, not `UPDATE_SCREENSHOTS=1 cmd`: PowerShell has no such form
+        os.environ["UPDATE_SCREENSHOTS"] = "1"  # read by dlshared.browser.screenshot, here and in xdist's workers
+
+
 def workspace_member(nodeid: str) -> str:
     """'projects/rag/tests/test_x.py::test_y' -> 'projects/rag'; 'course/tests/...' -> 'course'."""
     parts = nodeid.split("/")

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from dlshared import monitor
+from dlshared.cache import cache_dir
 from dlshared.cli import UserError
 from dlshared.device import pick_device, resolve_precision
 from dlshared.monitor import Throughput, mfu
@@ -113,3 +114,12 @@ def test_resolve_run_dir_names_resumes_and_explains(tmp_path):
 def test_resolve_run_dir_agrees_across_ranks(tmp_path):
     rank0, rank1 = run_distributed(in_process_group, resolve_run_dir, "proj", tmp_path)
     assert rank0 == rank1 and rank0.is_dir()
+
+
+def test_one_cache_root_for_every_project(monkeypatch, tmp_path):
+    monkeypatch.delenv("CAPSTONES_CACHE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_dir("cifar10") == tmp_path / "home" / ".cache" / "capstones" / "cifar10"
+    monkeypatch.setenv("CAPSTONES_CACHE", str(tmp_path / "elsewhere"))
+    assert cache_dir("detector", "shapes") == tmp_path / "elsewhere" / "detector" / "shapes"
+    assert not (tmp_path / "elsewhere").exists()  # named, not created

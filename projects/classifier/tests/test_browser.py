@@ -51,6 +51,7 @@ def served_demo(tmp_path):
 
 
 @pytest.mark.browser
+@pytest.mark.timed  # alone on the machine, as a user starts it: `uv run pytest -m timed` (.ci/run, before the rest)
 def test_a_fresh_clones_demo_answers_an_example_in_the_browser_within_30_s(served_demo, tmp_path):
     url, started = served_demo
     with demo_page(url) as page:

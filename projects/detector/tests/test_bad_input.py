@@ -46,15 +46,16 @@ def _argv(verb: str, flags: list[str]) -> list[str]:
 
 @pytest.fixture
 def empty_cwd(tmp_path, monkeypatch) -> Path:
-    """An empty working folder (./runs would appear here), and a HOME of its own (~/.cache/detector/shapes)."""
+    """An empty working folder (./runs would appear here), and a HOME of its own (~/.cache/capstones/...)."""
     (tmp_path / "cwd").mkdir()
     monkeypatch.chdir(tmp_path / "cwd")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("CAPSTONES_CACHE", raising=False)
     return tmp_path / "cwd"
 
 
 def _nothing_made(cwd: Path) -> bool:
-    return not any(cwd.iterdir()) and not (cwd.parent / "home" / ".cache" / "detector").exists()
+    return not any(cwd.iterdir()) and not (cwd.parent / "home" / ".cache" / "capstones").exists()
 
 
 @pytest.mark.parametrize("verb, flag, value", CASES, ids=[f"{v}{f}={x}" for v, f, x in CASES])

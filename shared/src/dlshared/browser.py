@@ -32,7 +32,8 @@ BROWSER_FAILURE_SHOTS = "BROWSER_FAILURE_SHOTS"
 """Environment variable: a PNG path; a test that fails inside `demo_page` leaves the page there (and its HTML)."""
 
 UPDATE_SCREENSHOTS = "UPDATE_SCREENSHOTS"
-"""Environment variable: when set to 1, `screenshot` writes over the README's committed picture."""
+"""Environment variable: when set to 1, `screenshot` writes over the README's committed picture (`pytest
+--update-screenshots` sets it)."""
 
 
 def chromium_path() -> str | None:

@@ -172,7 +172,7 @@ def fork_ci_text(text: str) -> str:
     )  # "Check the lock (and fill uv's cache ... fork test ...)"
     text = re.sub(r"(?m)(\buv lock --check) --refresh\b", r"\1", text)
     text = re.sub(r"(?m)^.*\bpytest\b.*$", lambda line: _fork_test_paths(line[0]), text)
-    return re.sub(r"(?i)(t)he test command (?:README\.md gives|from README\.md)", r"\1he fork's test command", text)
+    return re.sub(r"(?i)(t)he test (command)(s?) (?:README\.md gives|from README\.md)", r"\1he fork's test \2\3", text)
 
 
 def _fork_test_paths(line: str) -> str:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset, Subset
 
+from dlshared.cache import cache_dir
 from dlshared.cli import UserError
 
 from .config import TrainConfig
@@ -167,10 +168,11 @@ def load_image_folder(
 def load_cifar10(
     root: Path | None, image_size: int, split: Split, max_train_samples: int | None, augment: bool
 ) -> DataBundle:
-    """CIFAR-10 via torchvision's downloader (checksummed, cached in --data or ~/.cache/capstones/cifar10)."""
+    """CIFAR-10 via torchvision's downloader (checksummed, cached in --data, else the capstones' cache root:
+    dlshared.cache, ~/.cache/capstones/cifar10)."""
     from torchvision import datasets
 
-    root = root or Path.home() / ".cache" / "capstones" / "cifar10"
+    root = root or cache_dir("cifar10")
     train_tf = photo_transforms(image_size, train=True, augment=augment)
     eval_tf = photo_transforms(image_size, train=False, augment=False)
     try:

@@ -29,7 +29,7 @@ class TrainConfig:
     shapes_train: Positive = 5000
     """Synthetic shapes: training images (validation and test get a tenth each, at least 50)."""
     shapes_root: Path | None = None
-    """Where the synthetic shapes are written (default: ~/.cache/detector/shapes)."""
+    """Where the synthetic shapes are written (default: ~/.cache/capstones/detector/shapes, or under $CAPSTONES_CACHE)."""
     val_fraction: Fraction = 0.15
     """Share of a single COCO folder held out for validation (and as much again for test)."""
     split_seed: NonNegative = 0
@@ -261,7 +261,7 @@ class BenchArgs:
     warmup: NonNegative = 3
     """Untimed calls of each kind before timing."""
     shapes_root: Path | None = None
-    """Where the preset's synthetic shapes are (default: ~/.cache/detector/shapes)."""
+    """Where the preset's synthetic shapes are (default: ~/.cache/capstones/detector/shapes, or under $CAPSTONES_CACHE)."""
     profile: bool = False
     """Then profile the timed training step (torch.profiler, 3 steps recorded after 2): a Chrome trace (trace.json)
     and the top operators by self time (top_ops.txt, top_ops.md). The timings above are taken without it."""

@@ -21,6 +21,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from torch.utils.data import Dataset, Subset
 
+from dlshared.cache import cache_dir
 from dlshared.cli import UserError
 
 from .shapes import ensure_shapes
@@ -128,10 +129,11 @@ def load_splits(cfg) -> Splits:
 
 def shapes_folder(n_train: int, image_size: int, seed: int, root: Path | None = None) -> Path:
     """The synthetic shapes, generated once (seed `seed`) into root/train, val and test: n_train training images,
-    a tenth as many (at least 50) for validation and for test. `root` defaults to
-    ~/.cache/detector/shapes/<n>x<size>px, so that presets of different sizes do not regenerate each other's."""
+    a tenth as many (at least 50) for validation and for test. `root` defaults to the capstones' cache root
+    (dlshared.cache): ~/.cache/capstones/detector/shapes/<n>x<size>px, so that presets of different sizes do not
+    regenerate each other's."""
     sizes = {"train": n_train, "val": max(50, n_train // 10), "test": max(50, n_train // 10)}
-    default = Path.home() / ".cache" / "detector" / "shapes" / f"{n_train}x{image_size}px"
+    default = cache_dir("detector", "shapes", f"{n_train}x{image_size}px")
     return ensure_shapes(Path(root or default), sizes, image_size, seed)
 
 

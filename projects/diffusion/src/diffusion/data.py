@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dlshared.cache import cache_dir
 from dlshared.cli import UserError
 
 from .config import DataConfig, check_data_config, data_source
@@ -118,10 +119,11 @@ def load_image_folder(
 
 
 def load_cifar10(root: Path | None, image_size: int, channels: int) -> DataBundle:  # pragma: no cover - online
-    """CIFAR-10's own train/test split, downloaded through torchvision into root (default data/cifar10)."""
+    """CIFAR-10's own train/test split, downloaded through torchvision into root (default: the capstones' cache
+    root, dlshared.cache, where the classifier keeps its copy too)."""
     from torchvision.datasets import CIFAR10
 
-    root = root or Path("data/cifar10")
+    root = root or cache_dir("cifar10")
     try:
         parts = [CIFAR10(str(root), train=t, download=True) for t in (True, False)]
     except OSError as err:

@@ -32,7 +32,7 @@ class TrainConfig:
     """A UTF-8 text file: first 90% train, last 10% validation. Unset: --dataset decides."""
     dataset: Literal["auto", "stdlib", "shakespeare"] = "auto"
     """auto = the --data file when given, else stdlib (Python's standard library source, on every machine).
-    shakespeare downloads tiny Shakespeare once (online) into ~/.cache/tinygpt."""
+    shakespeare = tiny Shakespeare (1.1 MB, shipped with the package)."""
     max_chars: Positive | None = None
     """Use only the first N characters of the text (quick experiments, tests)."""
     tokenizer: Literal["char", "bpe"] = "char"
