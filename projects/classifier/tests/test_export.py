@@ -9,6 +9,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from torch.utils.data import DataLoader
 
 from classifier.artifacts import load_predictor, load_torch_model
@@ -52,6 +53,20 @@ def test_int8_is_3x_smaller_and_within_one_point(trained_run, exported, capsys):
 
 
 def test_export_folder_is_self_describing(exported):
-    for name in ("card.json", "config.json", "export.json"):
+    for name in ("card.json", "config.json", "export.json", "README.md"):
         assert (exported / name).is_file()
     assert json.loads((exported / "export.json").read_text(encoding="utf-8"))["compression"] >= 3
+
+
+def test_model_card_reports_the_runs_own_metrics(trained_run, exported):
+    card = ModelCard.load(exported / "README.md")
+    saved = json.loads((Path(trained_run["run_dir"]) / "metrics.json").read_text(encoding="utf-8"))
+    assert card.data.library_name == "onnx" and "image-classification" in card.data.tags
+    assert card.data.datasets == ["sklearn-digits"]
+    (result,) = card.data.eval_results
+    assert (result.task_type, result.metric_type, result.dataset_split) == ("image-classification", "accuracy", "test")
+    assert result.metric_value == saved["test_accuracy"]
+    # the shipped run is the quick preset as it is: the command that rebuilds it needs no flag
+    assert "```bash\nuv run classifier train\n```" in card.text
+    for section in ("## Data", "## Training", "## Results", "## Limits"):
+        assert section in card.text

@@ -208,6 +208,22 @@ def test_onnx_export_matches_pytorch(tiny_run, tmp_path, capsys):
     for a, b in zip(onnx, ours, strict=True):
         torch.testing.assert_close(a["scores"], b["scores"], atol=1e-4, rtol=1e-4)
         assert torch.equal(a["labels"], b["labels"])
+    assert_model_card(tmp_path / "export" / "README.md", Path(tiny_run["run_dir"]))
+
+
+def assert_model_card(path: Path, run_dir: Path) -> None:
+    """The export's README.md is a Hub model card carrying the run's own test mAP and the command that trained it."""
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(path)
+    saved = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    assert card.data.library_name == "onnx" and "object-detection" in card.data.tags
+    assert card.data.datasets == ["synthetic-shapes"]
+    values = {(r.metric_type, r.dataset_split): r.metric_value for r in card.data.eval_results}
+    assert values == {("map", "test"): saved["test_map"], ("map_50", "test"): saved["test_map_50"]}
+    assert "```bash\nuv run detector train --preset tiny\n```" in card.text  # out, name, shapes_root: ignored
+    for section in ("## Data", "## Training", "## Results", "## Limits"):
+        assert section in card.text
 
 
 def test_bench_reports_training_and_inference_speed(tmp_path, capsys):

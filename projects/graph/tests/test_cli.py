@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from huggingface_hub import ModelCard
 
 from dlshared.demo import launch
 from dlshared.testing import assert_one_line_error, assert_output_folder_guarded, bad_flag_cases, free_port
@@ -53,6 +54,17 @@ def test_export_rebuilds_the_same_model_without_the_run(node_run, tmp_path, caps
     torch.testing.assert_close(exported(graph.x, graph.edge_index), run.model(graph.x, graph.edge_index))
     card = json.loads((tmp_path / "exported" / "card.json").read_text(encoding="utf-8"))
     assert card["test_accuracy_of_this_model"] == node_run["model_test_accuracy"]
+    hub_card = ModelCard.load(tmp_path / "exported" / "README.md")  # the Hub's model card, from the same run
+    (result,) = hub_card.data.eval_results
+    assert (result.metric_type, result.dataset_type, result.metric_value) == (
+        "accuracy",
+        "cora",
+        node_run["model_test_accuracy"],
+    )
+    assert hub_card.data.datasets == ["cora"] and "graph-ml" in hub_card.data.tags
+    assert "```bash\nuv run graph train --preset tiny\n```" in hub_card.text
+    for section in ("## Data", "## Training", "## Results", "## Limits"):
+        assert section in hub_card.text
 
 
 def test_export_never_writes_into_a_folder_it_did_not_create(node_run, tmp_path, capsys):

@@ -11,6 +11,7 @@ import onnxruntime as ort
 import pytest
 import torch
 import torch.nn.functional as F
+from huggingface_hub import ModelCard
 
 from dlshared.testing import assert_one_line_error
 from multimodal.artifacts import load_run
@@ -38,6 +39,21 @@ def test_onnx_towers_give_pytorchs_embeddings(tiny_run, tmp_path, capsys):
     np.testing.assert_allclose(got_images, want_images.numpy(), atol=1e-4, rtol=0)
     np.testing.assert_allclose(got_texts, want_texts.numpy(), atol=1e-4, rtol=0)
     assert result["logit_scale"] == pytest.approx(run.model.logit_scale.exp().item(), rel=1e-5)
+    assert_model_card(tmp_path / "onnx" / "README.md", Path(tiny_run["run_dir"]))
+
+
+def assert_model_card(path: Path, run_dir: Path) -> None:
+    """The export's README.md is a Hub model card carrying the run's own test scores and its train command."""
+    card = ModelCard.load(path)
+    tests = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))["test"]
+    assert card.data.library_name == "onnx" and card.data.datasets == ["capstones-scenes"]
+    values = {(r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}
+    for split in ("seen", "unseen"):
+        for key in ("image_to_text_r1", "text_to_image_r1", "zero_shot_mean"):
+            assert values[f"test-{split}", key] == tests[split][key]
+    assert "```bash\nuv run multimodal train --preset tiny --device cpu\n```" in card.text
+    for section in ("## Data", "## Training", "## Results", "## Limits"):
+        assert section in card.text
 
 
 def picture(folder: Path, name: str, colour: str, shape: str, seed: int = 0) -> Path:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import math
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -43,3 +47,19 @@ def test_exported_folder_loads_with_transformers_alone(tiny_run, tmp_path):
     from tinygpt.generate import generate
 
     assert greedy == [t.item() for t in generate(ours.model, ids, 8, temperature=0)]
+    assert_model_card(tmp_path / "hf" / "README.md", Path(tiny_run["run_dir"]))
+
+
+def assert_model_card(path: Path, run_dir: Path) -> None:
+    """The folder's README.md is a Hub model card carrying the run's own validation loss and its train command."""
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(path)
+    saved = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    assert card.data.library_name == "transformers" and card.data.pipeline_tag == "text-generation"
+    assert card.data.datasets == ["python-stdlib"] and "llama" in card.data.tags
+    values = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert values == {"loss": saved["val_loss"], "perplexity": round(math.exp(saved["val_loss"]), 4)}
+    assert "```bash\nuv run tinygpt train --preset tiny\n```" in card.text
+    for section in ("## Data", "## Training", "## Results", "## Limits"):
+        assert section in card.text

@@ -24,10 +24,12 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch.utils.data import DataLoader
 
 from dlshared.checkpoint import read_json_object, save_json
+from dlshared.configs import WHERE_FIELDS
+from dlshared.modelcard import Result, train_command, write_model_card
 from dlshared.outputs import staged_output
 
 from .artifacts import find_run, load_torch_model
-from .config import ExportArgs
+from .config import PRESETS, ExportArgs, TrainConfig
 from .data import load_data
 
 
@@ -109,9 +111,86 @@ def export(args: ExportArgs) -> dict:
         files = {"onnx": out / "model.onnx", "int8": out / "model.int8.onnx"}
         result = {"out": str(out), **{k: str(f) for k, f in files.items() if (stage / f.name).exists()}, **sizes}
         save_json({**result, "source_run": str(run_dir), "metrics": _metrics(run_dir)}, stage / "export.json")
+        write_card(stage, run_dir, cfg, card)
     return result
 
 
 def _metrics(run_dir: Path) -> dict | None:
     path = run_dir / "metrics.json"
     return {k: v for k, v in read_json_object(path).items() if k != "test"} if path.is_file() else None
+
+
+DATASETS = {"digits": ("sklearn-digits", "scikit-learn digits"), "cifar10": ("uoft-cs/cifar10", "CIFAR-10")}
+"""Resolved --dataset -> (dataset id: the Hub's where it has one, the name a reader knows)."""
+
+
+def write_card(stage: Path, run_dir: Path, cfg: TrainConfig, card: dict) -> Path:
+    """README.md in the Hub's format (dlshared.modelcard), from the run's config.json, card.json and metrics.json."""
+    metrics = read_json_object(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
+    data_id, data_name = DATASETS.get(cfg.resolved_dataset()) or (Path(cfg.data).name, f"ImageFolder {cfg.data}")
+    accuracy = metrics.get("test_accuracy")
+    results = [] if accuracy is None else [Result("image-classification", data_id, data_name, "accuracy", accuracy)]
+    command = train_command(
+        "classifier",
+        read_json_object(run_dir / "config.json"),
+        PRESETS,
+        "quick",
+        ignore=(*WHERE_FIELDS, "progress", "log_every", "stats_every"),  # none of these changes the weights
+        processes=metrics.get("processes", 1),
+    )
+    return write_model_card(
+        stage,
+        title=f"classifier: {card['backbone']} on {data_name}",
+        library_name="onnx",
+        pipeline_tag="image-classification",
+        tags=["pytorch-capstones", "image-classification", "onnx", card["backbone"].removeprefix("timm/")],
+        datasets=[data_id],
+        license="mit",
+        results=results,
+        summary=_summary(stage, card, metrics),
+        data=_data(cfg, card, metrics),
+        command=command,
+        limits=_limits(cfg, card, int8=(stage / "model.int8.onnx").is_file()),
+    )
+
+
+def _summary(stage: Path, card: dict, metrics: dict) -> str:
+    classes, size, channels = card["classes"], card["image_size"], card["in_channels"]
+    files = sorted((f.name for f in stage.glob("*.onnx")), key=lambda name: (name != "model.onnx", name))  # fp32 first
+    parameters = card.get("parameters") or metrics.get("parameters")
+    return (
+        f"A {card['backbone']} image classifier{f' ({parameters:,} parameters)' if parameters else ''} trained by"
+        f" the `classifier` project of PyTorch Capstones, exported to ONNX: {', '.join(f'`{f}`' for f in files)}."
+        f" Input `images`: [0, 1] pixels [B, {channels}, {size}, {size}] (the normalisation is inside the graph);"
+        f" output `logits`: [B, {len(classes)}], over the classes {_listed(classes)}."
+        f" `uv run classifier eval --ckpt FOLDER/{files[0]}` scores it again with ONNX Runtime (it reads the"
+        " config.json and card.json beside it)."
+    )
+
+
+def _data(cfg: TrainConfig, card: dict, metrics: dict) -> str:
+    text = f"Trained and tested on {card.get('source', cfg.resolved_dataset())}; the model sees {card['image_size']} px images."
+    if "test" in metrics:
+        text += f" The test split ({metrics['test']['samples']} images) was used for neither training nor model choice."
+    if cfg.max_train_samples:
+        text += f" Training used {cfg.max_train_samples} of the training images (`--max-train-samples`)."
+    return text
+
+
+def _limits(cfg: TrainConfig, card: dict, int8: bool) -> str:
+    digits = " (clean, centred scans of digits, not photographs)" if cfg.resolved_dataset() == "digits" else ""
+    calibration = (
+        " The int8 model's activation ranges come from a few training batches; score it with `eval` before relying"
+        " on it."
+    )
+    return (
+        f"It always answers one of its {len(card['classes'])} classes, even for an image of none of them, and its"
+        " softmax scores are not calibrated probabilities. The accuracy is one run's, measured on images from the"
+        f" source it was trained on{digits}: expect less on images from elsewhere.{calibration if int8 else ''}"
+        " The weights inherit the terms of use of the data they were trained on."
+    )
+
+
+def _listed(names: list[str], most: int = 20) -> str:
+    shown = ", ".join(f"`{n}`" for n in names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")

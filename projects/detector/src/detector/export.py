@@ -9,18 +9,21 @@ data, to code that handles it natively. `OnnxDetector` does both and returns wha
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from dlshared.checkpoint import save_json
+from dlshared.checkpoint import read_json_object, save_json
 from dlshared.cli import UserError, short_reason
+from dlshared.configs import WHERE_FIELDS
+from dlshared.modelcard import Result, train_command, write_model_card
 from dlshared.outputs import staged_output
 
-from .artifacts import load_detector, resolve_checkpoint
+from .artifacts import LoadedDetector, load_detector, resolve_checkpoint
 from .boxes import decode
-from .config import ExportArgs
+from .config import PRESETS, ExportArgs
 
 OUTPUTS = ("heatmap", "size", "offset")
 
@@ -78,8 +81,8 @@ class OnnxDetector:
 
 
 def export(args: ExportArgs) -> dict:
-    """Write OUT/model.onnx and OUT/card.json through a staging folder that becomes --out when complete, after
-    checking ORT against PyTorch on random images."""
+    """Write OUT/model.onnx, OUT/card.json, the run's config.json and a Hub model card (README.md) through a
+    staging folder that becomes --out when complete, after checking ORT against PyTorch on random images."""
     loaded = load_detector(resolve_checkpoint(args.ckpt, args.runs), "cpu")
     if loaded.arch != "centernet":
         raise UserError(
@@ -103,4 +106,67 @@ def export(args: ExportArgs) -> dict:
             expected = MapsForExport(loaded.model)(images)
         got = OnnxDetector(path, loaded.model.cfg.stride).maps(images)
         diff = max((got[name] - e).abs().max().item() for name, e in zip(OUTPUTS, expected, strict=True))
+        write_card(stage, loaded)  # reads config.json first: a missing or damaged one is a one-line error
+        shutil.copyfile(loaded.run_dir / "config.json", stage / "config.json")  # every setting, as the card says
     return {"onnx": str(out / "model.onnx"), "max_abs_diff": diff, "run_dir": str(loaded.run_dir)}
+
+
+SHAPES = (
+    "Synthetic images drawn by the project's `shapes.py`: circles, squares and triangles of random size, colour and"
+    " rotation on textured backgrounds, partly hiding each other."
+)
+SCORES = (("map", "test_map", "COCO mAP@[.5:.95]"), ("map_50", "test_map_50", "mAP@.5"))
+"""(metric id, key in metrics.json, name a reader knows) of the numbers a card reports."""
+
+
+def write_card(stage: Path, loaded: LoadedDetector) -> Path:
+    """README.md in the Hub's format (dlshared.modelcard), from the run's config.json, card.json, metrics.json."""
+    run_dir = loaded.run_dir
+    config, card = read_json_object(run_dir / "config.json"), read_json_object(run_dir / "card.json")
+    metrics = read_json_object(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
+    folder = config.get("data")
+    data_id, data_name = (Path(folder).name, f"COCO {folder}") if folder else ("synthetic-shapes", "synthetic shapes")
+    results = [
+        Result("object-detection", data_id, data_name, metric, metrics[key], name)
+        for metric, key, name in SCORES
+        if metrics.get(key) is not None
+    ]
+    command = train_command(
+        "detector",
+        config,
+        PRESETS,
+        "quick",
+        ignore=(*WHERE_FIELDS, "progress", "log_every", "shapes_root"),  # none of these changes the weights
+        processes=metrics.get("processes", 1),
+    )
+    return write_model_card(
+        stage,
+        title=f"detector: CenterNet on {data_name}",
+        library_name="onnx",
+        pipeline_tag="object-detection",
+        tags=["pytorch-capstones", "object-detection", "centernet", "onnx"],
+        datasets=[data_id],
+        license="mit",
+        results=results,
+        summary=_summary(loaded, card.get("parameters")),
+        data=f"Trained and tested on {card.get('source', data_name)}." + ("" if folder else f" {SHAPES}"),
+        command=command,
+        limits=(
+            "Boxes leave the graph as dense maps: the peak search and NMS run afterwards (`boxes.decode`;"
+            " `detector.export.OnnxDetector` runs both on ONNX Runtime), so a runtime of your own must reimplement"
+            " them. The mAP is one run's, on the test split of its own data: expect less on images from elsewhere."
+            f" It knows its {len(loaded.classes)} classes and no others. The weights inherit the terms of use of"
+            " the data they were trained on."
+        ),
+    )
+
+
+def _summary(loaded: LoadedDetector, parameters: int | None) -> str:
+    size = loaded.image_size
+    return (
+        f"An anchor-free CenterNet-style detector{f' ({parameters:,} parameters)' if parameters else ''} trained by"
+        " the `detector` project of PyTorch Capstones, exported to ONNX as `model.onnx`. Input `images`: [0, 1]"
+        f" pixels [B, 3, {size}, {size}] (the longer side resized to {size}, then padded to a square); outputs:"
+        f" `heatmap` (centre probabilities, one map per class: {', '.join(loaded.classes)}), `size` and `offset`,"
+        f" at stride {loaded.model.cfg.stride}. `card.json` beside it lists the classes and how to decode."
+    )

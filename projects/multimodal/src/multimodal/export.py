@@ -16,11 +16,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dlshared.checkpoint import save_json
+from dlshared.checkpoint import read_json_object, save_json
+from dlshared.configs import WHERE_FIELDS
+from dlshared.modelcard import Result, train_command, write_model_card
 from dlshared.outputs import staged_output
 
-from .artifacts import find_run, load_run
-from .config import ExportArgs
+from .artifacts import ClipRun, find_run, load_run
+from .config import PRESETS, ExportArgs
 from .model import image_size
 
 
@@ -77,5 +79,68 @@ def export(args: ExportArgs) -> dict:
             "source_run": str(run.dir),
         }
         save_json(card, stage / "export.json")
+        write_card(stage, run, card)
     files = {"image_encoder": str(out / "image_encoder.onnx"), "text_encoder": str(out / "text_encoder.onnx")}
     return {"out": str(out), **files, **card}
+
+
+RECALLS = (("image_to_text_r1", "recall@1, image to text"), ("text_to_image_r1", "recall@1, text to image"))
+SCENES = (
+    'Scenes drawn by the project\'s `scenes.py`, captioned like "two large green squares left of a yellow circle".'
+    " Some colour-shape pairs never appear in training: the `unseen` test split holds them, so it measures whether"
+    " the model composes what it learnt rather than recalling pairs it saw."
+)
+
+
+def write_card(stage: Path, run: ClipRun, export: dict) -> Path:
+    """README.md in the Hub's format (dlshared.modelcard), from the run's config.json and metrics.json."""
+    config = read_json_object(run.dir / "config.json")
+    metrics = read_json_object(run.dir / "metrics.json") if (run.dir / "metrics.json").is_file() else {}
+    folder = config.get("data")
+    data_id, data_name = (Path(folder).stem, str(folder)) if folder else ("capstones-scenes", "embedded scenes")
+    return write_model_card(
+        stage,
+        title=f"multimodal: {run.config.model} on {data_name}",
+        library_name="onnx",
+        pipeline_tag="zero-shot-image-classification",
+        tags=["pytorch-capstones", "clip", "open_clip", "onnx", "zero-shot-image-classification"],
+        datasets=[data_id],
+        license="mit",
+        results=_results(metrics.get("test") or {}, data_id, data_name),
+        summary=(
+            f"A CLIP model ({run.config.model}, {metrics.get('parameters', 0):,} parameters) trained contrastively"
+            " by the `multimodal` project of PyTorch Capstones, exported as two ONNX towers: `image_encoder.onnx`"
+            f" (images [B, 3, {export['image_size']}, {export['image_size']}], open_clip's preprocessing) and"
+            f" `text_encoder.onnx` (tokens [B, {export['context_length']}], open_clip's tokenizer), each returning"
+            f" unit-length embeddings [B, {export['embed_dim']}]: their dot product is the cosine similarity."
+        ),
+        data=f"Trained and tested on {metrics.get('data', data_name)}." + ("" if folder else f" {SCENES}"),
+        command=train_command(
+            "multimodal",
+            config,
+            PRESETS,
+            "quick",
+            ignore=(*WHERE_FIELDS, "progress", "log_every"),  # none of these changes the weights
+            processes=metrics.get("processes", 1),
+        ),
+        limits=(
+            "It knows the words and pictures of its training pairs only: captions outside that vocabulary, or"
+            " photographs, when it was trained on drawn scenes, get embeddings that mean little. Zero-shot labels"
+            " are the nearest caption, not calibrated probabilities. The weights inherit the terms of use of the"
+            " data they were trained on."
+        ),
+    )
+
+
+def _results(tests: dict, data_id: str, data_name: str) -> list[Result]:
+    """Recall@1 both ways and the mean zero-shot accuracy of every test split (seen and unseen pairs, or one)."""
+    task, results = "zero-shot-image-classification", []
+    for split, scores in tests.items():
+        name = "test" if split == "test" else f"test-{split}"
+        for key, label in RECALLS:
+            if key in scores:
+                results.append(Result(task, data_id, data_name, key, scores[key], label, name))
+        if "zero_shot_mean" in scores:
+            label = "zero-shot accuracy, mean over attributes"
+            results.append(Result(task, data_id, data_name, "zero_shot_mean", scores["zero_shot_mean"], label, name))
+    return results

@@ -10,15 +10,19 @@ After writing, the export loads the folder back with transformers and compares l
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
 
+from dlshared.checkpoint import read_json_object
 from dlshared.cli import UserError
+from dlshared.configs import WHERE_FIELDS
+from dlshared.modelcard import Result, train_command, write_model_card
 from dlshared.outputs import staged_output
 
 from .artifacts import LoadedModel, check_device, load_model, resolve_checkpoint
-from .config import ExportArgs
+from .config import PRESETS, ExportArgs
 from .model import GPT
 
 
@@ -157,9 +161,71 @@ def export_hf(args: ExportArgs) -> dict:
         generator = torch.Generator().manual_seed(0)
         ids = torch.randint(tokenizer.vocab_size, (2, model.cfg.block_size), generator=generator)
         diff = max_logit_difference(model, reloaded, ids)
+        write_card(stage, loaded.run_dir, type(reloaded).__name__)
     return {
         "out": str(out),
         "architecture": type(reloaded).__name__,
         "max_abs_logit_diff": diff,
         "run_dir": str(loaded.run_dir),
     }
+
+
+DATASETS = {"stdlib": "python-stdlib", "shakespeare": "karpathy/tiny_shakespeare"}
+"""--dataset -> dataset id (the Hub's where it has one)."""
+
+
+def write_card(stage: Path, run_dir: Path, architecture: str) -> Path:
+    """README.md in the Hub's format (dlshared.modelcard), from the run's config.json and metrics.json."""
+    config = read_json_object(run_dir / "config.json")
+    metrics = read_json_object(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
+    text_file = config.get("data")
+    data_id = Path(text_file).stem if text_file else DATASETS.get(config.get("dataset"), "python-stdlib")
+    data_name = metrics.get("data") or str(text_file or config.get("dataset"))
+    unit = "character" if config.get("tokenizer") == "char" else "token"
+    results = []
+    if metrics.get("val_loss") is not None:
+        loss = metrics["val_loss"]
+        results = [
+            Result("text-generation", data_id, data_name, "loss", loss, f"loss (nats per {unit})", "validation"),
+            Result("text-generation", data_id, data_name, "perplexity", round(math.exp(loss), 4), None, "validation"),
+        ]
+    return write_model_card(
+        stage,
+        title=f"tinygpt: a {config.get('arch')} model of {data_name}",
+        library_name="transformers",
+        pipeline_tag="text-generation",
+        tags=["pytorch-capstones", "text-generation", str(config.get("arch")), f"{config.get('tokenizer')}-tokenizer"],
+        datasets=[data_id],
+        license="mit",
+        results=results,
+        summary=_summary(architecture, config, metrics.get("parameters")),
+        data=(
+            f"{data_name}: the first 90% of its characters for training, the last 10% for validation"
+            + (f" (of its first {config['max_chars']:,} characters)." if config.get("max_chars") else ".")
+        ),
+        command=train_command(
+            "tinygpt",
+            config,
+            PRESETS,
+            "quick",
+            ignore=(*WHERE_FIELDS, "progress", "log_interval", "sample_tokens", "peak_flops"),  # no effect on weights
+            processes=metrics.get("processes", 1),
+        ),
+        limits=(
+            "A course-sized model: it continues text in the style of its training text, with no instruction"
+            " tuning, no safety training and no knowledge to rely on; its output may be wrong or nonsensical."
+            f" The loss is nats per {unit} on the validation split of its own text, so it compares only with runs"
+            " of the same tokenizer and text. The weights inherit the terms of use of the text they were trained on."
+        ),
+        settings_file=None,  # config.json here is transformers' own; the command above is the run's settings
+    )
+
+
+def _summary(architecture: str, config: dict, parameters: int | None) -> str:
+    size = f"{parameters:,} parameters: " if parameters else ""
+    return (
+        f"A small {architecture} ({size}{config.get('n_layer')} layers, {config.get('n_head')} heads, width"
+        f" {config.get('n_embd')}, context {config.get('block_size')} tokens, a {config.get('tokenizer')} tokenizer)"
+        " trained from scratch by the `tinygpt` project of PyTorch Capstones. `AutoModelForCausalLM.from_pretrained"
+        "(FOLDER)` and `AutoTokenizer.from_pretrained(FOLDER)` load it with transformers alone."
+    )
