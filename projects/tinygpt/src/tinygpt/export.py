@@ -11,6 +11,7 @@ After writing, the export loads the folder back with transformers and compares l
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -161,7 +162,7 @@ def export_hf(args: ExportArgs) -> dict:
         generator = torch.Generator().manual_seed(0)
         ids = torch.randint(tokenizer.vocab_size, (2, model.cfg.block_size), generator=generator)
         diff = max_logit_difference(model, reloaded, ids)
-        write_card(stage, loaded.run_dir, type(reloaded).__name__)
+        write_card(stage, loaded.run_dir, type(reloaded).__name__, {**asdict(model.cfg), "tokenizer": tokenizer.kind})
     return {
         "out": str(out),
         "architecture": type(reloaded).__name__,
@@ -174,9 +175,12 @@ DATASETS = {"stdlib": "python-stdlib", "shakespeare": "karpathy/tiny_shakespeare
 """--dataset -> dataset id (the Hub's where it has one)."""
 
 
-def write_card(stage: Path, run_dir: Path, architecture: str) -> Path:
-    """README.md in the Hub's format (dlshared.modelcard), from the run's config.json and metrics.json."""
-    config = read_json_object(run_dir / "config.json")
+def write_card(stage: Path, run_dir: Path, architecture: str, shape: dict) -> Path:
+    """README.md in the Hub's format (dlshared.modelcard), from the run's config.json and metrics.json. A folder
+    that `save_model` wrote outside `tinygpt train` (day 28 does) has neither: its card says so, and `shape` (the
+    model's own config and tokenizer kind) describes the model."""
+    recorded = read_json_object(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
+    config = {**shape, **recorded}
     metrics = read_json_object(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
     text_file = config.get("data")
     data_id = Path(text_file).stem if text_file else DATASETS.get(config.get("dataset"), "python-stdlib")
@@ -210,7 +214,9 @@ def write_card(stage: Path, run_dir: Path, architecture: str) -> Path:
             "quick",
             ignore=(*WHERE_FIELDS, "progress", "log_interval", "sample_tokens", "peak_flops"),  # no effect on weights
             processes=metrics.get("processes", 1),
-        ),
+        )
+        if recorded
+        else f"# not recorded: {run_dir.name} holds no run config.json (saved by save_model, not `tinygpt train`)",
         limits=(
             "A course-sized model: it continues text in the style of its training text, with no instruction"
             " tuning, no safety training and no knowledge to rely on; its output may be wrong or nonsensical."
