@@ -101,8 +101,9 @@ def test_a_damaged_or_foreign_run_is_one_line_naming_the_file(tiny_run, tmp_path
 
 @pytest.mark.parametrize("verb", ["eval", "demo"])
 def test_a_garbage_onnx_file_is_one_line_naming_it(tiny_run, tmp_path, capsys, verb):
-    for name in ("config.json", "card.json"):  # an export folder, but its model.onnx is not a model
-        shutil.copyfile(Path(tiny_run["run_dir"]) / name, tmp_path / name)
+    # an export folder, but its model.onnx is not a model
+    shutil.copyfile(Path(tiny_run["run_dir"]) / "config.json", tmp_path / "train_config.json")
+    shutil.copyfile(Path(tiny_run["run_dir"]) / "card.json", tmp_path / "card.json")
     onnx = tmp_path / "model.onnx"
     onnx.write_bytes(b"\x08\x07garbage, not a protobuf graph" * 10)
     err = assert_one_line_error(main, [verb, "--ckpt", str(onnx)], capsys)

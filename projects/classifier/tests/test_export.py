@@ -16,6 +16,7 @@ from classifier.artifacts import load_predictor, load_torch_model
 from classifier.cli import main
 from classifier.data import load_data
 from classifier.evaluate import classification_metrics, predict
+from classifier.model import Classifier
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def test_int8_is_3x_smaller_and_within_one_point(trained_run, exported, capsys):
 
 
 def test_export_folder_is_self_describing(exported):
-    for name in ("card.json", "config.json", "export.json", "README.md"):
+    for name in ("card.json", "config.json", "train_config.json", "model.safetensors", "export.json", "README.md"):
         assert (exported / name).is_file()
     assert json.loads((exported / "export.json").read_text(encoding="utf-8"))["compression"] >= 3
 
@@ -61,7 +62,8 @@ def test_export_folder_is_self_describing(exported):
 def test_model_card_reports_the_runs_own_metrics(trained_run, exported):
     card = ModelCard.load(exported / "README.md")
     saved = json.loads((Path(trained_run["run_dir"]) / "metrics.json").read_text(encoding="utf-8"))
-    assert card.data.library_name == "onnx" and "image-classification" in card.data.tags
+    assert card.data.library_name == "pytorch" and "image-classification" in card.data.tags
+    assert {"onnx", "pytorch_model_hub_mixin"} <= set(card.data.tags)
     assert card.data.datasets == ["sklearn-digits"]
     (result,) = card.data.eval_results
     assert (result.task_type, result.metric_type, result.dataset_split) == ("image-classification", "accuracy", "test")
@@ -70,3 +72,85 @@ def test_model_card_reports_the_runs_own_metrics(trained_run, exported):
     assert "```bash\nuv run classifier train\n```" in card.text
     for section in ("## Data", "## Training", "## Results", "## Limits"):
         assert section in card.text
+
+
+def test_from_pretrained_gives_the_runs_logits(trained_run, exported):
+    """The export folder is a Hub model folder: Classifier.from_pretrained rebuilds the network from config.json
+    alone (no run folder) and loads model.safetensors; every weight and buffer must arrive (strict)."""
+    model, cfg, card = load_torch_model(Path(trained_run["run_dir"]))
+    loaded = Classifier.from_pretrained(exported, strict=True)
+    assert loaded.classes == card["classes"] and loaded.image_size == card["image_size"]
+    images = torch.rand(16, card["in_channels"], card["image_size"], card["image_size"])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(images), model(images), atol=0, rtol=0)
+    config = json.loads((exported / "config.json").read_text(encoding="utf-8"))
+    assert config["mean"] == pytest.approx(model.mean.flatten().tolist())  # the real statistics, not placeholders
+
+
+class FakeHub:
+    """huggingface_hub.HfApi's two calls a push makes, recorded instead of sent."""
+
+    calls: list = []
+
+    def __init__(self, token: str = "fake-token"):
+        self.token = token
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", repo_id, kwargs))
+
+    def upload_folder(self, *, repo_id, folder_path, **kwargs):
+        self.calls.append(("upload_folder", repo_id, sorted(p.name for p in Path(folder_path).iterdir())))
+        return type("Commit", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/0"})()
+
+
+def test_push_to_hub_uploads_the_finished_folder(trained_run, tmp_path, monkeypatch, capsys):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
+    FakeHub.calls = []
+    out = tmp_path / "export"
+    main(
+        [
+            "export",
+            "--ckpt",
+            trained_run["run_dir"],
+            "--out",
+            str(out),
+            "--format",
+            "onnx",
+            "--push-to-hub",
+            "me/digits",
+        ]
+    )
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["pushed"] == "https://huggingface.co/me/digits/commit/0"
+    (create, upload) = FakeHub.calls
+    assert create[:2] == ("create_repo", "me/digits") and create[2]["exist_ok"] and create[2]["repo_type"] == "model"
+    assert upload[:2] == ("upload_folder", "me/digits")
+    assert {"README.md", "config.json", "model.safetensors", "model.onnx", "card.json"} <= set(upload[2])
+
+
+def test_push_to_hub_without_a_token_is_one_line_and_keeps_the_export(trained_run, tmp_path, monkeypatch, capsys):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda: FakeHub(token=None))
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+    out = tmp_path / "export"
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "export",
+                "--ckpt",
+                trained_run["run_dir"],
+                "--out",
+                str(out),
+                "--format",
+                "onnx",
+                "--push-to-hub",
+                "me/digits",
+            ]
+        )
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "hf auth login" in err and str(out) in err and len(err.splitlines()) == 1
+    assert (out / "model.safetensors").is_file()  # the export itself is complete, ready to push later

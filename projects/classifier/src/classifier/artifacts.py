@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
 
 from dlshared.checkpoint import WEIGHTS_NAME, load_weights, read_json_object
 from dlshared.cli import UserError, short_reason
@@ -17,9 +18,11 @@ from dlshared.device import pick_device
 from dlshared.runs import latest_run
 
 from .config import PROJECT, TrainConfig, check_relations
-from .model import build_model
+from .model import Classifier
 
 CARD_KEYS = ("classes", "in_channels", "image_size", "style", "backbone")
+TRAIN_CONFIG = "train_config.json"
+"""An export folder's copy of the run's config.json (its config.json is the Hub's: Classifier's arguments)."""
 SHIPPED = Path(__file__).resolve().parent / "weights" / "quick"
 """The quick preset's weights, shipped with the package (its README.md: command, commit, accuracy): the demo
 serves them at once on a fresh clone, before anything is trained."""
@@ -67,25 +70,44 @@ def read_card(path: Path) -> dict:
     return card
 
 
-def load_torch_model(run_dir: Path, device: str = "cpu") -> tuple[torch.nn.Module, TrainConfig, dict]:
+def load_torch_model(run_dir: Path, device: str = "cpu") -> tuple[Classifier, TrainConfig, dict]:
     """Rebuild the model a run folder describes and load its safetensors weights (no pretrained download)."""
     for name in ("config.json", "card.json", WEIGHTS_NAME):
         if not (run_dir / name).is_file():
             raise UserError(f"{run_dir} is not a classifier run folder (no {name})")
     cfg = read_run_config(run_dir / "config.json")
     card = read_card(run_dir / "card.json")
-    mean = std = (0.0,) * card["in_channels"]  # placeholders: the real mean/std are buffers in the weights
-    # pretrained=False: the weights come from the run, not from the internet
+    mean, std = read_normalisation(run_dir / WEIGHTS_NAME, card["in_channels"])
     try:
-        model = build_model(cfg.backbone, len(card["classes"]), card["in_channels"], mean, std, cfg.widths, cfg.blocks)
+        model = Classifier(
+            cfg.backbone,
+            len(card["classes"]),
+            card["in_channels"],
+            mean,
+            std,
+            cfg.widths,
+            cfg.blocks,
+            classes=card["classes"],
+            image_size=card["image_size"],
+        )
     except (TypeError, ValueError) as err:
         raise UserError(f"{run_dir}: config.json and card.json describe no model ({short_reason(err)})") from None
     load_weights(model, run_dir / WEIGHTS_NAME)
     return model.to(pick_device(device)).eval(), cfg, card
 
 
+def read_normalisation(weights: Path, channels: int) -> tuple[list[float], list[float]]:
+    """The mean and std buffers saved in a run's weights: the Hub config.json records them, so they are read, not
+    guessed. A damaged file gives placeholders here; load_weights then reports it."""
+    try:
+        with safe_open(str(weights), "pt") as tensors:
+            return tensors.get_tensor("mean").flatten().tolist(), tensors.get_tensor("std").flatten().tolist()
+    except Exception:  # safetensors' own error types
+        return [0.0] * channels, [1.0] * channels
+
+
 def load_predictor(ckpt: Path | None, device: str = "auto", runs: Path = Path("runs")) -> Predictor:
-    """A run folder -> PyTorch predictor; a .onnx file (with card.json and config.json beside it) -> ORT."""
+    """A run folder -> PyTorch predictor; a .onnx file (with card.json and train_config.json beside it) -> ORT."""
     path = find_run(ckpt, runs)
     if path.suffix == ".onnx":
         return load_onnx_predictor(path)
@@ -107,9 +129,9 @@ def load_onnx_predictor(path: Path) -> Predictor:
     if not path.is_file():
         raise UserError(f"--ckpt {path}: no such ONNX file")
     folder = path.parent
-    if not (folder / "card.json").is_file() or not (folder / "config.json").is_file():
-        raise UserError(f"{path}: expected card.json and config.json beside it (written by `classifier export`)")
-    cfg, card = read_run_config(folder / "config.json"), read_card(folder / "card.json")
+    if not (folder / "card.json").is_file() or not (folder / TRAIN_CONFIG).is_file():
+        raise UserError(f"{path}: expected card.json and {TRAIN_CONFIG} beside it (written by `classifier export`)")
+    cfg, card = read_run_config(folder / TRAIN_CONFIG), read_card(folder / "card.json")
     try:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as err:  # ORT's own error types: a truncated or foreign file

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from dlshared.cli import Fraction, NonNegative, NonNegativeFloat, Port, Positive, PositiveFloat, Probability, UserError
+from dlshared.hub import HubRepoId
 
 PROJECT = "classifier"
 """Name of the run folder family: runs/classifier/<name>/."""
@@ -184,6 +185,9 @@ class ExportArgs:
     """Training batches of 32 images used to calibrate the int8 activation ranges."""
     overwrite: bool = False
     """Replace an earlier export in --out (only a folder an export wrote; anything else is refused)."""
+    push_to_hub: HubRepoId = None
+    """Upload the finished export folder to this Hugging Face Hub model repo ("your-name/model-name"; needs `hf
+    auth login`)."""
 
 
 @dataclass

@@ -25,10 +25,11 @@ from torch.utils.data import DataLoader
 
 from dlshared.checkpoint import read_json_object, save_json
 from dlshared.configs import WHERE_FIELDS
+from dlshared.hub import push_folder
 from dlshared.modelcard import Result, train_command, write_model_card
 from dlshared.outputs import staged_output
 
-from .artifacts import find_run, load_torch_model
+from .artifacts import TRAIN_CONFIG, find_run, load_torch_model
 from .config import PRESETS, ExportArgs, TrainConfig
 from .data import load_data
 
@@ -93,13 +94,16 @@ def calibration_batches(run_cfg, n_batches: int, batch_size: int = 32) -> list[n
 
 
 def export(args: ExportArgs) -> dict:
-    """ONNX (and int8 ONNX) of a run, written into a staging folder that becomes --out when complete."""
+    """ONNX (and int8 ONNX) of a run plus the Hub's safetensors + config.json, written into a staging folder that
+    becomes --out when complete; then, with --push-to-hub, uploaded as it is."""
     run_dir = find_run(args.ckpt)
     model, cfg, card = load_torch_model(run_dir, "cpu")
     out = Path(args.out or run_dir / "export").resolve()
     with staged_output(out, args.overwrite, sources=(run_dir,)) as stage:
-        for name in ("config.json", "card.json"):  # eval/demo of an .onnx file read these beside it
-            shutil.copyfile(run_dir / name, stage / name)
+        model.save_pretrained(stage)  # model.safetensors + config.json: what Classifier.from_pretrained reads
+        # eval/demo of an .onnx file read these beside it (config.json is the Hub's, so the run's is renamed)
+        shutil.copyfile(run_dir / "config.json", stage / TRAIN_CONFIG)
+        shutil.copyfile(run_dir / "card.json", stage / "card.json")
         fp32 = export_onnx(model, card, stage / "model.onnx")
         sizes = {"onnx_bytes": fp32.stat().st_size}
         if args.format in ("int8", "all"):
@@ -111,7 +115,9 @@ def export(args: ExportArgs) -> dict:
         files = {"onnx": out / "model.onnx", "int8": out / "model.int8.onnx"}
         result = {"out": str(out), **{k: str(f) for k, f in files.items() if (stage / f.name).exists()}, **sizes}
         save_json({**result, "source_run": str(run_dir), "metrics": _metrics(run_dir)}, stage / "export.json")
-        write_card(stage, run_dir, cfg, card)
+        write_card(stage, run_dir, cfg, card)  # after save_pretrained: replaces the mixin's generic README.md
+    if args.push_to_hub:
+        result["pushed"] = push_folder(out, args.push_to_hub)
     return result
 
 
@@ -119,6 +125,9 @@ def _metrics(run_dir: Path) -> dict | None:
     path = run_dir / "metrics.json"
     return {k: v for k, v in read_json_object(path).items() if k != "test"} if path.is_file() else None
 
+
+HUB_TAGS = ("pytorch-capstones", "model_hub_mixin", "pytorch_model_hub_mixin")
+"""The tags huggingface_hub's PyTorchModelHubMixin gives the models it saves, so the Hub lists them as such."""
 
 DATASETS = {"digits": ("sklearn-digits", "scikit-learn digits"), "cifar10": ("uoft-cs/cifar10", "CIFAR-10")}
 """Resolved --dataset -> (dataset id: the Hub's where it has one, the name a reader knows)."""
@@ -141,9 +150,9 @@ def write_card(stage: Path, run_dir: Path, cfg: TrainConfig, card: dict) -> Path
     return write_model_card(
         stage,
         title=f"classifier: {card['backbone']} on {data_name}",
-        library_name="onnx",
+        library_name="pytorch",
         pipeline_tag="image-classification",
-        tags=["pytorch-capstones", "image-classification", "onnx", card["backbone"].removeprefix("timm/")],
+        tags=[*HUB_TAGS, "image-classification", "onnx", card["backbone"].removeprefix("timm/")],
         datasets=[data_id],
         license="mit",
         results=results,
@@ -164,7 +173,9 @@ def _summary(stage: Path, card: dict, metrics: dict) -> str:
         f" Input `images`: [0, 1] pixels [B, {channels}, {size}, {size}] (the normalisation is inside the graph);"
         f" output `logits`: [B, {len(classes)}], over the classes {_listed(classes)}."
         f" `uv run classifier eval --ckpt FOLDER/{files[0]}` scores it again with ONNX Runtime (it reads the"
-        " config.json and card.json beside it)."
+        f" {TRAIN_CONFIG} and card.json beside it). In PyTorch, `classifier.model.Classifier.from_pretrained(FOLDER"
+        " or repo id)` rebuilds the network from config.json and loads model.safetensors; its `classes` name the"
+        " logits."
     )
 
 

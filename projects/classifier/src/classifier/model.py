@@ -1,4 +1,5 @@
-"""Models: a small ResNet written out (the lesson of days 11-12) and the wrapper every backbone is served in.
+"""Models: a small ResNet written out (the lesson of days 11-12), the wrapper every backbone is served in, and
+`Classifier`, that wrapper as the Hugging Face Hub saves and loads it (`Classifier.from_pretrained`).
 
 A residual block learns a correction F(x) that is added to its input, y = relu(F(x) + shortcut(x)), so the
 identity is the easy default and gradients reach early layers through the shortcut. BatchNorm after each conv
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+from huggingface_hub import PyTorchModelHubMixin
 
 
 class ResidualBlock(nn.Module):
@@ -109,9 +111,46 @@ def build_model(
 ) -> ImageClassifier:
     """The model a run names: "resnet-small" (the ResNet above), or a torchvision / timm backbone with a new
     classification layer (transfer.py, day 13)."""
-    if backbone == "resnet-small":
-        return ImageClassifier(SmallResNet(in_channels, num_classes, widths, blocks), mean, std, head="fc")
+    net, head, expand_to_rgb = build_backbone(backbone, num_classes, in_channels, widths, blocks, pretrained)
+    return ImageClassifier(net, mean, std, head=head, expand_to_rgb=expand_to_rgb)
+
+
+def build_backbone(
+    name: str, num_classes: int, in_channels: int, widths, blocks, pretrained: bool = False
+) -> tuple[nn.Module, str, bool]:
+    """(network, its head's module name, whether grayscale input must be repeated to RGB) for a backbone name."""
+    if name == "resnet-small":
+        return SmallResNet(in_channels, num_classes, widths, blocks), "fc", False
     from .transfer import load_backbone  # torchvision / timm, imported only when a run asks for them
 
-    net, head, expand_to_rgb = load_backbone(backbone, num_classes, in_channels, pretrained)
-    return ImageClassifier(net, mean, std, head=head, expand_to_rgb=expand_to_rgb)
+    return load_backbone(name, num_classes, in_channels, pretrained)
+
+
+class Classifier(
+    ImageClassifier,
+    PyTorchModelHubMixin,
+    tags=["image-classification", "pytorch-capstones"],
+):
+    """An ImageClassifier built from JSON values only, so huggingface_hub can save and rebuild it:
+    `save_pretrained(folder)` writes model.safetensors + config.json (these arguments), and
+    `Classifier.from_pretrained(folder or Hub repo id)` rebuilds the network and loads the weights. `classes` and
+    `image_size` ride along so a user of the folder knows what the logits mean and what size to feed.
+
+    The backbone is always built without pretrained weights: the saved weights replace them anyway.
+    """
+
+    def __init__(
+        self,
+        backbone: str,
+        num_classes: int,
+        in_channels: int,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        widths: tuple[int, ...] = (32, 64, 128),
+        blocks: tuple[int, ...] = (1, 1, 1),
+        classes: list[str] | None = None,
+        image_size: int | None = None,
+    ):
+        net, head, expand_to_rgb = build_backbone(backbone, num_classes, in_channels, widths, blocks)
+        super().__init__(net, mean, std, head=head, expand_to_rgb=expand_to_rgb)
+        self.classes, self.image_size = classes, image_size
