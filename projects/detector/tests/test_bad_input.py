@@ -91,7 +91,10 @@ def test_export_replaces_its_own_earlier_export_only_with_overwrite(tiny_run, tm
     (out / "card.json").unlink()  # the new export must bring everything back, not merge into the old folder
     assert "add --overwrite" in assert_one_line_error(main, args, capsys)
     main([*args, "--overwrite"])
-    expected = [".written-by-capstones", "README.md", "card.json", "config.json", "model.onnx"]
+    expected = [
+        *(".written-by-capstones", "README.md", "card.json", "config.json", "model.onnx", "model.safetensors"),
+        "train_config.json",
+    ]
     assert sorted(p.name for p in out.iterdir()) == expected
     assert not list(tmp_path.glob(".export.*"))  # no staging folder left
 

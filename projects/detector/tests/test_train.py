@@ -209,6 +209,21 @@ def test_onnx_export_matches_pytorch(tiny_run, tmp_path, capsys):
         torch.testing.assert_close(a["scores"], b["scores"], atol=1e-4, rtol=1e-4)
         assert torch.equal(a["labels"], b["labels"])
     assert_model_card(tmp_path / "export" / "README.md", Path(tiny_run["run_dir"]))
+    assert_from_pretrained_gives_the_same_maps(tmp_path / "export", loaded)
+
+
+def assert_from_pretrained_gives_the_same_maps(folder: Path, loaded) -> None:
+    """The export folder is a Hub model folder: CenterNet.from_pretrained rebuilds the network from config.json
+    alone and loads model.safetensors (strict: every weight and buffer); its maps equal the run's exactly."""
+    from detector.model import CenterNet
+
+    hub = CenterNet.from_pretrained(folder, strict=True)
+    assert (hub.cfg, hub.classes, hub.image_size) == (loaded.model.cfg, loaded.classes, loaded.image_size)
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        ours, theirs = loaded.model(images), hub(images)
+    for name in ("heatmap", "size", "offset"):
+        torch.testing.assert_close(theirs[name], ours[name], atol=0, rtol=0)
 
 
 def assert_model_card(path: Path, run_dir: Path) -> None:
@@ -217,7 +232,9 @@ def assert_model_card(path: Path, run_dir: Path) -> None:
 
     card = ModelCard.load(path)
     saved = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-    assert card.data.library_name == "onnx" and "object-detection" in card.data.tags
+    assert card.data.library_name == "pytorch" and {"object-detection", "onnx", "pytorch_model_hub_mixin"} <= set(
+        card.data.tags
+    )
     assert card.data.datasets == ["synthetic-shapes"]
     values = {(r.metric_type, r.dataset_split): r.metric_value for r in card.data.eval_results}
     assert values == {("map", "test"): saved["test_map"], ("map_50", "test"): saved["test_map_50"]}

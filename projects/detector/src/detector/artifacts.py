@@ -17,7 +17,7 @@ from dlshared.device import pick_device
 from dlshared.runs import latest_run
 
 from .config import PROJECT
-from .model import DetectorConfig, build_detector
+from .model import CenterNet, DetectorConfig, build_detector
 
 SHIPPED = Path(__file__).resolve().parent / "weights" / "quick"
 """The quick preset's run (seed 0) shipped with the package: `demo` serves it when nothing has been trained."""
@@ -54,12 +54,11 @@ def load_detector(run_dir: Path, device: str = "auto") -> LoadedDetector:
     card = read_card(run_dir / "card.json", ("classes", "image_size"))
     arch = card.get("arch", "centernet")
     try:
-        if arch == "centernet":  # the card holds its DetectorConfig (JSON lists back to tuples)
-            model_cfg = DetectorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in card["model"].items()})
-        else:  # an R-CNN needs its class count only
+        if arch == "centernet":  # the card holds its DetectorConfig
+            model = CenterNet(DetectorConfig(**card["model"]), card["classes"], card["image_size"])
+        else:  # an R-CNN needs its class count only; the architecture only: the weights come from the run folder
             model_cfg = DetectorConfig(num_classes=len(card["classes"]))
-        # the architecture only: the weights come from the run folder, never from the internet
-        model = build_detector(arch, model_cfg, card["image_size"], pretrained=False)
+            model = build_detector(arch, model_cfg, card["image_size"], pretrained=False)
     except (KeyError, TypeError, ValueError, AttributeError, UserError) as err:
         raise UserError(f"{run_dir / 'card.json'} describes no detector ({short_reason(err)})") from None
     model = load_weights(model, run_dir / WEIGHTS_NAME).to(target).eval()

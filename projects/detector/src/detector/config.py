@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 import tyro
 
 from dlshared.cli import Fraction, NonNegative, NonNegativeFloat, Port, Positive, PositiveFloat, Probability, UserError
+from dlshared.hub import HubRepoId
 
 PROJECT = "detector"
 """Name of the run folder family: runs/detector/<name>/."""
@@ -230,6 +231,9 @@ class ExportArgs:
     """Output folder (default: CKPT/export): model.onnx and card.json, what a runtime needs beside the graph."""
     overwrite: bool = False
     """Replace an earlier export in --out (only a folder an export wrote; anything else is refused)."""
+    push_to_hub: HubRepoId = None
+    """Upload the finished export folder to this Hugging Face Hub model repo ("your-name/model-name"; needs `hf
+    auth login`)."""
 
 
 @dataclass

@@ -18,6 +18,7 @@ import torch
 from dlshared.checkpoint import read_json_object, save_json
 from dlshared.cli import UserError, short_reason
 from dlshared.configs import WHERE_FIELDS
+from dlshared.hub import push_folder
 from dlshared.modelcard import Result, train_command, write_model_card
 from dlshared.outputs import staged_output
 
@@ -81,8 +82,9 @@ class OnnxDetector:
 
 
 def export(args: ExportArgs) -> dict:
-    """Write OUT/model.onnx, OUT/card.json, the run's config.json and a Hub model card (README.md) through a
-    staging folder that becomes --out when complete, after checking ORT against PyTorch on random images."""
+    """Write OUT/model.onnx, OUT/card.json, the Hub's model.safetensors + config.json, the run's config (as
+    train_config.json) and a Hub model card (README.md) through a staging folder that becomes --out when complete,
+    after checking ORT against PyTorch on random images; then, with --push-to-hub, upload it as it is."""
     loaded = load_detector(resolve_checkpoint(args.ckpt, args.runs), "cpu")
     if loaded.arch != "centernet":
         raise UserError(
@@ -106,9 +108,14 @@ def export(args: ExportArgs) -> dict:
             expected = MapsForExport(loaded.model)(images)
         got = OnnxDetector(path, loaded.model.cfg.stride).maps(images)
         diff = max((got[name] - e).abs().max().item() for name, e in zip(OUTPUTS, expected, strict=True))
+        loaded.model.save_pretrained(stage)  # model.safetensors + config.json: what CenterNet.from_pretrained reads
         write_card(stage, loaded)  # reads config.json first: a missing or damaged one is a one-line error
-        shutil.copyfile(loaded.run_dir / "config.json", stage / "config.json")  # every setting, as the card says
-    return {"onnx": str(out / "model.onnx"), "max_abs_diff": diff, "run_dir": str(loaded.run_dir)}
+        # every setting, as the card says (config.json is the Hub's: CenterNet's arguments)
+        shutil.copyfile(loaded.run_dir / "config.json", stage / "train_config.json")
+    result = {"onnx": str(out / "model.onnx"), "max_abs_diff": diff, "run_dir": str(loaded.run_dir)}
+    if args.push_to_hub:
+        result["pushed"] = push_folder(out, args.push_to_hub)
+    return result
 
 
 SHAPES = (
@@ -142,9 +149,16 @@ def write_card(stage: Path, loaded: LoadedDetector) -> Path:
     return write_model_card(
         stage,
         title=f"detector: CenterNet on {data_name}",
-        library_name="onnx",
+        library_name="pytorch",
         pipeline_tag="object-detection",
-        tags=["pytorch-capstones", "object-detection", "centernet", "onnx"],
+        tags=[
+            "pytorch-capstones",
+            "model_hub_mixin",
+            "pytorch_model_hub_mixin",
+            "object-detection",
+            "centernet",
+            "onnx",
+        ],
         datasets=[data_id],
         license="mit",
         results=results,
@@ -168,5 +182,7 @@ def _summary(loaded: LoadedDetector, parameters: int | None) -> str:
         " the `detector` project of PyTorch Capstones, exported to ONNX as `model.onnx`. Input `images`: [0, 1]"
         f" pixels [B, 3, {size}, {size}] (the longer side resized to {size}, then padded to a square); outputs:"
         f" `heatmap` (centre probabilities, one map per class: {', '.join(loaded.classes)}), `size` and `offset`,"
-        f" at stride {loaded.model.cfg.stride}. `card.json` beside it lists the classes and how to decode."
+        f" at stride {loaded.model.cfg.stride}. `card.json` beside it lists the classes and how to decode. In PyTorch,"
+        " `detector.model.CenterNet.from_pretrained(FOLDER or repo id)` rebuilds the network from config.json and"
+        " loads model.safetensors; `detector.boxes.decode` turns its maps into boxes."
     )

@@ -11,14 +11,16 @@ decoding is a 3x3 max-pool peak search plus torchvision's NMS. nn.Modules and `b
 every detector the project trains; no I/O here (rcnn.py fetches torchvision's weights when asked).
 """
 
-from __future__ import annotations
-
 import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from huggingface_hub import PyTorchModelHubMixin
+
+# No `from __future__ import annotations` here: PyTorchModelHubMixin reads CenterNet.__init__'s annotations to
+# rebuild its DetectorConfig from config.json, and it needs them as types, not strings.
 
 
 @dataclass
@@ -33,6 +35,9 @@ class DetectorConfig:
     """Channels of the merged stride-4 map the heads read."""
     stride: int = 4
     """Output stride: one heatmap cell per 4 x 4 input pixels."""
+
+    def __post_init__(self):  # read back from JSON (card.json, the Hub's config.json), tuples arrive as lists
+        self.widths, self.depths = tuple(self.widths), tuple(self.depths)
 
 
 def conv_bn(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -55,10 +60,14 @@ class Residual(nn.Module):
         return F.relu(self.body(x) + self.shortcut(x))
 
 
-class CenterNet(nn.Module):
-    def __init__(self, cfg: DetectorConfig):
+class CenterNet(nn.Module, PyTorchModelHubMixin, tags=["object-detection", "centernet", "pytorch-capstones"]):
+    """The detector. With huggingface_hub's mixin, `save_pretrained(folder)` writes model.safetensors and a
+    config.json of these arguments, and `CenterNet.from_pretrained(folder or Hub repo id)` rebuilds it; `classes`
+    and `image_size` ride along so a user of the folder knows what the heatmap channels mean and what to feed."""
+
+    def __init__(self, cfg: DetectorConfig, classes: list[str] | None = None, image_size: int | None = None):
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.classes, self.image_size = cfg, classes, image_size
         w4, w8, w16 = cfg.widths
         d4, d8, d16 = cfg.depths
         # stride 4; the extra convolution at stride 2 keeps the corners of 10-pixel shapes through the downsampling
