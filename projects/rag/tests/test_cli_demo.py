@@ -176,3 +176,63 @@ def test_the_demo_reports_a_failed_generator_and_keeps_serving(index_dir, embedd
         assert "at most 1000" in answer
     finally:
         demo.close()
+
+
+def test_with_no_index_the_demo_serves_at_once_and_answers_once_built(index_dir, embedder):
+    """A fresh clone has no index: the page must not wait for it. Questions asked during the build get a message;
+    once built, answers."""
+    from gradio_client import Client
+
+    from rag.demo import IndexInBackground, build_demo
+
+    release = threading.Event()
+
+    def slow_build():
+        release.wait(30)  # the build, held until the first question has been asked
+        return Retriever(index_dir, embedder)
+
+    pending = IndexInBackground(slow_build)
+    demo = build_demo(pending)
+    url = launch(demo, port=free_port(), block=False)
+    try:
+        client = Client(url, verbose=False)
+        answer, sources = client.predict("How do zebras differ from one another?", "hybrid", api_name="/ask")
+        assert answer.startswith("⚠️") and "Indexing the documents" in answer and sources == ""
+        release.set()
+        assert pending.wait(30)
+        answer, sources = client.predict("How do zebras differ from one another?", "hybrid", api_name="/ask")
+        assert "unique" in answer and "notes/zebra.md" in sources
+    finally:
+        demo.close()
+
+
+def test_a_failed_background_build_is_a_message_in_the_page():
+    from rag.demo import IndexInBackground, respond, stats_markdown
+
+    def broken_build():
+        raise UserError("--docs /nowhere: no such folder")
+
+    pending = IndexInBackground(broken_build)
+    assert pending.wait(10)
+    ((answer, sources),) = list(respond(pending, None, 3, "anything?", "hybrid"))
+    assert answer.startswith("⚠️ The index could not be built") and "no such folder" in answer and sources == ""
+    assert "could not be built" in stats_markdown(pending)
+
+
+def test_the_demo_command_builds_a_missing_index_behind_the_page(tmp_path, make_docs, monkeypatch):
+    import dlshared.demo
+    import rag.demo
+
+    served = {}
+    monkeypatch.setattr(rag.demo, "build_demo", lambda retriever, generator, k: served.setdefault("r", retriever))
+    monkeypatch.setattr(dlshared.demo, "launch", lambda demo, **kwargs: served.setdefault("launched", True))
+    docs = make_docs(tmp_path / "docs")
+    main(["demo", "--index", str(tmp_path / "idx"), "--docs", str(docs)])
+    assert served["launched"] and isinstance(served["r"], rag.demo.IndexInBackground)
+    assert served["r"].wait(120)
+    assert served["r"].get().index.manifest["files"].keys() == {
+        "guide/training.md",
+        "guide/export.md",
+        "notes/cooking.txt",
+        "notes/zebra.md",
+    }

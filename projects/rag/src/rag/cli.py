@@ -73,9 +73,14 @@ def demo_command(args: DemoArgs) -> None:
     from dlshared.demo import launch
 
     from .answer import Generator
-    from .demo import build_demo
+    from .demo import IndexInBackground, build_demo
+    from .retrieve import Retriever
+    from .store import IndexProblem
 
-    retriever = open_retriever(args.index, docs=args.docs, build=True)
+    try:
+        retriever = Retriever(args.index)
+    except IndexProblem:  # none yet, or unreadable: serve the page now, build the index behind it
+        retriever = IndexInBackground(lambda: open_retriever(args.index, docs=args.docs, build=True))
     generator = Generator(args.generator) if args.generator else None
     launch(build_demo(retriever, generator, args.k), host=args.host, port=args.port, share=args.share)
 
@@ -91,7 +96,11 @@ COMMANDS = {
         BenchArgs,
         "Build time, memory and query latency of each index type at scale (--profile: a query's trace).",
     ),
-    "demo": Command(demo_command, DemoArgs, "Serve the Gradio demo (indexes this repository first if needed)."),
+    "demo": Command(
+        demo_command,
+        DemoArgs,
+        "Serve the Gradio demo (at once; with no index yet, this repository is indexed behind it).",
+    ),
 }
 
 
