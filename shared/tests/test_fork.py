@@ -219,7 +219,8 @@ TOY_FILES = {  # the toy project's package, tests and README, before --name bric
         "# toy: a toy project\n\n    uv run toy train   # runs/toy/NAME\n\n"
         "`toy <verb> --help`, [cli](src/toy/cli.py), projects/toy/README.md, runs/toy-profile, runs/toy-unet\n",
         "# toy: a toy project\n\n    uv run bricks train   # runs/bricks/NAME\n\n"
-        "`bricks <verb> --help`, [cli](src/bricks/cli.py), projects/toy/README.md, runs/bricks-profile, runs/toy-unet\n",
+        # projects/toy/README.md: a workspace path, which fork_markdown rewrites for the fork's layout
+        "`bricks <verb> --help`, [cli](src/bricks/cli.py), README.md, runs/bricks-profile, runs/toy-unet\n",
     ),
 }
 

@@ -100,6 +100,10 @@ def fork(
         )
         (stage / "pyproject.toml").write_text(fork_pyproject(root_pyproject, project_pyproject), encoding="utf-8")
         copy_ci(root, stage)
+        for page in stage.rglob("*.md"):  # the project's README and cards; shared/ has its own layout
+            if page.relative_to(stage).parts[0] != "shared":
+                original = src / page.relative_to(stage)
+                page.write_text(fork_markdown(page.read_text(encoding="utf-8"), original, src, root), encoding="utf-8")
         if name is not None and name != project:
             rename_project(stage, project, name)
     (dest / MARKER).unlink()  # the fork is the user's project now, not an output of ours
@@ -150,6 +154,37 @@ def fork_pyproject(root_text: str, project_text: str) -> str:
         doc["build-system"] = project["build-system"]
     # Tables moved between documents bring their own spacing: one blank line before each header.
     return re.sub(r"\n+(?=^\[\[?[\w.\-\"]+\]\]?$)", "\n\n", tomlkit.dumps(doc), flags=re.M).strip() + "\n"
+
+
+LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")  # [label](target) and ![alt](target)
+
+
+def fork_markdown(text: str, page: Path, project: Path, root: Path) -> str:
+    """A Markdown page of the project as the fork needs it: links and paths that named workspace places name the
+    fork's. `page` is where the page lies in the workspace, `project` the project's folder there.
+
+    A relative link is resolved where the page was: into the project, it becomes the same file in the fork (the
+    project is the fork's root); into shared/, the fork's copy; anywhere else (the course, other projects), the fork
+    has no such file, so the link becomes its label. Repository-root paths in commands (`projects/NAME/...`, run
+    from the workspace root) lose their `projects/NAME/` prefix, since the fork's root is the project."""
+    fork_page = page.relative_to(project)
+
+    def relink(match: re.Match) -> str:
+        bang, label, target = match.groups()
+        path, anchor = (target.split("#", 1) + [""])[:2]
+        if not path or re.match(r"[a-z][a-z0-9+.-]*:", path) or path.startswith("/"):
+            return match[0]  # an anchor on the page, a URL, or an absolute path: the same in the fork
+        where = Path(os.path.normpath(page.parent / path))
+        for base, moved in ((project, Path()), (root / "shared", Path("shared"))):
+            if where.is_relative_to(base):
+                new = Path(os.path.relpath(moved / where.relative_to(base), fork_page.parent)).as_posix()
+                return f"{bang}[{label}]({new}{'#' + anchor if anchor else ''})"
+        return "" if bang else label  # a course page or another project: not in the fork
+
+    text = LINK.sub(relink, text)
+    name = re.escape(project.name)
+    text = re.sub(rf"(?<![\w./-])projects/{name}/", "", text)  # projects/NAME/src/... -> src/...
+    return re.sub(rf" projects/{name}(?=[\s`]|$)", "", text, flags=re.M)  # `uv run pytest projects/NAME -m x`
 
 
 def copy_ci(root: Path, dest: Path) -> None:

@@ -18,7 +18,7 @@ The rename is syntactic, by the rules below, so that what it touches can be revi
 What stays: OLD as a word (prose such as "an image classifier", a page title), inside other words (`classifiers`,
 `self.classifier`, "classifier-examples-"), as data (a dict key or value, a comparison, a tuple item: diffusion's run
 kind "diffusion", timm's "classifier" config key, Planetoid's "graph" file), in comments, and the workspace's paths
-(projects/OLD/...). A test that spells the runs folder another way (a tuple, a conditional) needs a hand edit.
+(projects/OLD/...; in Markdown, `fork_markdown` rewrites those for the fork's layout). A test that spells the runs folder another way (a tuple, a conditional) needs a hand edit.
 """
 
 from __future__ import annotations
