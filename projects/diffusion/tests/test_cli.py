@@ -85,6 +85,24 @@ def test_export_writes_a_diffusers_folder_that_loads(tiny_run, tmp_path, capsys)
     assert "unet/diffusion_pytorch_model.safetensors" in result["files"] and "card.json" in result["files"]
     pipe = ClassConditionalPipeline.from_pretrained(tmp_path / "export")
     assert pipe.num_classes == 10
+    assert "README.md" in result["files"]
+    assert_model_card(tmp_path / "export" / "README.md", Path(tiny_run["run_dir"]))
+
+
+def assert_model_card(path: Path, run_dir: Path) -> None:
+    """The export's README.md is a Hub model card carrying the run's own FID, KID and judged accuracy."""
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(path)
+    saved = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))["eval"]
+    assert card.data.library_name == "diffusers" and card.data.pipeline_tag == "unconditional-image-generation"
+    assert "class-conditional" in card.data.tags and card.data.datasets == ["sklearn-digits"]
+    scores = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert scores == {"fid": saved["fid"], "kid": saved["kid"], "accuracy": saved["accuracy"]}
+    assert {r.dataset_split for r in card.data.eval_results} == {"test"}
+    assert "```bash\nuv run diffusion train --preset tiny\n```" in card.text
+    for section in ("## Data", "## Training", "## Results", "## Limits"):
+        assert section in card.text
 
 
 def test_export_never_deletes_what_it_did_not_write(tiny_run, tmp_path, capsys):

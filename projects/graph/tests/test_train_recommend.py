@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -167,6 +168,24 @@ def test_a_new_user_gets_items_of_the_group_they_like(tiny_runs, tmp_path):
     assert all(a["because"] in likes and a["title"] is None for a in answers)  # no titles in this CSV: the id
     scores = [a["score"] for a in answers]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_the_export_is_a_hub_model_card_with_the_runs_own_ranking_scores(tiny_runs, tmp_path, planted):
+    from huggingface_hub import ModelCard
+
+    run_dir = Path(tiny_runs["lightgcn"]["run_dir"])
+    export_recommender(run_dir, tmp_path / "export")
+    card = ModelCard.load(tmp_path / "export" / "README.md")
+    saved = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    assert card.data.library_name == "pytorch" and {"recommendation", "lightgcn"} <= set(card.data.tags)
+    assert card.data.datasets == ["planted"] and card.data.license == "other"  # the data's terms, not the code's
+    scores = {r.metric_name: r.metric_value for r in card.data.eval_results}
+    assert scores == {"recall@20": saved["recall@20"], "NDCG@20": saved["ndcg@20"]}
+    assert {(r.metric_type, r.dataset_split) for r in card.data.eval_results} == {("recall", "test"), ("ndcg", "test")}
+    command = shlex.join(["uv", "run", "graph", "train", "--preset", "recommend-tiny", "--data", str(planted)])
+    assert f"```bash\n{command}\n```" in card.text
+    for section in ("## Data", "## Training", "## Results", "## Limits"):
+        assert section in card.text
 
 
 def test_bad_requests_and_output_folders_are_refused_in_one_line(tiny_runs, tmp_path):

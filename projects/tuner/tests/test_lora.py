@@ -83,3 +83,21 @@ def test_export_writes_a_folder_transformers_loads_without_peft(tiny_run, tmp_pa
     out = model.generate(**ids, max_new_tokens=4, do_sample=False)
     assert out.shape[1] > ids["input_ids"].shape[1]
     assert Path(result["run_dir"]) == Path(tiny_run["run_dir"])
+    assert_model_card(tmp_path / "merged" / "README.md", Path(tiny_run["run_dir"]), "dpo")
+
+
+def assert_model_card(path: Path, run_dir: Path, stage: str) -> None:
+    """The merged folder's README.md is a Hub model card carrying the run's own held-out scores of that stage."""
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(path)
+    saved = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    assert card.data.library_name == "transformers" and card.data.pipeline_tag == "text-generation"
+    assert {"lora", "merged", stage} <= set(card.data.tags) and card.data.datasets == ["capstones-addition"]
+    assert card.data.base_model is None  # the run pretrained its own base: no Hub model to link to
+    scores = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert scores["task_accuracy"] == saved[f"{stage}/task"] and scores["correct"] == saved[f"{stage}/correct"]
+    assert scores["preference_accuracy"] == saved[f"{stage}/pref_acc"]
+    assert "```bash\nuv run tuner train --preset tiny\n```" in card.text
+    for section in ("## Data", "## Training", "## Results", "## Limits"):
+        assert section in card.text

@@ -61,13 +61,16 @@ def write_model_card(
     limits: str,
     pipeline_tag: str | None = None,
     settings_file: str | None = "config.json",
+    base_model: str | None = None,
 ) -> Path:
     """Write FOLDER/README.md atomically and return its path. `summary`, `data` and `limits` are Markdown;
     `command` is the shell command that trained the model; `settings_file` names the file beside the card that
-    holds every setting of the run (None: there is none)."""
+    holds every setting of the run (None: there is none); `base_model` is the Hub id of the model this one was
+    fine-tuned from, which the Hub links to (None: trained from scratch, or from a model that is not on the Hub)."""
     metadata = ModelCardData(
         library_name=library_name,
         pipeline_tag=pipeline_tag,
+        base_model=base_model,
         tags=list(tags),
         datasets=list(datasets),
         license=license,

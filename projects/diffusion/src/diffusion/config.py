@@ -20,6 +20,8 @@ from dlshared.cli import (
     Probability,
     UserError,
 )
+from dlshared.hub import HubRepoId
+from dlshared.hubdata import DataSource
 
 PROJECT = "diffusion"
 """Name of the run folder family: runs/diffusion/<name>/."""
@@ -46,11 +48,15 @@ Guidance = Annotated[float, Check(lambda v: 0 <= v <= 50, "between 0 and 50", (-
 
 @dataclass
 class DataConfig:
-    data: Path | None = None
+    data: DataSource = None
     """ImageFolder root (class folders, optionally under train/ and test/). Unset: scikit-learn's digits. With
-    --dataset cifar10: where CIFAR-10 is downloaded/cached."""
+    --dataset cifar10: where CIFAR-10 is downloaded/cached.
+    Or a Hub dataset id, owner/name[/config][:split] (split train unless named): ylecun/mnist, split by --test-fraction.
+    Images: its `image` column, else its only image column.
+    Classes: the names of its `label` column (else of its only ClassLabel column); without one, a single class."""
     dataset: Literal["auto", "digits", "imagefolder", "cifar10"] = "auto"
-    """auto = imagefolder when --data is given, else digits. cifar10 downloads through torchvision (online)."""
+    """auto = imagefolder when --data is given (a folder or a Hub dataset), else digits. cifar10 downloads through
+    torchvision (online)."""
     image_size: Positive = 16
     """Side of the square images (digits are 8x8, upscaled)."""
     channels: Positive = 1
@@ -295,6 +301,9 @@ class ExportArgs:
     overwrite: bool = False
     """Replace an earlier export in --out (only a folder an export wrote; anything else is refused)."""
     runs: Path = Path("runs")
+    push_to_hub: HubRepoId = None
+    """Upload the finished export folder to this Hugging Face Hub model repo ("your-name/model-name"; needs `hf
+    auth login`)."""
 
 
 @dataclass

@@ -1,5 +1,8 @@
 """Images and labels in memory, pixels in [-1, 1] (what diffusion models expect): scikit-learn's digits (the
 embedded default), any ImageFolder tree, or CIFAR-10 (downloaded through torchvision, for users who are online).
+A Hub dataset (`--data owner/name[/config][:split]`, dlshared.hubdata) is read as an ImageFolder root is: its
+`image` column (else its only Image column), its `label` column (else its only ClassLabel column; else one class)
+whose ClassLabel names become the class names, split by --test-fraction.
 
 The held-out split never trains anything: it is the FID/KID reference and the test set of the judge.
 """
@@ -15,6 +18,7 @@ import torch.nn.functional as F
 
 from dlshared.cache import cache_dir
 from dlshared.cli import UserError
+from dlshared.hubdata import HubDataset, column_names, load_hub_dataset, parse_hub_id
 
 from .config import DataConfig, check_data_config, data_source
 
@@ -71,16 +75,23 @@ def load_digits_bundle(image_size: int, channels: int, test_fraction: float, spl
     return DataBundle(images[train], labels[train], images[test], labels[test], classes, source)
 
 
+def image_to_tensor(image, size: int, channels: int) -> torch.Tensor:
+    """A PIL image -> [channels, size, size] in [-1, 1]: converted to RGB or grayscale, bicubically resized."""
+    from PIL import Image
+
+    image = image.convert("RGB" if channels == 3 else "L").resize((size, size), Image.Resampling.BICUBIC)
+    array = np.asarray(image, dtype=np.float32) / 127.5 - 1
+    return torch.from_numpy(array.reshape(size, size, channels)).permute(2, 0, 1)
+
+
 def read_image(path: Path, size: int, channels: int) -> torch.Tensor:
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
-            image = image.convert("RGB" if channels == 3 else "L").resize((size, size), Image.Resampling.BICUBIC)
-            array = np.asarray(image, dtype=np.float32) / 127.5 - 1
+            return image_to_tensor(image, size, channels)
     except (UnidentifiedImageError, OSError) as err:
         raise UserError(f"{path}: not an image PIL can read ({err})") from None
-    return torch.from_numpy(array.reshape(size, size, channels)).permute(2, 0, 1)
 
 
 def read_class_folders(root: Path, size: int, channels: int, classes: list[str] | None = None):
@@ -100,22 +111,76 @@ def read_class_folders(root: Path, size: int, channels: int, classes: list[str] 
     return torch.stack(images), torch.tensor(labels), classes
 
 
+def split_bundle(images, labels, classes, source: str, where: str, test_fraction: float, split_seed: int) -> DataBundle:
+    """Hold out `test_fraction` of every class (split by seed): for a source without a test split of its own."""
+    if min(np.bincount(labels.numpy(), minlength=len(classes))) < 2:
+        raise UserError(f"{where}: every class needs at least 2 images (one to train on, one to hold out)")
+    train, test = split_indices(labels.numpy(), test_fraction, split_seed)
+    return DataBundle(images[train], labels[train], images[test], labels[test], classes, source)
+
+
 def load_image_folder(
-    root: Path | None, image_size: int, channels: int, test_fraction: float, split_seed: int
+    root: str | Path | None, image_size: int, channels: int, test_fraction: float, split_seed: int
 ) -> DataBundle:
     """root/<class>/<image> (split by seed), or root/train/<class>/... and root/test/<class>/..."""
-    if root is None or not root.is_dir():
+    if root is None or not Path(root).is_dir():
         raise UserError(f"--data {root}: no such folder")
+    root = Path(root)
     source = f"ImageFolder {root} ({image_size}px, {channels} channel(s))"
     if (root / "train").is_dir() and (root / "test").is_dir():
         train_x, train_y, classes = read_class_folders(root / "train", image_size, channels)
         test_x, test_y, _ = read_class_folders(root / "test", image_size, channels, classes)
         return DataBundle(train_x, train_y, test_x, test_y, classes, source)
     images, labels, classes = read_class_folders(root, image_size, channels)
-    if min(np.bincount(labels.numpy())) < 2:
-        raise UserError(f"{root}: every class needs at least 2 images (one to train on, one to hold out)")
-    train, test = split_indices(labels.numpy(), test_fraction, split_seed)
-    return DataBundle(images[train], labels[train], images[test], labels[test], classes, source)
+    return split_bundle(images, labels, classes, source, str(root), test_fraction, split_seed)
+
+
+def hub_images(spec: HubDataset, size: int, channels: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """(images, labels, class names) of a Hub dataset: its `image` column (else its only Image column) and its
+    `label` column (else its only ClassLabel column): ClassLabel names are the classes, other values their sorted
+    distinct values; without one, every image is of one class, named after the dataset."""
+    import datasets
+
+    dataset = load_hub_dataset(spec, "--data", "an ImageFolder root (root/<class>/<image>)")
+    features = dataset.features
+    image_columns = [name for name, kind in features.items() if isinstance(kind, datasets.Image)]
+    label_columns = [name for name, kind in features.items() if isinstance(kind, datasets.ClassLabel)]
+    image = _column("image", image_columns)
+    label = "label" if "label" in features else _column("label", label_columns)
+    if image is None:
+        raise UserError(f"--data {spec}: no `image` column, nor exactly one image column ({column_names(dataset)})")
+    if label is None:
+        classes, labels = [spec.repo.split("/")[1]], [0] * len(dataset)
+    elif isinstance(features[label], datasets.ClassLabel):
+        classes, labels = list(features[label].names), list(dataset[label])
+    else:  # ints or strings: the classes are their distinct values, in order
+        values = list(dataset[label])
+        distinct = sorted(set(values))
+        classes, labels = [str(v) for v in distinct], [distinct.index(v) for v in values]
+    if min(labels) < 0:  # ClassLabel's -1: a split without labels (some test splits)
+        raise UserError(f"--data {spec}: rows without a label ({label} = -1); use a labelled split")
+    tensors = []
+    for n, row in enumerate(dataset.select_columns([image]), start=1):
+        if row[image] is None:
+            raise UserError(f"--data {spec}, row {n}: no image")
+        tensors.append(image_to_tensor(row[image], size, channels))
+    return torch.stack(tensors), torch.tensor(labels), classes
+
+
+def _column(preferred: str, candidates: list[str]) -> str | None:
+    """`preferred` when it is among `candidates`, else the only candidate, else None (no guess between several)."""
+    if preferred in candidates:
+        return preferred
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def load_hub_images(
+    spec: HubDataset, image_size: int, channels: int, test_fraction: float, split_seed: int
+) -> DataBundle:
+    """A Hub dataset's split, read as an ImageFolder root is: every class split by seed."""
+    images, labels, classes = hub_images(spec, image_size, channels)
+    source = f"Hub dataset {spec} ({image_size}px, {channels} channel(s))"
+    return split_bundle(images, labels, classes, source, f"--data {spec}", test_fraction, split_seed)
 
 
 def load_cifar10(root: Path | None, image_size: int, channels: int) -> DataBundle:  # pragma: no cover - online
@@ -145,6 +210,8 @@ def load_data(cfg: DataConfig) -> DataBundle:
     dataset = data_source(cfg)
     if dataset == "digits":
         return load_digits_bundle(cfg.image_size, cfg.channels, cfg.test_fraction, cfg.split_seed)
+    if dataset == "imagefolder" and (spec := parse_hub_id(cfg.data)) is not None:
+        return load_hub_images(spec, cfg.image_size, cfg.channels, cfg.test_fraction, cfg.split_seed)
     if dataset == "imagefolder":
         return load_image_folder(cfg.data, cfg.image_size, cfg.channels, cfg.test_fraction, cfg.split_seed)
     return load_cifar10(cfg.data, cfg.image_size, cfg.channels)

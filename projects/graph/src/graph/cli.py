@@ -42,10 +42,16 @@ def export_command(args: ExportArgs) -> dict:
     if (run_dir / NODE_CARD).is_file():
         from .export import export_node
 
-        return export_node(run_dir, args.out, args.overwrite)
-    from .serve_recs import export_recommender
+        result = export_node(run_dir, args.out, args.overwrite)
+    else:
+        from .serve_recs import export_recommender
 
-    return export_recommender(run_dir, args.out, args.overwrite)
+        result = export_recommender(run_dir, args.out, args.overwrite)
+    if args.push_to_hub:  # only a complete folder: the export has renamed its staging folder into place
+        from dlshared.hub import push_folder
+
+        result["pushed"] = push_folder(result["out"], args.push_to_hub)
+    return result
 
 
 def recommend_command(args: RecommendArgs) -> dict:

@@ -22,6 +22,7 @@ from dlshared.cli import (
     PositiveFloat,
     UserError,
 )
+from dlshared.hub import HubRepoId
 
 PROJECT = "graph"
 """Name of the run folder family: runs/graph/<name>/."""
@@ -199,6 +200,9 @@ class ExportArgs:
     """Folder to create (refused if it exists and is not empty, unless --overwrite)."""
     runs: Path = Path("runs")
     overwrite: bool = False
+    push_to_hub: HubRepoId = None
+    """Upload the finished export folder to this Hugging Face Hub model repo ("your-name/model-name"; needs `hf
+    auth login`)."""
 
 
 @dataclass

@@ -12,7 +12,8 @@ query is the mean of those items' vectors (for mf/lightgcn a user's score is lin
 liked together sit close together), and each answer says which liked item it is closest to (cosine similarity).
 
 The export folder: embeddings.safetensors (user_embeddings [U, d], item_embeddings [I, d], train_edges [2, E]),
-ids.json (model, user_ids, item_ids, titles), items.faiss, export.json.
+ids.json (model, user_ids, item_ids, titles), items.faiss, export.json, and README.md: a Hub model card
+(dlshared.modelcard) with the run's own recall@k and NDCG@k.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ from safetensors.torch import load_file, save_file
 
 from dlshared.checkpoint import WEIGHTS_NAME, atomic_path, load_weights, read_json_object, save_json
 from dlshared.cli import UserError, short_reason
-from dlshared.configs import read_config
+from dlshared.configs import WHERE_FIELDS, read_config
+from dlshared.modelcard import Result, train_command, write_model_card
 from dlshared.outputs import check_output_folder, staged_output
 
-from .config import TrainConfig
+from .config import PRESETS, TrainConfig
 from .recommender import build_recommender
 from .train_recommend import GRAPH_NAME, INTERACTIONS_NAME
 
@@ -80,7 +82,83 @@ def export_recommender(run_dir: Path, out: Path, overwrite: bool = False) -> dic
         if metrics.is_file():
             shutil.copyfile(metrics, stage / "metrics.json")
         save_json({**result, "source_run": str(run_dir)}, stage / "export.json")
+        write_recommender_card(stage, run_dir, cfg, maps, items.shape[1])
     return result
+
+
+RANKING = (("recall@", "recall", "recall@{k}"), ("ndcg@", "ndcg", "NDCG@{k}"))
+"""metrics.json's key prefix -> (metric id, the name a reader knows); rank.py defines both."""
+HOW = {
+    "popularity": "every user 1, every item its training count, so every user gets the same list",
+    "mf": "matrix factorisation trained with the BPR loss",
+    "lightgcn": "LightGCN: BPR-trained embeddings propagated over the user-item graph, the mean of its layers",
+    "gfcf": "GF-CF, training-free graph filtering; its exact factors are the tables",
+}
+
+
+def write_recommender_card(stage: Path, run_dir: Path, cfg: TrainConfig, maps: dict, dim: int) -> Path:
+    """README.md in the Hub's format, from the run's config.json, interactions.json and metrics.json."""
+    config = read_json_object(run_dir / "config.json")
+    metrics = read_json_object(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
+    source = Path(maps.get("source") or cfg.data or "ratings.csv")
+    if cfg.data is None:
+        data_id, data_name = "movielens-ml-latest-small", "MovieLens ml-latest-small"
+    else:  # a MovieLens download is a folder of ratings.csv / u.data: the folder names the data set
+        data_id = source.parent.name if source.name in ("ratings.csv", "u.data") else source.stem
+        data_name = str(cfg.data)
+    results = [
+        Result("graph-ml", data_id, data_name, metric, value, name.format(k=key.split("@")[1]))
+        for prefix, metric, name in RANKING
+        for key, value in metrics.items()
+        if key.startswith(prefix) and isinstance(value, int | float)
+    ]
+    if source.is_dir():  # a LightGCN folder (train.txt + test.txt) brings its own split
+        split = "its own train.txt / test.txt split"
+    else:
+        split = (
+            f"ratings of {cfg.min_rating:g} or more are positives; {cfg.test_fraction:.0%} of each user's positives"
+            f" are held out for the test (split seed {cfg.split_seed})"
+        )
+    counts = " and ".join(f"{metrics[k]:,} {k}" for k in ("users", "items") if k in metrics)
+    return write_model_card(
+        stage,
+        title=f"graph: a {cfg.model} recommender of {data_name}",
+        library_name="pytorch",
+        tags=["pytorch-capstones", "graph-ml", "recommendation", "link-prediction", "faiss", cfg.model],
+        datasets=[data_id],
+        license="other",  # the folder holds the data's own interactions and titles: the data's terms apply
+        results=results,
+        summary=(
+            f"A {cfg.model} recommender trained by the `graph` project of PyTorch Capstones, exported as two tables"
+            f" whose inner products are its scores, score(u, i) = users[u] . items[i], {dim} numbers per user and"
+            f" item ({HOW.get(cfg.model, cfg.model)})."
+            " `embeddings.safetensors` holds user_embeddings [U, d], item_embeddings [I, d] and the training"
+            " interactions; `ids.json` the source's user and item ids and titles; `items.faiss` an exact"
+            " inner-product index of the items. `uv run graph recommend --export FOLDER --user ID` (a known user)"
+            " or `--likes ITEM ...` (a new user) answers from them, with no model code."
+        ),
+        data=(
+            f"{data_name}{f', {counts}' if counts else ''}: {split}. recall@k and NDCG@k rank every item for every"
+            " test user, with the user's training items removed (the protocol of the LightGCN and GF-CF papers)."
+        ),
+        command=train_command(
+            "graph",
+            config,
+            PRESETS,
+            "quick",  # the preset `graph train` starts from: a recommend run's command names its preset
+            ignore=(*WHERE_FIELDS, "progress", "eval_every"),  # none of these changes the weights
+            processes=metrics.get("processes", 1),
+        ),
+        limits=(
+            "The test items are a random share of the same users' choices, so the scores say how well it fills in"
+            " a user's history, not how well it predicts tomorrow's choices (time-ordered splits usually score lower)."
+            " A new user's list (`--likes`) comes from the mean of their items' vectors and is not measured here."
+            " The folder holds the training interactions and titles of its data, so the data's terms of use apply"
+            " to it (MovieLens, for one, may be shared only under its own licence: research use, no commercial use"
+            " without GroupLens's permission); check the terms of your data before you share an export of it."
+        ),
+        settings_file=None,  # the folder holds no config.json: the command above is the run's settings
+    )
 
 
 def recommend(export: Path, user: str | None, likes: tuple[str, ...], k: int) -> list[dict]:

@@ -18,7 +18,6 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import faiss
 import numpy as np
@@ -27,6 +26,7 @@ import torch
 from dlshared.profiling import profile_folder, profile_steps
 
 from .artifacts import find_run, load_run
+from .config import ExportArgs
 from .export import export
 from .model import contrastive_loss, image_size
 
@@ -53,7 +53,7 @@ def bench(args) -> dict:
         result["torch_images_per_s"] = per_second(lambda: run.model.encode_image(images), 64)
         result["torch_texts_per_s"] = per_second(lambda: run.model.encode_text(tokens), 64)
     with tempfile.TemporaryDirectory() as tmp:
-        files = export(SimpleNamespace(ckpt=run_dir, runs=args.runs, out=Path(tmp) / "onnx", overwrite=False))
+        files = export(ExportArgs(ckpt=run_dir, runs=args.runs, out=Path(tmp) / "onnx"))  # the verb's defaults
         image_session = ort.InferenceSession(files["image_encoder"])
         text_session = ort.InferenceSession(files["text_encoder"])
         result["onnx_images_per_s"] = per_second(lambda: image_session.run(None, {"images": images.numpy()}), 64)

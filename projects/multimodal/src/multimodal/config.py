@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 import tyro
 
 from dlshared.cli import NonNegative, NonNegativeFloat, Port, Positive, PositiveFloat
+from dlshared.hub import HubRepoId
 
 PROJECT = "multimodal"
 """Name of the run folder family: runs/multimodal/<name>/."""
@@ -125,6 +126,9 @@ class ExportArgs:
     """Folder to write (default: RUN/export). A folder this command did not write is refused."""
     overwrite: bool = False
     """Replace a folder an earlier export wrote."""
+    push_to_hub: HubRepoId = None
+    """Upload the finished export folder to this Hugging Face Hub model repo ("your-name/model-name"; needs `hf
+    auth login`)."""
 
 
 @dataclass

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from dlshared.checkpoint import read_json_object, save_json
 from dlshared.configs import WHERE_FIELDS
+from dlshared.hub import push_folder
 from dlshared.modelcard import Result, train_command, write_model_card
 from dlshared.outputs import staged_output
 
@@ -81,7 +82,10 @@ def export(args: ExportArgs) -> dict:
         save_json(card, stage / "export.json")
         write_card(stage, run, card)
     files = {"image_encoder": str(out / "image_encoder.onnx"), "text_encoder": str(out / "text_encoder.onnx")}
-    return {"out": str(out), **files, **card}
+    result = {"out": str(out), **files, **card}
+    if args.push_to_hub:  # only a complete folder: staged_output has renamed it into place
+        result["pushed"] = push_folder(out, args.push_to_hub)
+    return result
 
 
 RECALLS = (("image_to_text_r1", "recall@1, image to text"), ("text_to_image_r1", "recall@1, text to image"))

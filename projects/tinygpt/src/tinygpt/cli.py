@@ -30,7 +30,7 @@ def eval_command(args: EvalArgs) -> dict:
     from dlshared.pictures import eval_pictures_dir
 
     from .artifacts import SHIPPED, check_device, load_model, read_run_config, resolve_checkpoint
-    from .data import load_text, read_text_file, split_text
+    from .data import load_text, read_text, split_text
     from .evaluate import evaluate_loss, loss_by_position, perplexity, precision_autocast
     from .pictures import eval_pictures, prompt_ids
 
@@ -40,7 +40,7 @@ def eval_command(args: EvalArgs) -> dict:
     prompt_ids(loaded, args.prompt)  # a prompt attention.png cannot draw is refused before the loss is computed
     run_cfg = read_run_config(run_dir)
     if args.data is not None:
-        text, split = read_text_file(args.data), str(args.data)
+        text, split = read_text(args.data)
     else:  # the run's own validation split: the same text and 90/10 cut as training
         _, text = split_text(load_text(run_cfg.data, run_cfg.dataset, run_cfg.max_chars)[0])
         split = "validation split"

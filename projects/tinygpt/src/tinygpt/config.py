@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from dlshared.cli import Check, NonNegative, NonNegativeFloat, Positive, PositiveFloat, UserError
+from dlshared.hub import HubRepoId
+from dlshared.hubdata import DataSource
 
 PROJECT = "tinygpt"
 """Name of the run folder family: runs/tinygpt/<name>/."""
@@ -28,10 +30,12 @@ Port = Annotated[int, Check(lambda v: 1 <= v <= 65535, "between 1 and 65535", (0
 @dataclass
 class TrainConfig:
     # --- data ---
-    data: Path | None = None
-    """A UTF-8 text file: first 90% train, last 10% validation. Unset: --dataset decides."""
+    data: DataSource = None
+    """A local UTF-8 text file: first 90% train, last 10% validation. Unset: --dataset decides.
+    Or a Hub dataset id, owner/name[/config][:split] (split train unless named): Salesforce/wikitext/wikitext-2-raw-v1.
+    Its `text` column (else its only string column) is the text, a row a line, split 90/10 the same way."""
     dataset: Literal["auto", "stdlib", "shakespeare"] = "auto"
-    """auto = the --data file when given, else stdlib (Python's standard library source, on every machine).
+    """auto = the --data text when given, else stdlib (Python's standard library source, on every machine).
     shakespeare = tiny Shakespeare (1.1 MB, shipped with the package)."""
     max_chars: Positive | None = None
     """Use only the first N characters of the text (quick experiments, tests)."""
@@ -224,12 +228,11 @@ PRESETS = {
 
 
 def config_from_dict(values: dict) -> TrainConfig:
-    """Rebuild a TrainConfig from a run's config.json (strings back to paths)."""
+    """Rebuild a TrainConfig from a run's config.json (strings back to paths; --data stays a string: a Hub id)."""
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     kwargs = {key: value for key, value in values.items() if key in fields}
-    for key in ("data", "out"):
-        if kwargs.get(key) is not None:
-            kwargs[key] = Path(kwargs[key])
+    if kwargs.get("out") is not None:
+        kwargs["out"] = Path(kwargs["out"])
     return TrainConfig(**kwargs)
 
 
@@ -262,8 +265,9 @@ class CheckpointArgs:
 
 @dataclass
 class EvalArgs(CheckpointArgs):
-    data: Path | None = None
-    """A text file to score (all of it). Default: the run's own validation split."""
+    data: DataSource = None
+    """A text file or Hub dataset id (as train --data takes them) to score, all of it.
+    Default: the run's own validation split."""
     batch_size: Positive | None = None
     """Windows per forward pass. Unset: the run's training batch size, which reproduces train's val_loss exactly."""
     max_windows: Positive | None = None
@@ -301,6 +305,9 @@ class ExportArgs(CheckpointArgs):
     """hf: GPT2LMHeadModel (arch gpt2) or LlamaForCausalLM (arch llama) + tokenizer, loadable by transformers."""
     overwrite: bool = False
     """Replace an earlier export in --out (only a folder an export wrote; anything else is refused)."""
+    push_to_hub: HubRepoId = None
+    """Upload the finished export folder to this Hugging Face Hub model repo ("your-name/model-name"; needs `hf
+    auth login`)."""
 
 
 @dataclass
@@ -317,8 +324,8 @@ class DemoArgs(CheckpointArgs):
 class BenchArgs:
     preset: str = "quick"
     """Training preset whose model and batch shape are measured."""
-    data: Path | None = None
-    """Text file (default: the preset's own data)."""
+    data: DataSource = None
+    """Text file or Hub dataset id, as train --data takes them (default: the preset's own data)."""
     steps: Positive = 30
     """Timed training steps after warm-up."""
     warmup: NonNegative = 5

@@ -2,13 +2,16 @@
 
 Embedded default: the source of a fixed list of Python standard-library modules (~2 MB of code, comments and
 docstrings), present on every machine that runs this project, deterministic for a given Python version.
-Real data: any UTF-8 text file (`--data`), split as nanoGPT splits it: first 90% train, last 10% validation.
+Real data: any UTF-8 text file (`--data`), split as nanoGPT splits it: first 90% train, last 10% validation; or a
+Hub dataset (`--data owner/name[/config][:split]`, dlshared.hubdata): its `text` column (else its only string
+column), the rows one after another, each ending in a newline, split the same way.
 Tiny Shakespeare (nanoGPT's shakespeare_char data, 1.1 MB) ships with the package (data/LICENSE: char-rnn, MIT).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +19,7 @@ from pathlib import Path
 import torch
 
 from dlshared.cli import UserError
+from dlshared.hubdata import HubDataset, column_names, load_hub_dataset, parse_hub_id
 
 from .config import TrainConfig
 from .tokenizer import Tokenizer, train_tokenizer
@@ -64,10 +68,39 @@ def read_text_file(path: Path) -> str:
     return text
 
 
-def load_text(data: Path | None, dataset: str, max_chars: int | None = None) -> tuple[str, str]:
-    """(text, where it came from): the `data` file if given, else tiny Shakespeare or the stdlib corpus."""
+TEXT_TYPES = ("string", "large_string")
+"""The dtypes of a datasets.Value column that holds text."""
+
+
+def hub_text(spec: HubDataset) -> tuple[str, str]:
+    """(text, source) of a Hub dataset: its `text` column, else its only string column, each row ending in a
+    newline (rows that are lines, as wikitext's, keep the one they have)."""
+    dataset = load_hub_dataset(spec, "--data", "a local UTF-8 text file")
+    strings = [name for name, kind in dataset.features.items() if getattr(kind, "dtype", None) in TEXT_TYPES]
+    if "text" in strings:
+        column = "text"
+    elif len(strings) == 1:
+        column = strings[0]
+    else:  # several string columns (or none): which is the text is a guess this project does not make
+        raise UserError(
+            f"--data {spec}: no `text` column, and not exactly one string column to take instead "
+            f"(columns: {column_names(dataset)}); pass a text file instead"
+        )
+    rows = (row for row in dataset[column] if row is not None)
+    return "".join(row if row.endswith("\n") else row + "\n" for row in rows), f"{spec} ({column} column)"
+
+
+def read_text(data: str | os.PathLike) -> tuple[str, str]:
+    """(text, source) of a --data value: a local text file, or a Hub dataset (dlshared.hubdata decides which)."""
+    spec = parse_hub_id(data)
+    return (read_text_file(Path(data)), str(data)) if spec is None else hub_text(spec)
+
+
+def load_text(data: str | os.PathLike | None, dataset: str, max_chars: int | None = None) -> tuple[str, str]:
+    """(text, where it came from): the `data` file or Hub dataset if given, else tiny Shakespeare or the stdlib
+    corpus."""
     if data is not None:
-        text, source = read_text_file(Path(data)), str(data)
+        text, source = read_text(data)
     elif dataset == "shakespeare":
         text, source = read_text_file(shakespeare_path()), "tiny Shakespeare"
     else:

@@ -19,6 +19,8 @@ import torch
 from dlshared.checkpoint import read_json_object
 from dlshared.cli import UserError
 from dlshared.configs import WHERE_FIELDS
+from dlshared.hub import push_folder
+from dlshared.hubdata import parse_hub_id
 from dlshared.modelcard import Result, train_command, write_model_card
 from dlshared.outputs import staged_output
 
@@ -163,12 +165,15 @@ def export_hf(args: ExportArgs) -> dict:
         ids = torch.randint(tokenizer.vocab_size, (2, model.cfg.block_size), generator=generator)
         diff = max_logit_difference(model, reloaded, ids)
         write_card(stage, loaded.run_dir, type(reloaded).__name__, {**asdict(model.cfg), "tokenizer": tokenizer.kind})
-    return {
+    result = {
         "out": str(out),
         "architecture": type(reloaded).__name__,
         "max_abs_logit_diff": diff,
         "run_dir": str(loaded.run_dir),
     }
+    if args.push_to_hub:  # only a complete folder: staged_output has renamed it into place
+        result["pushed"] = push_folder(out, args.push_to_hub)
+    return result
 
 
 DATASETS = {"stdlib": "python-stdlib", "shakespeare": "karpathy/tiny_shakespeare"}
@@ -183,7 +188,11 @@ def write_card(stage: Path, run_dir: Path, architecture: str, shape: dict) -> Pa
     config = {**shape, **recorded}
     metrics = read_json_object(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
     text_file = config.get("data")
-    data_id = Path(text_file).stem if text_file else DATASETS.get(config.get("dataset"), "python-stdlib")
+    hub = parse_hub_id(text_file)  # a Hub dataset's repo is its id; a local file is named by its stem
+    if text_file:
+        data_id = hub.repo if hub else Path(text_file).stem
+    else:
+        data_id = DATASETS.get(config.get("dataset"), "python-stdlib")
     data_name = metrics.get("data") or str(text_file or config.get("dataset"))
     unit = "character" if config.get("tokenizer") == "char" else "token"
     results = []

@@ -41,9 +41,8 @@ def resolve_run(ckpt: Path | None, runs: Path) -> Path:
 def config_from_dict(values: dict) -> TrainConfig:
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in values.items() if k in fields}
-    for key in ("data", "out"):
-        if values.get(key) is not None:
-            values[key] = Path(values[key])
+    if values.get("out") is not None:  # --data stays a string: it may be a Hub dataset id
+        values["out"] = Path(values["out"])
     for key in ("target_modules", "format_fractions"):
         if key in values:
             values[key] = tuple(values[key])

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from dlshared.cli import Check, Fraction, NonNegative, NonNegativeFloat, Positive, PositiveFloat, Probability
+from dlshared.hub import HubRepoId
+from dlshared.hubdata import DataSource
 
 PROJECT = "tuner"
 """Name of the run folder family: runs/tuner/<name>/."""
@@ -29,9 +31,11 @@ class TrainConfig:
     base: str | None = None
     """A Hugging Face causal LM: Hub id or local folder (e.g. a `tinygpt export`). Unset: build the embedded
     Llama and pretrain it on the synthetic arithmetic corpus first (stage pretrain)."""
-    data: Path | None = None
+    data: DataSource = None
     """JSONL. {"prompt","chosen","rejected"} lines: SFT on prompt+chosen, then DPO on the pairs.
-    {"prompt","completion"} or {"messages": [...]} lines: SFT only. Unset: the synthetic addition task."""
+    {"prompt","completion"} or {"messages": [...]} lines: SFT only. Unset: the synthetic addition task.
+    Or a Hub dataset id, owner/name[/config][:split] (split train unless named): trl-lib/ultrafeedback_binarized.
+    Its columns in TRL's names, the same formats (chosen/rejected alone: the prompt is their shared beginning)."""
     stage: Literal["all", "pretrain", "sft", "dpo"] = "all"
     """all = pretrain (only without --base) -> sft -> dpo. One stage alone runs in a new run folder (e.g. DPO on
     --base), or, with --resume, in the existing run --name, on that run's base, replacing the stage's folder."""
@@ -188,9 +192,9 @@ class RunArgs:
 
 @dataclass
 class EvalArgs(RunArgs):
-    data: Path | None = None
-    """A {"prompt","chosen","rejected"} JSONL file: preference accuracy on all of it. Default: the run's own
-    held-out prompts and pairs."""
+    data: DataSource = None
+    """A {"prompt","chosen","rejected"} JSONL file or Hub dataset (as train --data takes them): preference accuracy
+    on all of it. Default: the run's own held-out prompts and pairs."""
     eval_prompts: Positive | None = None
     """Held-out prompts to score (default: as in training)."""
     pictures: Path | None = None
@@ -205,6 +209,9 @@ class ExportArgs(RunArgs):
     """Which adapter to merge."""
     overwrite: bool = False
     """Replace an earlier export in --out (only a folder an export wrote; anything else is refused)."""
+    push_to_hub: HubRepoId = None
+    """Upload the finished export folder to this Hugging Face Hub model repo ("your-name/model-name"; needs `hf
+    auth login`)."""
 
 
 @dataclass

@@ -8,6 +8,12 @@ Each reader returns a list of dicts with just those keys (ready for `datasets.Da
 does not fit raises `UserError` naming the file, the line and what is wrong; blank lines are skipped.
 `read_any` tells the two kinds apart by the first line's keys; `load_task_data` turns a file (or, without one,
 the synthetic task of task.py) into what the stages need: SFT rows, training pairs, held-out pairs.
+
+A Hub dataset (`--data owner/name[/config][:split]`, dlshared.hubdata) gives the same rows from TRL's column names:
+prompt/chosen/rejected, or chosen/rejected alone (the prompt implicit: their shared beginning, trl's
+`maybe_extract_prompt`) -> preferences; prompt/completion or messages -> SFT. Conversational values (lists of
+{role, content}) become messages for SFT, and plain "User: ...\nAssistant:" text in preference pairs (whose
+values are strings: the pairs are scored as text).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from dlshared.cli import UserError
+from dlshared.hubdata import HubDataset, column_names, load_hub_dataset, parse_hub_id
 
 PREFERENCE_KEYS = ("prompt", "chosen", "rejected")
 COMPLETION_KEYS = ("prompt", "completion")
@@ -104,6 +111,59 @@ def read_any(path: str | Path) -> tuple[str, list[dict[str, Any]]]:
     return "sft", read_sft(path)
 
 
+def read_data(data: str | Path) -> tuple[str, list[dict[str, Any]], str]:
+    """(kind, rows, source) of a --data value: a local JSONL file (`read_any`) or a Hub dataset (`hub_rows`)."""
+    spec = parse_hub_id(data)
+    return (*read_any(data), str(data)) if spec is None else (*hub_rows(spec), str(spec))
+
+
+HUB_FORMATS = "prompt/chosen/rejected, chosen/rejected, prompt/completion or messages"
+
+
+def hub_rows(spec: HubDataset) -> tuple[str, list[dict[str, Any]]]:
+    """("preferences" | "sft", rows) of a Hub dataset in TRL's standard columns, as `read_any` gives a file's."""
+    dataset = load_hub_dataset(spec, "--data", f"a local JSONL file ({HUB_FORMATS} lines)")
+    columns = set(dataset.column_names)
+    if {"chosen", "rejected"} <= columns:
+        kind, keys = "preferences", [k for k in PREFERENCE_KEYS if k in columns]
+    elif set(COMPLETION_KEYS) <= columns:
+        kind, keys = "sft", list(COMPLETION_KEYS)
+    elif "messages" in columns:
+        kind, keys = "sft", ["messages"]
+    else:
+        raise UserError(f"--data {spec}: expected the columns {HUB_FORMATS}; it has {column_names(dataset)}")
+    rows = []
+    for n, example in enumerate(dataset.select_columns(keys), start=1):
+        where = f"{spec}, row {n}"
+        if kind == "preferences":
+            rows.append(_pair(example, where))
+        elif keys == ["messages"]:
+            rows.append(_messages(example, where))
+        elif isinstance(example["prompt"], list) and isinstance(example["completion"], list):  # conversational
+            rows.append(_messages({"messages": example["prompt"] + example["completion"]}, where))
+        else:
+            rows.append(_strings(example, COMPLETION_KEYS, where))
+    return kind, rows
+
+
+def _pair(example: dict[str, Any], where: str) -> dict[str, str]:
+    """A preference example as a pair of strings; a prompt left implicit is first taken out of chosen and rejected
+    by trl's rule (`maybe_extract_prompt`: the beginning they share)."""
+    from trl.data_utils import maybe_extract_prompt
+
+    pair = maybe_extract_prompt(example)
+    return {key: _text(pair[key], f"{where}, {key}", key == "prompt") for key in PREFERENCE_KEYS}
+
+
+def _text(value: Any, where: str, prompt: bool) -> str:
+    """A preference value as text: a string as it is; messages as `plain_chat` lays them out (a prompt ends with
+    "Assistant:", an answer starts with a space, as `to_prompt_completion` renders chats without a template)."""
+    if isinstance(value, str):
+        return value
+    messages = _messages({"messages": value}, where)["messages"]
+    return plain_chat(messages) + "Assistant:" if prompt else " " + "\n".join(m["content"] for m in messages)
+
+
 def plain_chat(messages: list[dict[str, str]]) -> str:
     """Messages as plain text, "User: ...\nAssistant: ..." (task.PROMPT_TEMPLATE's layout), for tokenizers
     without a chat template."""
@@ -144,7 +204,8 @@ class TaskData:
 
 
 def load_task_data(cfg) -> TaskData:
-    """The synthetic task (cfg.data unset) or the user's JSONL file, split into train and held-out parts."""
+    """The synthetic task (cfg.data unset) or the user's JSONL file or Hub dataset, split into train and held-out
+    parts."""
     from . import task
 
     if cfg.data is None:
@@ -160,17 +221,17 @@ def load_task_data(cfg) -> TaskData:
             heldout_pairs=task.dpo_pairs(heldout, cfg.eval_prompts, spec, cfg.data_seed + 3),
             eval_items=task.eval_prompts(heldout, cfg.eval_prompts, cfg.data_seed + 4),
         )
-    kind, rows = read_any(cfg.data)
+    kind, rows, source = read_data(cfg.data)
     if kind == "sft":
-        return TaskData(source=str(cfg.data), template="{prompt}", sft_rows=rows)
+        return TaskData(source=source, template="{prompt}", sft_rows=rows)
     if len(rows) < 2:
-        raise UserError(f"{cfg.data}: {len(rows)} preference pair; need at least 2 (one is held out)")
+        raise UserError(f"{source}: {len(rows)} preference pair; need at least 2 (one is held out)")
     order = list(range(len(rows)))
     random.Random(cfg.data_seed).shuffle(order)
     cut = min(len(rows) - 1, max(1, round(len(rows) * cfg.heldout_fraction)))
     heldout, train = [rows[i] for i in order[:cut]], [rows[i] for i in order[cut:]]
     return TaskData(
-        source=str(cfg.data),
+        source=source,
         template="{prompt}",
         train_pairs=train,
         heldout_pairs=heldout,
@@ -178,9 +239,9 @@ def load_task_data(cfg) -> TaskData:
     )
 
 
-def read_heldout_pairs(path: str | Path) -> TaskData:
-    """A preference file to evaluate on as a whole: every pair is held out (the run never saw the file)."""
-    kind, rows = read_any(path)
+def read_heldout_pairs(data: str | Path) -> TaskData:
+    """A preference file or Hub dataset to evaluate on as a whole: every pair is held out (the run never saw it)."""
+    kind, rows, source = read_data(data)
     if kind != "preferences":
-        raise UserError(f"{path}: eval needs {{prompt, chosen, rejected}} pairs")
-    return TaskData(source=str(path), template="{prompt}", sft_rows=[], heldout_pairs=rows)
+        raise UserError(f"{source}: eval needs {{prompt, chosen, rejected}} pairs")
+    return TaskData(source=source, template="{prompt}", sft_rows=[], heldout_pairs=rows)

@@ -27,6 +27,7 @@ import torch
 
 from dlshared.checkpoint import save_json
 from dlshared.cli import UserError, validate
+from dlshared.hubdata import parse_hub_id
 from dlshared.runs import RunLock, config_to_dict, resolve_run_dir
 from dlshared.seed import seed_everything
 
@@ -55,8 +56,8 @@ def check_config(cfg: TrainConfig) -> None:
         raise UserError(f"rotary positions need an even head size; --hidden / --n-head = {cfg.hidden // cfg.n_head}")
     if cfg.stage == "pretrain" and cfg.base is not None:
         raise UserError("--stage pretrain builds the embedded base; with --base the base is already trained")
-    if cfg.data is not None and not Path(cfg.data).exists():
-        raise UserError(f"{cfg.data}: no such file")
+    if cfg.data is not None and not Path(cfg.data).exists() and parse_hub_id(cfg.data) is None:
+        raise UserError(f"{cfg.data}: no such file")  # (a Hub dataset is loaded, or refused, with the data)
     quantization_config(cfg)  # QLoRA settings raise their own one-line errors
     if cfg.base is None:  # the embedded Llama's layer names are known now (another base's once it is loaded)
         with torch.device("meta"):  # shapes only: no memory, no initialisation
