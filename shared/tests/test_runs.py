@@ -13,8 +13,8 @@ from dlshared.cache import cache_dir
 from dlshared.cli import UserError
 from dlshared.device import pick_device, resolve_precision
 from dlshared.monitor import Throughput, mfu
+from dlshared.processes import in_process_group, run_distributed
 from dlshared.runs import config_to_dict, latest_run, make_run_dir, resolve_run_dir
-from dlshared.testing import in_process_group, run_distributed
 
 
 def test_latest_run_picks_newest_holding_the_file(tmp_path):

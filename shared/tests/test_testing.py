@@ -5,7 +5,8 @@ import socket
 
 import pytest
 
-from dlshared.testing import NetworkBlocked, allreduce_selftest, network_selftest, run_distributed
+from dlshared.processes import allreduce_selftest, network_selftest, run_distributed
+from dlshared.testing import NetworkBlocked
 
 
 def test_offline_env():

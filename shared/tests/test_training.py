@@ -13,8 +13,9 @@ import torch
 
 from dlshared.checkpoint import RESUME_NAME, atomic_path
 from dlshared.cli import UserError
+from dlshared.processes import resume_rng_selftest, run_distributed
 from dlshared.runs import RunLock, discard_unfinished_runs, make_run_dir, resolve_run_dir
-from dlshared.testing import reset_accelerate, resume_rng_selftest, run_distributed
+from dlshared.testing import reset_accelerate
 from dlshared.training import epochs_for, start_run
 
 

@@ -29,7 +29,7 @@ def tiny_run(tmp_path_factory) -> dict:
 def ddp_run(tmp_path_factory) -> list[dict]:
     """The tiny preset trained once under 2-process gloo DDP: each rank's returned metrics."""
     from classifier.train import train
-    from dlshared.testing import run_distributed
+    from dlshared.processes import run_distributed
 
     return run_distributed(train, tiny_config(tmp_path_factory.mktemp("runs"), name="ddp", device="cpu"), nprocs=2)
 

@@ -15,19 +15,15 @@ from PIL import Image
 
 from classifier.artifacts import load_predictor
 from classifier.demo import build_demo
-from dlshared.demo import launch
-from dlshared.testing import free_port
+from dlshared.testing import served_demo
 
 
 @pytest.fixture(scope="module")
 def client(trained_run):
-    from gradio_client import Client
 
     demo = build_demo(load_predictor(Path(trained_run["run_dir"])))
-    url = launch(demo, port=free_port(), block=False)
-    assert url.startswith("http://127.0.0.1:")
-    yield Client(url, verbose=False)
-    demo.close()
+    with served_demo(demo) as client:
+        yield client
 
 
 def _write_text(path: Path, text: str) -> Path:

@@ -14,7 +14,8 @@ from classifier.cli import main
 from classifier.config import TrainConfig
 from dlshared.checkpoint import load_resume_state
 from dlshared.configs import typed_fields
-from dlshared.testing import assert_one_line_error, kill_when, torchrun
+from dlshared.processes import kill_when, torchrun
+from dlshared.testing import assert_one_line_error
 
 
 @pytest.fixture

@@ -20,7 +20,8 @@ from classifier.cli import main
 from classifier.config import PRESETS
 from classifier.train import train
 from dlshared.checkpoint import load_resume_state
-from dlshared.testing import OFFLINE_ENV, kill_when
+from dlshared.processes import kill_when
+from dlshared.testing import OFFLINE_ENV
 
 
 def test_tiny_run_writes_a_loadable_checkpoint_and_the_loss_falls(tiny_run):

@@ -32,7 +32,7 @@ def tiny_run(tmp_path_factory) -> dict:
 def ddp_run(tmp_path_factory) -> list[dict]:
     """The tiny detector preset for 3 epochs under 2-process gloo DDP: each rank's returned metrics."""
     from detector.train import train
-    from dlshared.testing import run_distributed
+    from dlshared.processes import run_distributed
 
     cfg = tiny(tmp_path_factory.mktemp("runs"), name="ddp", device="cpu", epochs=3)
     return run_distributed(train, cfg, nprocs=2)
@@ -51,7 +51,7 @@ def tiny_unet(tmp_path_factory) -> dict:
 def ddp_unet(tmp_path_factory) -> list[dict]:
     """The tiny U-Net preset (`segment`) for 4 epochs under 2-process gloo DDP: each rank's returned metrics."""
     from detector.segmentation import train_segmentation
-    from dlshared.testing import run_distributed
+    from dlshared.processes import run_distributed
 
     out = tmp_path_factory.mktemp("unet_runs")
     cfg = dataclasses.replace(

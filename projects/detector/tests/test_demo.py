@@ -20,20 +20,16 @@ from detector.demo import COLOURS, build_demo, example_image
 from detector.model import CenterNet, DetectorConfig
 from detector.segmentation import load_segmenter
 from detector.shapes import CLASSES, draw_image
-from dlshared.demo import launch
-from dlshared.testing import free_port
+from dlshared.testing import served_demo
 
 
 @pytest.fixture(scope="module")
 def client(tiny_run, tiny_unet):
-    from gradio_client import Client
 
     segmenter, card = load_segmenter(tiny_unet["run_dir"])
     demo = build_demo(load_detector(Path(tiny_run["run_dir"]), "cpu"), segmenter, card)
-    url = launch(demo, port=free_port(), block=False)
-    assert url.startswith("http://127.0.0.1:")
-    yield Client(url, verbose=False)
-    demo.close()
+    with served_demo(demo) as client:
+        yield client
 
 
 class Oracle(CenterNet):
@@ -50,7 +46,7 @@ class Oracle(CenterNet):
 
 
 def test_boxes_are_drawn_for_the_objects_of_an_image(tmp_path):
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     pixels, objects = draw_image(np.random.default_rng(7), 256)  # four shapes, from the data's generator
     truth = [(CLASSES[k - 1], _box(mask)) for k, mask in objects]
@@ -61,12 +57,8 @@ def test_boxes_are_drawn_for_the_objects_of_an_image(tmp_path):
     }
     loaded = LoadedDetector(Oracle(target, 64).eval(), "centernet", list(CLASSES), 64, tmp_path, torch.device("cpu"))
     Image.fromarray(pixels).save(tmp_path / "objects.png")
-    demo = build_demo(loaded)
-    try:
-        client = Client(launch(demo, port=free_port(), block=False), verbose=False)
+    with served_demo(build_demo(loaded)) as client:
         drawn, table, status = client.predict(handle_file(str(tmp_path / "objects.png")), 0.3, api_name="/detect")
-    finally:
-        demo.close()
     rows = table["data"]
     assert status == "4 objects above score 0.30" and len(rows) == 4
     found = sorted((name, [round(v) for v in box]) for name, _, *box in rows)

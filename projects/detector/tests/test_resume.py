@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 
 from detector.cli import main
 from dlshared.checkpoint import load_resume_state
-from dlshared.testing import assert_one_line_error, kill_when, torchrun
+from dlshared.processes import kill_when, torchrun
+from dlshared.testing import assert_one_line_error
 
 
 @pytest.fixture(params=["train", "segment"])

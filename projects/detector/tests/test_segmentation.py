@@ -30,7 +30,7 @@ from detector.segmentation import (
 )
 from detector.shapes import CLASSES, write_shapes
 from dlshared.checkpoint import load_resume_state
-from dlshared.testing import run_distributed
+from dlshared.processes import run_distributed
 
 NAMES = ["background", *CLASSES]
 

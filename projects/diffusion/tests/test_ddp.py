@@ -12,7 +12,7 @@ import torch
 from diffusion.artifacts import load_pipeline
 from diffusion.train import train
 from dlshared.checkpoint import load_resume_state
-from dlshared.testing import kill_when, run_distributed, torchrun
+from dlshared.processes import kill_when, run_distributed, torchrun
 
 from .conftest import tiny_config
 

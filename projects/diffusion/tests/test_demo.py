@@ -13,20 +13,16 @@ from PIL import Image
 from diffusion.artifacts import load_pipeline
 from diffusion.demo import build_demo
 from diffusion.sample import make_grid
-from dlshared.demo import launch
 from dlshared.display import markdown_text
-from dlshared.testing import free_port
+from dlshared.testing import served_demo
 
 
 @pytest.fixture(scope="module")
 def client(tiny_run, runs_root):
-    from gradio_client import Client
 
     demo = build_demo(Path(tiny_run["run_dir"]), runs=runs_root / "no-vae-here")
-    url = launch(demo, port=free_port(), block=False)
-    assert url.startswith("http://127.0.0.1:")
-    yield Client(url, verbose=False)
-    demo.close()
+    with served_demo(demo) as client:
+        yield client
 
 
 @pytest.mark.parametrize("scheduler", ["ddim", "ddpm", "dpm", "diffusers-ddim"])
@@ -110,8 +106,6 @@ def test_names_from_card_json_are_shown_as_text_not_markup(tiny_run, tmp_path):
     import json
     import shutil
 
-    from gradio_client import Client
-
     run_dir = tmp_path / "run"
     shutil.copytree(tiny_run["run_dir"], run_dir)
     card = json.loads((run_dir / "card.json").read_text(encoding="utf-8"))
@@ -122,11 +116,8 @@ def test_names_from_card_json_are_shown_as_text_not_markup(tiny_run, tmp_path):
     demo = build_demo(run_dir, runs=tmp_path)
     page = json.dumps(demo.get_config_file())  # the header Markdown, among the rest of the page
     assert "&lt;script&gt;x&lt;" in page and "<script>" not in page
-    url = launch(demo, port=free_port(), block=False)
-    try:
-        _, _, message = Client(url, verbose=False).predict(classes[0], "ddim", 1, 2.0, 0, api_name="/generate")
-    finally:
-        demo.close()
+    with served_demo(demo) as client:
+        _, _, message = client.predict(classes[0], "ddim", 1, 2.0, 0, api_name="/generate")
     assert markdown_text(classes[0]) in message and "&lt;img src\\=x" in message and "<img" not in message
 
 
@@ -138,20 +129,15 @@ def test_interpolation_without_a_vae_run_explains_what_to_do(client):
 def test_interpolation_tab_walks_a_trained_vae(tiny_run, tmp_path):
     import dataclasses
 
-    from gradio_client import Client
-
     from diffusion.autoencoder import train_vae
     from diffusion.baselines_config import VAE_PRESETS
 
     vae = train_vae(dataclasses.replace(VAE_PRESETS["tiny"], out=tmp_path, name="vae-tiny", eval_samples=0))
     demo = build_demo(Path(tiny_run["run_dir"]), runs=tmp_path)  # finds the VAE run under runs/diffusion/
-    url = launch(demo, port=free_port(), block=False)
-    try:
-        strip, message = Client(url, verbose=False).predict(1, 7, 6, api_name="/interpolate")
+    with served_demo(demo) as client:
+        strip, message = client.predict(1, 7, 6, api_name="/interpolate")
         assert "from a real 1 to a real 7" in message
         assert Image.open(strip).size == (6 * 18 * 6, 18 * 6)  # 6 decoded points in a row
-        _, message = Client(url, verbose=False).predict(1, 12, 6, api_name="/interpolate")
+        _, message = client.predict(1, 12, 6, api_name="/interpolate")
         assert "between 0 and 9" in message
-    finally:
-        demo.close()
     assert Path(vae["run_dir"]).name == "vae-tiny"

@@ -9,8 +9,7 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 
-from dlshared.demo import launch
-from dlshared.testing import assert_one_line_error, assert_output_folder_guarded, bad_flag_cases, free_port
+from dlshared.testing import assert_one_line_error, assert_output_folder_guarded, bad_flag_cases, served_demo
 from graph.artifacts import load_node_run
 from graph.cli import main, with_task_preset
 from graph.config import DemoArgs, EvalArgs, ExportArgs, RecommendArgs, TrainConfig
@@ -110,13 +109,10 @@ def test_export_never_writes_into_a_folder_it_did_not_create(node_run, tmp_path,
 
 @pytest.fixture(scope="module")
 def client(node_run):
-    from gradio_client import Client
 
     demo = __import__("graph.demo", fromlist=["build_demo"]).build_demo(load_node_run(Path(node_run["run_dir"]), "cpu"))
-    url = launch(demo, port=free_port(), block=False)
-    assert url.startswith("http://127.0.0.1:")
-    yield Client(url, verbose=False)
-    demo.close()
+    with served_demo(demo) as client:
+        yield client
 
 
 def test_the_demo_describes_a_paper_with_its_neighbours(client, node_run):

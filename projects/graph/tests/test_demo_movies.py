@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dlshared.demo import launch
-from dlshared.testing import free_port
+from dlshared.testing import served_demo
 from graph.artifacts import load_node_run
 from graph.cli import exported_recommender
 from graph.config import PRESETS
@@ -20,7 +19,6 @@ from .test_train_recommend import write_planted_csv
 
 @pytest.fixture(scope="module")
 def client(node_run, tmp_path_factory):
-    from gradio_client import Client
 
     root = tmp_path_factory.mktemp("movies")
     data = write_planted_csv(root / "planted.csv")
@@ -31,9 +29,8 @@ def client(node_run, tmp_path_factory):
     recs = exported_recommender(runs)
     assert recs is not None and (recs / "items.faiss").is_file()
     demo = build_demo(load_node_run(Path(node_run["run_dir"]), "cpu"), recs)
-    url = launch(demo, port=free_port(), block=False)
-    yield Client(url, verbose=False)
-    demo.close()
+    with served_demo(demo) as client:
+        yield client
 
 
 def test_a_known_user_gets_twenty_movies_with_scores(client):

@@ -16,8 +16,8 @@ from torch_geometric.data import Data
 from torch_geometric.loader import NodeLoader
 from torch_geometric.sampler import NodeSamplerInput
 
+from dlshared.processes import run_distributed
 from dlshared.seed import seed_everything
-from dlshared.testing import run_distributed
 from graph.bench import gowalla_like, measure_sampling, profile_sampled_step, sbm_graph
 from graph.config import PRESETS
 from graph.data import load_planetoid

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from dlshared.checkpoint import load_resume_state
-from dlshared.testing import kill_when
+from dlshared.processes import kill_when
 from graph.cli import main
 from graph.evaluate import mean_std
 from graph.train import train

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from dlshared.checkpoint import load_weights
 from dlshared.cli import UserError
-from dlshared.testing import run_distributed
+from dlshared.processes import run_distributed
 from graph.config import PRESETS
 from graph.recommender import build_recommender
 from graph.serve_recs import export_recommender, recommend

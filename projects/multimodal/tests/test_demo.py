@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dlshared.demo import launch
-from dlshared.testing import free_port
+from dlshared.testing import served_demo
 from multimodal.artifacts import load_run
 from multimodal.cli import demo_index
 from multimodal.demo import build_demo
@@ -15,14 +14,12 @@ from multimodal.demo import build_demo
 
 @pytest.fixture(scope="module")
 def client(tiny_run):
-    from gradio_client import Client
 
     run_dir = Path(tiny_run["run_dir"])
     index = demo_index(run_dir, None, "cpu")  # the run's own test scenes, as `multimodal demo` does
     demo = build_demo(load_run(run_dir, "cpu"), index)
-    url = launch(demo, port=free_port(), block=False)
-    yield Client(url, verbose=False), index
-    demo.close()
+    with served_demo(demo) as client:
+        yield client, index
 
 
 def test_text_search_returns_indexed_images_best_first(client):

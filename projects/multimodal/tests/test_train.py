@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from dlshared.checkpoint import load_resume_state
-from dlshared.testing import kill_when, run_distributed, torchrun
+from dlshared.processes import kill_when, run_distributed, torchrun
 from dlshared.training import Run
 from multimodal.scenes import ATTRIBUTES
 from multimodal.train import train

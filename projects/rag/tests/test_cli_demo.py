@@ -9,8 +9,7 @@ import time
 import pytest
 
 from dlshared.cli import UserError
-from dlshared.demo import launch
-from dlshared.testing import free_port
+from dlshared.testing import served_demo
 from rag.answer import answer_question
 from rag.cli import main
 from rag.retrieve import Retriever
@@ -102,20 +101,15 @@ def test_generative_answers_stream(index_dir, embedder, tiny_generator):
 
 
 def test_demo_answers_through_gradio_client(index_dir, embedder):
-    from gradio_client import Client
 
     from rag.demo import build_demo
 
     demo = build_demo(Retriever(index_dir, embedder))
-    url = launch(demo, port=free_port(), block=False)
-    try:
-        client = Client(url, verbose=False)
+    with served_demo(demo) as client:
         answer, sources = client.predict("How do zebras differ from one another?", "hybrid", api_name="/ask")
         assert "unique" in answer and "notes/zebra.md" in sources and "<details>" in sources
         answer, sources = client.predict("   ", "hybrid", api_name="/ask")
         assert "Type a question first" in answer and sources == ""
-    finally:
-        demo.close()
 
 
 def _boom(**kwargs):
@@ -159,29 +153,23 @@ def test_a_reader_that_stops_stops_the_generator_thread(index_dir, embedder, tin
 
 
 def test_the_demo_reports_a_failed_generator_and_keeps_serving(index_dir, embedder, tiny_generator, monkeypatch):
-    from gradio_client import Client
 
     from rag.demo import build_demo
 
     monkeypatch.setattr(tiny_generator, "timeout", 0.3)
     demo = build_demo(Retriever(index_dir, embedder), tiny_generator)
-    url = launch(demo, port=free_port(), block=False)
-    try:
-        client = Client(url, verbose=False)
+    with served_demo(demo) as client:
         for generate, message in [(_boom, "the generator failed"), (_stall, "wrote nothing for 0\\.3 s")]:
             monkeypatch.setattr(tiny_generator.model, "generate", generate)
             answer, sources = client.predict("How do I resume training?", "hybrid", api_name="/ask")
             assert answer.startswith("⚠️") and message in answer and "guide/training.md" in sources
         answer, _ = client.predict("why? " * 300, "hybrid", api_name="/ask")
         assert "at most 1000" in answer
-    finally:
-        demo.close()
 
 
 def test_with_no_index_the_demo_serves_at_once_and_answers_once_built(index_dir, embedder):
     """A fresh clone has no index: the page must not wait for it. Questions asked during the build get a message;
     once built, answers."""
-    from gradio_client import Client
 
     from rag.demo import IndexInBackground, build_demo
 
@@ -193,17 +181,13 @@ def test_with_no_index_the_demo_serves_at_once_and_answers_once_built(index_dir,
 
     pending = IndexInBackground(slow_build)
     demo = build_demo(pending)
-    url = launch(demo, port=free_port(), block=False)
-    try:
-        client = Client(url, verbose=False)
+    with served_demo(demo) as client:
         answer, sources = client.predict("How do zebras differ from one another?", "hybrid", api_name="/ask")
         assert answer.startswith("⚠️") and "Indexing the documents" in answer and sources == ""
         release.set()
         assert pending.wait(30)
         answer, sources = client.predict("How do zebras differ from one another?", "hybrid", api_name="/ask")
         assert "unique" in answer and "notes/zebra.md" in sources
-    finally:
-        demo.close()
 
 
 def test_a_failed_background_build_is_a_message_in_the_page():

@@ -3,7 +3,7 @@
     uv run python projects/tinygpt/benchmarks/fsdp_memory.py --preset quick --nprocs 2 4
 
 For each process count, trains one step of the preset with --parallel ddp, then with --parallel fsdp, in that many
-CPU processes (gloo, under `dlshared.testing.run_distributed`, which sets the variables torchrun sets), and prints
+CPU processes (gloo, under `dlshared.processes.run_distributed`, which sets the variables torchrun sets), and prints
 what `train` reports (`param_bytes_per_rank`, `optimizer_bytes_per_rank`: held between steps; of a sharded tensor,
 the rank's own shard), the largest rank's, beside the formula: P fp32 parameters are 4P bytes, AdamW's two moments
 8P and a 4-byte step counter per tensor; DDP holds all of it on every rank, FSDP 1/N of every tensor but the
@@ -17,7 +17,7 @@ import dataclasses
 import tempfile
 from pathlib import Path
 
-from dlshared.testing import run_distributed
+from dlshared.processes import run_distributed
 from tinygpt.config import PRESETS
 from tinygpt.model import build_model, model_config
 from tinygpt.parallel import train_in_turn

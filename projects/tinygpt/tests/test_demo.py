@@ -6,21 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from dlshared.demo import launch
-from dlshared.testing import free_port
+from dlshared.testing import served_demo
 from tinygpt.artifacts import load_model
 from tinygpt.demo import build_demo
 
 
 @pytest.fixture(scope="module")
 def client(tiny_run):
-    from gradio_client import Client
 
     demo = build_demo(load_model(Path(tiny_run["run_dir"]), "cpu"))
-    url = launch(demo, port=free_port(), block=False)
-    assert url.startswith("http://127.0.0.1:")
-    yield Client(url, verbose=False)
-    demo.close()
+    with served_demo(demo) as client:
+        yield client
 
 
 def test_the_page_shows_the_run_name_as_text(tiny_run, tmp_path):

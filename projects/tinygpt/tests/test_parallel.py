@@ -11,8 +11,9 @@ import torch
 from safetensors.torch import load_file
 
 from dlshared.checkpoint import load_resume_state
+from dlshared.processes import run_distributed
 from dlshared.seed import seed_everything
-from dlshared.testing import assert_one_line_error, run_distributed
+from dlshared.testing import assert_one_line_error
 from tinygpt.cli import main
 from tinygpt.data import Batches, load_data
 from tinygpt.evaluate import evaluate_loss

@@ -14,7 +14,8 @@ import torch
 from safetensors.torch import load_file
 
 from dlshared.checkpoint import load_resume_state
-from dlshared.testing import assert_one_line_error, kill_when, run_distributed, torchrun
+from dlshared.processes import kill_when, run_distributed, torchrun
+from dlshared.testing import assert_one_line_error
 from tinygpt.artifacts import load_model
 from tinygpt.cli import main
 from tinygpt.config import PRESETS

@@ -6,25 +6,21 @@ from pathlib import Path
 
 import pytest
 
-from dlshared.demo import launch
-from dlshared.testing import free_port
+from dlshared.testing import served_demo
 
 pytestmark = pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
 
 
 @pytest.fixture(scope="module")
 def client(tiny_run):
-    from gradio_client import Client
 
     from tuner.demo import build_demo, load_models
 
     models = load_models(Path(tiny_run["run_dir"]))
     assert models.stages == ["base", "sft", "dpo"]
     demo = build_demo(models, max_new_tokens=8)
-    url = launch(demo, port=free_port(), block=False)
-    assert url.startswith("http://127.0.0.1:")
-    yield Client(url, verbose=False)
-    demo.close()
+    with served_demo(demo) as client:
+        yield client
 
 
 def test_one_question_gets_three_answers_and_a_verdict(client):

@@ -122,7 +122,7 @@ def bytes_per_rank(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[s
 
 
 def train_in_turn(configs: list) -> list[dict]:
-    """Train each config in turn in one set of processes (`dlshared.testing.run_distributed`'s): a comparison of the
+    """Train each config in turn in one set of processes (`dlshared.processes.run_distributed`'s): a comparison of the
     strategies pays for the processes' start-up once (tests/test_parallel.py). Each run gets a process group of its
     own, because Accelerate's `end_training` destroys the group at the end of a run; a store that outlives them
     (hosted by rank 0 on MASTER_PORT, keys prefixed per run) lets the ranks meet again whichever finishes first."""
