@@ -14,6 +14,7 @@ from graph.artifacts import load_node_run
 from graph.cli import main, with_task_preset
 from graph.config import DemoArgs, EvalArgs, ExportArgs, RecommendArgs, TrainConfig
 from graph.export import load_exported
+from graph.model import NodeClassifier
 
 VERBS = {"train": TrainConfig, "eval": EvalArgs, "export": ExportArgs, "recommend": RecommendArgs, "demo": DemoArgs}
 CASES = [(verb, flag, value) for verb, config in VERBS.items() for flag, value in bad_flag_cases(config)]
@@ -46,11 +47,13 @@ def test_task_recommend_starts_from_the_recommend_preset():
 def test_export_rebuilds_the_same_model_without_the_run(node_run, tmp_path, capsys):
     main(["export", "--ckpt", node_run["run_dir"], "--out", str(tmp_path / "exported")])
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert {"model.safetensors", "model_config.json", "card.json", "nodes.safetensors"} <= set(printed["files"])
+    assert {"model.safetensors", "config.json", "card.json", "nodes.safetensors"} <= set(printed["files"])
     run = load_node_run(Path(node_run["run_dir"]), "cpu")
     exported = load_exported(tmp_path / "exported")
     graph = run.data.graph
     torch.testing.assert_close(exported(graph.x, graph.edge_index), run.model(graph.x, graph.edge_index))
+    hub = NodeClassifier.from_pretrained(tmp_path / "exported", strict=True)  # the Hub's way, same folder
+    torch.testing.assert_close(hub(graph.x, graph.edge_index), run.model(graph.x, graph.edge_index), atol=0, rtol=0)
     card = json.loads((tmp_path / "exported" / "card.json").read_text(encoding="utf-8"))
     assert card["test_accuracy_of_this_model"] == node_run["model_test_accuracy"]
     hub_card = ModelCard.load(tmp_path / "exported" / "README.md")  # the Hub's model card, from the same run
@@ -97,7 +100,7 @@ def test_push_to_hub_uploads_the_finished_export_folder(node_run, tmp_path, caps
     (create, upload) = FakeHfApi.calls
     assert create[:2] == ("create_repo", "me/cora-gcn") and create[2] == {"repo_type": "model", "exist_ok": True}
     assert upload[:2] == ("upload_folder", "me/cora-gcn") and upload[2].resolve() == out.resolve()
-    assert {"README.md", "model.safetensors", "model_config.json", "card.json"} <= set(upload[3])
+    assert {"README.md", "model.safetensors", "config.json", "card.json"} <= set(upload[3])
     assert upload[4]["repo_type"] == "model"
 
 

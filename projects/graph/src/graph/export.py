@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from dlshared.checkpoint import WEIGHTS_NAME, load_weights, read_json_object, save_json, save_weights
+from dlshared.checkpoint import WEIGHTS_NAME, load_weights, read_json_object, save_json
 from dlshared.cli import UserError
 from dlshared.configs import WHERE_FIELDS
 from dlshared.modelcard import Result, train_command, write_model_card
@@ -22,22 +22,14 @@ from dlshared.outputs import staged_output
 from .artifacts import NodeRun, load_node_run
 from .config import DEFAULT_PRESET, PRESETS
 
-MODEL_CONFIG = "model_config.json"
+MODEL_CONFIG = "config.json"
+"""The model's arguments, as huggingface_hub's PyTorchModelHubMixin writes and reads them."""
 
 
 def export_node(run_dir: Path, out: Path, overwrite: bool = False) -> dict:
     run = load_node_run(run_dir, "cpu")
     metrics = read_json_object(run_dir / "metrics.json")
     cfg = run.config
-    model_config = {
-        "kind": cfg.model,
-        "in_features": run.data.num_features,
-        "classes": len(run.data.classes),
-        "hidden": cfg.hidden,
-        "layers": cfg.layers,
-        "dropout": cfg.dropout,
-        "heads": cfg.heads,
-    }
     card = {
         **run.card,
         "test_accuracy_of_this_model": metrics.get("model_test_accuracy"),
@@ -47,8 +39,7 @@ def export_node(run_dir: Path, out: Path, overwrite: bool = False) -> dict:
     with torch.no_grad():
         embeddings = run.model.embed(run.data.graph.x, run.data.graph.edge_index)  # [N, hidden * heads]
     with staged_output(out, overwrite, sources=(run_dir,)) as stage:
-        save_weights(run.model, stage / WEIGHTS_NAME)
-        save_json(model_config, stage / MODEL_CONFIG)
+        run.model.save_pretrained(stage)  # model.safetensors + config.json (its arguments): from_pretrained reads them
         save_json(card, stage / "card.json")
         save_file({"embeddings": embeddings.contiguous(), "labels": run.data.graph.y}, str(stage / "nodes.safetensors"))
         write_card(stage, run, metrics)
@@ -65,7 +56,14 @@ def write_card(stage: Path, run: NodeRun, metrics: dict) -> Path:
         stage,
         title=f"graph: {run.config.model} on {data_name}",
         library_name="pytorch",
-        tags=["pytorch-capstones", "graph-ml", "node-classification", run.config.model],
+        tags=[
+            "pytorch-capstones",
+            "model_hub_mixin",
+            "pytorch_model_hub_mixin",
+            "graph-ml",
+            "node-classification",
+            run.config.model,
+        ],
         datasets=[data_id],
         license="mit",
         results=results,
@@ -95,8 +93,8 @@ def write_card(stage: Path, run: NodeRun, metrics: dict) -> Path:
 def _summary(run: NodeRun, metrics: dict) -> str:
     text = (
         f"A {run.config.model} node classifier ({metrics.get('parameters', 0):,} parameters) trained by the `graph`"
-        " project of PyTorch Capstones: `model.safetensors` + `model_config.json` (the graph package's"
-        " `load_exported(FOLDER)` rebuilds it) and `nodes.safetensors` (every node's learned representation and"
+        " project of PyTorch Capstones: `model.safetensors` + `config.json` (`graph.model.NodeClassifier"
+        ".from_pretrained(FOLDER or repo id)` rebuilds it) and `nodes.safetensors` (every node's learned representation and"
         f" label). It labels each node of the graph as one of {len(run.data.classes)} classes:"
         f" {', '.join(run.data.classes)}."
     )
@@ -110,7 +108,8 @@ def _summary(run: NodeRun, metrics: dict) -> str:
 
 
 def load_exported(folder: Path) -> torch.nn.Module:
-    """The exported model, rebuilt from model_config.json, weights loaded (safetensors: no code runs)."""
+    """The exported model, rebuilt from config.json and its weights loaded (safetensors: no code runs): what
+    NodeClassifier.from_pretrained does, with one-line errors for a damaged folder."""
     from .model import NodeClassifier
 
     folder = Path(folder)

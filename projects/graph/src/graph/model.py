@@ -16,6 +16,7 @@ import weakref
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from huggingface_hub import PyTorchModelHubMixin
 from torch_geometric.nn import GATConv, GCNConv, MessagePassing, SAGEConv
 
 
@@ -118,9 +119,12 @@ def make_layer(kind: str, in_features: int, out_features: int, heads: int, conca
     raise ValueError(f"unknown layer kind {kind!r}")
 
 
-class NodeClassifier(nn.Module):
+class NodeClassifier(nn.Module, PyTorchModelHubMixin, tags=["graph-ml", "node-classification", "pytorch-capstones"]):
     """`layers` graph layers (dropout, layer, activation), the last one to class logits. `mlp` ignores the
-    edges: what the features alone can do, the baseline every graph model must beat."""
+    edges: what the features alone can do, the baseline every graph model must beat.
+
+    huggingface_hub's mixin: `save_pretrained(folder)` writes model.safetensors and config.json (these arguments),
+    and `NodeClassifier.from_pretrained(folder or Hub repo id)` rebuilds the model from them."""
 
     def __init__(self, kind: str, in_features: int, classes: int, hidden: int, layers: int, dropout: float, heads: int):
         super().__init__()
