@@ -239,6 +239,8 @@ def assert_model_card(path: Path, run_dir: Path) -> None:
     values = {(r.metric_type, r.dataset_split): r.metric_value for r in card.data.eval_results}
     assert values == {("map", "test"): saved["test_map"], ("map_50", "test"): saved["test_map_50"]}
     assert "```bash\nuv run detector train --preset tiny\n```" in card.text  # out, name, shapes_root: ignored
+    config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    assert str(config["shapes_root"]) not in card.text  # a path of the training machine: the card travels
     for section in ("## Data", "## Training", "## Results", "## Limits"):
         assert section in card.text
 

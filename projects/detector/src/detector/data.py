@@ -119,7 +119,7 @@ def load_splits(cfg) -> Splits:
     """
     if cfg.data is None:
         root = shapes_folder(cfg.shapes_train, cfg.image_size, cfg.split_seed, cfg.shapes_root)
-        source = f"synthetic shapes ({root}, seed {cfg.split_seed})"
+        source = f"synthetic shapes ({root.name}, seed {cfg.split_seed})"  # not the cache path: cards travel
     else:
         root = Path(cfg.data)
         source = f"COCO {root}"

@@ -163,7 +163,7 @@ def write_card(stage: Path, loaded: LoadedDetector) -> Path:
         license="mit",
         results=results,
         summary=_summary(loaded, card.get("parameters")),
-        data=f"Trained and tested on {card.get('source', data_name)}." + ("" if folder else f" {SHAPES}"),
+        data=f"Trained and tested on {_source(config, card, data_name)}." + ("" if folder else f" {SHAPES}"),
         command=command,
         limits=(
             "Boxes leave the graph as dense maps: the peak search and NMS run afterwards (`boxes.decode`;"
@@ -173,6 +173,14 @@ def write_card(stage: Path, loaded: LoadedDetector) -> Path:
             " the data they were trained on."
         ),
     )
+
+
+def _source(config: dict, card: dict, data_name: str) -> str:
+    """The data, as a card says it: the synthetic shapes by their settings (a run's card.json may name the cache
+    folder they were drawn into, a path of the training machine), a COCO folder as the run recorded it."""
+    if config.get("data"):
+        return card.get("source", data_name)
+    return f"synthetic shapes ({config.get('shapes_train')} images of {config.get('image_size')} px, split seed {config.get('split_seed')})"
 
 
 def _summary(loaded: LoadedDetector, parameters: int | None) -> str:
