@@ -93,10 +93,15 @@ def test_ask_with_docs_rebuilds_a_broken_index(broken_copy, docs_dir, fast_model
 
 def test_demo_rebuilds_a_broken_index_then_serves_it(broken_copy, docs_dir, fast_models, monkeypatch, capsys):
     (broken_copy / "index.faiss").write_text("garbage", encoding="utf-8")
-    served = {}
+    import rag.demo
+
+    served, build_demo = {}, rag.demo.build_demo
     monkeypatch.setattr("dlshared.demo.launch", lambda blocks, **kwargs: served.update(kwargs))
+    monkeypatch.setattr(rag.demo, "build_demo", lambda retriever, *args: build_demo(served.setdefault("r", retriever)))
     main(["demo", "--index", str(broken_copy), "--docs", str(docs_dir), "--port", "7999"])
+    pending = served.pop("r")  # the page is served first; the index is rebuilt behind it
     assert served == {"host": "127.0.0.1", "port": 7999, "share": False}
+    assert isinstance(pending, rag.demo.IndexInBackground) and pending.wait(120) and pending.get()
     assert LoadedIndex(broken_copy).faiss.ntotal == len(LoadedIndex(broken_copy).chunks)
 
 
