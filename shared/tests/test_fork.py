@@ -2,7 +2,6 @@
 
 import ast
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import pytest
 
 from dlshared import fork as fork_module
 from dlshared.cli import UserError
-from dlshared.fork import fork, fork_ci_text, fork_pyproject, main
+from dlshared.fork import fork, fork_ci_text, main
 from dlshared.rename import check_name
 from dlshared.testing import OFFLINE_ENV
 
@@ -244,78 +243,6 @@ def test_fork_name_renames_the_package_and_its_command(workspace, tmp_path, fake
     assert (
         ran.stdout == "bricks bricks bricks.train:train `bricks train` writes runs/bricks/bricks toy ('toy', 'toys')\n"
     )
-
-
-@needs_classifier  # i.e. in the workspace, whose CI files these are
-def test_fork_ci_text_of_the_root():
-    script = fork_ci_text((ROOT / ".ci" / "run").read_text(encoding="utf-8"))
-    workflow = fork_ci_text((ROOT / ".github" / "workflows" / "ci.yml").read_text(encoding="utf-8"))
-    commands = [line for line in script.splitlines() if line.startswith("uv run ")]
-    assert commands[-1] == "uv run pytest -n 2"  # the fork's test command
-    assert "\nuv lock --check\nuv sync --locked\n" in script and "README" not in script
-    for line in [*script.splitlines(), *workflow.splitlines()]:
-        if not line.lstrip().startswith("#"):  # commands and step names
-            assert "--refresh" not in line and "fork test" not in line, line
-            if "pytest" in line:  # test paths of the fork only: tests and shared/tests
-                assert not re.search(r"(?<= )(?:projects|course)\b", line), line
-    assert fork_ci_text("run: uv run pytest -m 'not slow' shared/tests projects course/tests\n") == (
-        "run: uv run pytest -m 'not slow' shared/tests tests\n"
-    )
-
-
-def test_fork_pyproject():
-    root = """
-[tool.uv]
-package = false
-required-environments = ["sys_platform == 'linux'"]
-
-[tool.uv.sources]
-other = { workspace = true }
-
-[tool.uv.workspace]
-members = ["shared", "projects/*"]
-
-[dependency-groups]
-dev = ["pytest>=8", "ruff"]
-
-[tool.ruff]
-line-length = 110
-src = ["shared/src", "projects/*/src"]
-
-[tool.pytest.ini_options]
-testpaths = ["shared/tests", "projects"]
-addopts = "-ra"
-"""
-    project = """# the toy project
-[project]
-name = "toy"
-dependencies = ["dlshared", "numpy"]  # numbers
-
-[dependency-groups]
-dev = ["ruff", "hypothesis"]
-
-[tool.uv.sources]
-dlshared = { workspace = true }
-
-[build-system]
-requires = ["hatchling"]
-"""
-    text = fork_pyproject(root, project)
-    assert "# the toy project" in text and "# numbers" in text
-    config = tomllib.loads(text)
-    assert config["project"] == {"name": "toy", "dependencies": ["dlshared", "numpy"]}
-    assert config["tool"]["uv"] == {
-        "required-environments": ["sys_platform == 'linux'"],
-        "sources": {"dlshared": {"workspace": True}},
-        "workspace": {"members": ["shared"]},
-    }
-    assert config["dependency-groups"] == {"dev": ["pytest>=8", "ruff", "hypothesis"]}
-    assert config["tool"]["ruff"] == {"line-length": 110, "src": ["src", "shared/src"]}
-    assert config["tool"]["pytest"]["ini_options"] == {
-        "testpaths": ["tests", "shared/tests"],
-        "addopts": "-ra",
-    }
-    assert config["build-system"] == {"requires": ["hatchling"]}
 
 
 def _versions(lock: Path) -> dict[str, set[str]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from dlshared.browser import expect_text, screenshot, served_demo_page
 from graph.artifacts import load_node_run
@@ -27,6 +28,7 @@ def test_a_paper_is_classified_in_the_page_and_a_bad_number_gets_a_message(node_
         page.locator(".toast-close").first.click()  # dismissed, as a person would
 
         page.locator("button.gallery-item", has_text="1701").click()  # an example
+        expect(number).to_have_value("1701")  # in the box before the button sends it (else the old value goes)
         page.get_by_role("button", name="Classify").click()
         expect_text(page, "Paper 1701")
         expect_text(page, f"Predicted: {predicted}")

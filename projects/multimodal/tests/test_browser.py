@@ -29,6 +29,7 @@ def test_search_and_zero_shot_in_the_page(tiny_run, tmp_path):
         page.locator(".toast-close").first.click()
 
         page.locator("button.gallery-item", has_text=SEARCH_EXAMPLES[1]).click()
+        expect(page.get_by_label("Describe a picture")).to_have_value(SEARCH_EXAMPLES[1])  # before the button sends it
         page.get_by_role("button", name="Search").click()
         scores = page.get_by_text(re.compile(r"^-?[01]\.\d{3}$"))  # each thumbnail's caption: its cosine
         scores.nth(7).wait_for(state="attached")  # the gallery scrolls: its last row may be out of sight

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from dlshared.browser import expect_text, screenshot, served_demo_page
 
@@ -25,6 +26,7 @@ def test_an_example_question_gets_three_answers_in_the_page(tiny_run):
         expect_text(page, "question is empty")
 
         page.locator("button.gallery-item", has_text=EXAMPLE_QUESTIONS[1]).click()
+        expect(page.get_by_label("Question")).to_have_value(EXAMPLE_QUESTIONS[1])  # before the button sends it
         page.get_by_role("button", name="Answer").click()
         expect_text(page, 'Expected 15 in the form "The answer is 15."')  # the verdict under the answers
         verdict = page.get_by_text("Expected 15").first.inner_text()
