@@ -64,3 +64,13 @@ def test_offline_hub_id_and_mistyped_folder_are_one_line_errors(tmp_path, capsys
     assert "run once with network" in err and "or pass an ImageFolder root" in err
     assert not any((tmp_path / "diffusion").glob("*"))
     assert "no such folder" in assert_one_line_error(main, [*argv, str(tmp_path / "flowers")], capsys)
+
+
+def test_the_model_card_names_a_hub_dataset_by_its_id():
+    from diffusion.export import _dataset
+
+    assert _dataset({"data": "ylecun/mnist:test", "dataset": "auto"}, {}) == (
+        "ylecun/mnist",
+        "ylecun/mnist (Hugging Face Hub, split test)",
+    )
+    assert _dataset({"data": None, "dataset": "auto"}, {})[0] == "sklearn-digits"

@@ -13,6 +13,7 @@ from pathlib import Path
 from dlshared.checkpoint import read_json_object
 from dlshared.configs import WHERE_FIELDS
 from dlshared.hub import push_folder
+from dlshared.hubdata import parse_hub_id
 from dlshared.modelcard import Result, train_command, write_model_card
 from dlshared.outputs import staged_output
 
@@ -94,6 +95,8 @@ def _dataset(config: dict, card: dict) -> tuple[str, str]:
     if not config:  # a bare pipeline folder: only its card.json (if any) says what it learnt
         return "unknown", card.get("source", "unknown data")
     folder, dataset = config.get("data"), config.get("dataset", "auto")
+    if hub := parse_hub_id(folder):  # --data owner/name: the Hub's own id
+        return hub.repo, f"{hub.repo} (Hugging Face Hub, split {hub.split})"
     dataset = dataset if dataset != "auto" else ("imagefolder" if folder else "digits")
     return DATASETS.get(dataset) or (Path(str(folder)).name, f"ImageFolder {folder}")
 

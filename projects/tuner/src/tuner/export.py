@@ -16,6 +16,7 @@ import torch
 
 from dlshared.checkpoint import read_json_object
 from dlshared.hub import is_repo_id, push_folder
+from dlshared.hubdata import parse_hub_id
 from dlshared.modelcard import Result, train_command, write_model_card
 from dlshared.outputs import check_output_folder, staged_output
 
@@ -100,9 +101,12 @@ def write_card(stage: Path, run_dir: Path, adapter: str, architecture: str, para
     config = read_json_object(run_dir / "config.json")
     cfg = run_config(run_dir)
     metrics = read_json_object(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
-    data_id, data_name = (
-        (Path(cfg.data).stem, str(cfg.data)) if cfg.data else ("capstones-addition", "synthetic addition")
-    )
+    if hub := parse_hub_id(cfg.data):  # --data owner/name: the Hub's own id
+        data_id, data_name = hub.repo, f"{hub.repo} (Hugging Face Hub, split {hub.split})"
+    else:
+        data_id, data_name = (
+            (Path(cfg.data).stem, str(cfg.data)) if cfg.data else ("capstones-addition", "synthetic addition")
+        )
     results = [
         Result("text-generation", data_id, data_name, metric, metrics[f"{adapter}/{key}"], label)
         for key, metric, label in STAGE_METRICS
