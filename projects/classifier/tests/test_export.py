@@ -17,6 +17,7 @@ from classifier.cli import main
 from classifier.data import load_data
 from classifier.evaluate import classification_metrics, predict
 from classifier.model import Classifier
+from dlshared.testing import FakeHfApi, assert_one_line_error
 
 
 @pytest.fixture(scope="module")
@@ -87,70 +88,24 @@ def test_from_pretrained_gives_the_runs_logits(trained_run, exported):
     assert config["mean"] == pytest.approx(model.mean.flatten().tolist())  # the real statistics, not placeholders
 
 
-class FakeHub:
-    """huggingface_hub.HfApi's two calls a push makes, recorded instead of sent."""
-
-    calls: list = []
-
-    def __init__(self, token: str = "fake-token"):
-        self.token = token
-
-    def create_repo(self, repo_id, **kwargs):
-        self.calls.append(("create_repo", repo_id, kwargs))
-
-    def upload_folder(self, *, repo_id, folder_path, **kwargs):
-        self.calls.append(("upload_folder", repo_id, sorted(p.name for p in Path(folder_path).iterdir())))
-        return type("Commit", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/0"})()
-
-
-def test_push_to_hub_uploads_the_finished_folder(trained_run, tmp_path, monkeypatch, capsys):
-    import huggingface_hub
-
-    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
-    FakeHub.calls = []
+def test_push_to_hub_uploads_the_finished_folder(trained_run, tmp_path, capsys, fake_hub):
     out = tmp_path / "export"
-    main(
-        [
-            "export",
-            "--ckpt",
-            trained_run["run_dir"],
-            "--out",
-            str(out),
-            "--format",
-            "onnx",
-            "--push-to-hub",
-            "me/digits",
-        ]
-    )
+    main(["export", "--ckpt", trained_run["run_dir"], "--out", str(out), "--format", "onnx", "--push-to-hub", "me/x"])
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert result["pushed"] == "https://huggingface.co/me/digits/commit/0"
-    (create, upload) = FakeHub.calls
-    assert create[:2] == ("create_repo", "me/digits") and create[2]["exist_ok"] and create[2]["repo_type"] == "model"
-    assert upload[:2] == ("upload_folder", "me/digits")
-    assert {"README.md", "config.json", "model.safetensors", "model.onnx", "card.json"} <= set(upload[2])
+    assert result["pushed"] == "https://huggingface.co/me/x/commit/0"
+    (create, upload) = fake_hub
+    assert create == ("create_repo", "me/x", {"repo_type": "model", "exist_ok": True})
+    assert upload[:3] == ("upload_folder", "me/x", out.resolve())
+    assert {"README.md", "config.json", "model.safetensors", "model.onnx", "card.json"} <= set(upload[3])
 
 
 def test_push_to_hub_without_a_token_is_one_line_and_keeps_the_export(trained_run, tmp_path, monkeypatch, capsys):
     import huggingface_hub
 
-    monkeypatch.setattr(huggingface_hub, "HfApi", lambda: FakeHub(token=None))
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda: FakeHfApi([], token=None))
     monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
     out = tmp_path / "export"
-    with pytest.raises(SystemExit) as exit_info:
-        main(
-            [
-                "export",
-                "--ckpt",
-                trained_run["run_dir"],
-                "--out",
-                str(out),
-                "--format",
-                "onnx",
-                "--push-to-hub",
-                "me/digits",
-            ]
-        )
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert "hf auth login" in err and str(out) in err and len(err.splitlines()) == 1
+    argv = ["export", "--ckpt", trained_run["run_dir"], "--out", str(out), "--format", "onnx", "--push-to-hub", "me/x"]
+    err = assert_one_line_error(main, argv, capsys)
+    assert "hf auth login" in err and str(out) in err
     assert (out / "model.safetensors").is_file()  # the export itself is complete, ready to push later

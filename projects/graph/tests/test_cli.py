@@ -69,35 +69,14 @@ def test_export_rebuilds_the_same_model_without_the_run(node_run, tmp_path, caps
         assert section in hub_card.text
 
 
-class FakeHfApi:
-    """huggingface_hub.HfApi's two calls a push makes, recorded (with the files the folder holds) instead of sent."""
-
-    calls: list = []
-
-    def __init__(self):
-        self.token = "fake"
-
-    def create_repo(self, repo_id, **kwargs):
-        self.calls.append(("create_repo", repo_id, kwargs))
-
-    def upload_folder(self, *, repo_id, folder_path, **kwargs):
-        files = sorted(p.name for p in Path(folder_path).iterdir())
-        self.calls.append(("upload_folder", repo_id, Path(folder_path), files, kwargs))
-        return type("CommitInfo", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/0"})()
-
-
-def test_push_to_hub_uploads_the_finished_export_folder(node_run, tmp_path, capsys, monkeypatch):
+def test_push_to_hub_uploads_the_finished_export_folder(node_run, tmp_path, capsys, fake_hub):
     """The fastest export of the projects that push (tinygpt, tuner, diffusion, graph, multimodal all call
     dlshared.hub.push_folder the same way): the complete folder, card included, goes to the repo named."""
-    import huggingface_hub
-
-    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHfApi)  # dlshared.hub imports it when a push happens
-    FakeHfApi.calls = []
     out = tmp_path / "exported"
     main(["export", "--ckpt", node_run["run_dir"], "--out", str(out), "--push-to-hub", "me/cora-gcn"])
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["pushed"] == "https://huggingface.co/me/cora-gcn/commit/0"
-    (create, upload) = FakeHfApi.calls
+    (create, upload) = fake_hub
     assert create[:2] == ("create_repo", "me/cora-gcn") and create[2] == {"repo_type": "model", "exist_ok": True}
     assert upload[:2] == ("upload_folder", "me/cora-gcn") and upload[2].resolve() == out.resolve()
     assert {"README.md", "model.safetensors", "config.json", "card.json"} <= set(upload[3])

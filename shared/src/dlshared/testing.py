@@ -181,6 +181,33 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class FakeHfApi:
+    """huggingface_hub.HfApi's two calls a push makes (dlshared.hub.push_folder), recorded in `calls` instead of
+    sent: ("create_repo", repo_id, kwargs) and ("upload_folder", repo_id, folder, its file names, kwargs)."""
+
+    def __init__(self, calls: list, token: str | None = "fake-token"):
+        self.calls, self.token = calls, token
+
+    def create_repo(self, repo_id: str, **kwargs: Any) -> None:
+        self.calls.append(("create_repo", repo_id, kwargs))
+
+    def upload_folder(self, *, repo_id: str, folder_path: Any, **kwargs: Any) -> Any:
+        files = sorted(p.name for p in Path(folder_path).iterdir())
+        self.calls.append(("upload_folder", repo_id, Path(folder_path), files, kwargs))
+        return type("CommitInfo", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/0"})()
+
+
+@pytest.fixture
+def fake_hub(monkeypatch: pytest.MonkeyPatch) -> list:
+    """The Hub replaced by FakeHfApi for the test (dlshared.hub imports HfApi when a push happens); returns the
+    list its calls are recorded in."""
+    import huggingface_hub
+
+    calls: list = []
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda: FakeHfApi(calls))
+    return calls
+
+
 @contextlib.contextmanager
 def served_demo(demo: Any) -> Iterator[Any]:
     """Serve a gradio Blocks on a free loopback port (dlshared.demo.launch, as `<project> demo` does) and yield a
